@@ -1,0 +1,87 @@
+"""The `dscoder` command."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import CheckpointError, ConfigError
+
+app = typer.Typer(help="DeepSeek-Coder on PyTorch: inspect, run and convert models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+err = Console(stderr=True)
+
+
+@app.callback()
+def main() -> None:
+    """DeepSeek-Coder on PyTorch."""
+
+
+def _fail(e: Exception) -> None:
+    err.print(f"[bold red]error:[/] {e}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def info(
+    model: Optional[str] = typer.Argument(None, help="Model directory, .gguf file, preset name or HF repo id "
+                                                     "(default: the embedded SmolLM2-135M-Instruct)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the facts as JSON."),
+) -> None:
+    """Architecture, parameter counts, weight bytes and KV-cache bytes per token, without loading weights."""
+    from .hub import describe
+    from .info import human_bytes, model_facts
+
+    try:
+        source, cfg = describe(model)
+    except (CheckpointError, ConfigError) as e:
+        _fail(e)
+    facts = model_facts(cfg)
+    if as_json:
+        typer.echo(json.dumps({"source": source, **facts}, indent=2))
+        return
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_row("model", source)
+    a = facts["attention"]
+    if cfg.is_mla:
+        q = f"q_lora {a['q_lora_rank']}" if a["q_lora_rank"] else "no q_lora"
+        attn = (f"MLA, {cfg.num_attention_heads} heads, kv_lora {a['kv_lora_rank']}, {q}, "
+                f"qk {a['qk_nope_head_dim']}+{a['qk_rope_head_dim']} (rope), v {a['v_head_dim']}")
+    else:
+        attn = f"{a['kind']}, {cfg.num_attention_heads} heads, {a['kv_heads']} kv heads, head_dim {a['head_dim']}"
+    t.add_row("architecture", f"{cfg.arch} ({'DeepseekV2ForCausalLM' if cfg.is_mla else 'LlamaForCausalLM'})")
+    t.add_row("shape", f"{cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, vocab {cfg.vocab_size:,}")
+    t.add_row("attention", attn)
+    if "moe" in facts:
+        m = facts["moe"]
+        t.add_row("ffn", f"DeepSeekMoE in {m['moe_layers']} layers: {m['shared_experts']} shared + "
+                         f"{m['routed_experts']} routed experts (inter {cfg.moe_intermediate_size}), top-"
+                         f"{m['experts_per_token']} {m['topk_method']}, scale {m['routed_scaling_factor']:g}; "
+                         f"{m['first_k_dense_replace']} dense layer(s) (inter {cfg.intermediate_size})")
+    else:
+        t.add_row("ffn", f"SwiGLU, intermediate {cfg.intermediate_size}")
+    rope = facts["rope"]
+    extra = f" ×{rope['factor']:g}" if rope["type"] != "default" else ""
+    t.add_row("rope", f"{rope['type']}{extra}, θ={rope['theta']:g}, max positions {cfg.max_position_embeddings:,}")
+    t.add_row("parameters", f"{facts['params_total']:,} total, {facts['params_active']:,} active per token")
+    t.add_row("weights", ", ".join(f"{k} {human_bytes(v)}" for k, v in facts["weight_bytes"].items()))
+    values = facts["kv_values_per_token"]
+    if cfg.is_mla:
+        full = facts["kv_values_per_token_expanded"]
+        kv = (f"latent {cfg.num_hidden_layers} × ({cfg.kv_lora_rank}+{cfg.qk_rope_head_dim}) = {values:,} values "
+              f"= {human_bytes(2 * values)} bf16; expanded K/V would be {full:,} values = {human_bytes(2 * full)} "
+              f"({full / values:.1f}×)")
+    else:
+        kv = (f"{cfg.num_hidden_layers} × 2 × {cfg.num_key_value_heads} × {cfg.attn_head_dim} = {values:,} values "
+              f"= {human_bytes(2 * values)} bf16")
+    t.add_row("kv cache/token", kv)
+    t.add_row("kv at max ctx", f"{human_bytes(2 * values * cfg.max_position_embeddings)} bf16 per sequence")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    app()

