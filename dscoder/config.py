@@ -77,6 +77,8 @@ class ModelConfig:
             self.num_key_value_heads = self.num_attention_heads
         if self.rope_scaling is not None:
             self.rope_scaling = _normalise_rope_scaling(self.rope_scaling)
+        if self.head_dim is not None and self.head_dim * self.num_attention_heads == self.hidden_size:
+            self.head_dim = None  # the default spelled out (transformers writes it): one canonical form
         self.validate()
 
     # ------------------------------------------------------------------ derived
