@@ -1,0 +1,50 @@
+"""`dscoder info` end to end, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from dscoder.checkpoint import save_hf_dir
+from dscoder.model import Transformer
+from dscoder.presets import get_preset
+
+
+def dscoder(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dscoder.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_info_on_a_published_preset_needs_no_weights():
+    out = dscoder("info", "deepseek-coder-v2-lite-instruct", "--json")
+    assert out.returncode == 0, out.stderr
+    facts = json.loads(out.stdout)
+    assert facts["params_total"] == 15_706_484_224 and facts["params_active"] == 2_661_150_208
+    assert facts["kv_values_per_token"] == 27 * (512 + 64)
+    assert facts["kv_values_per_token_expanded"] == 27 * 16 * (128 + 64 + 128)
+    assert facts["weight_bytes"]["bf16"] == 2 * 15_706_484_224
+    assert facts["moe"]["routed_experts"] == 64 and facts["attention"]["kind"] == "MLA"
+
+
+def test_info_table_on_a_model_directory(tmp_path):
+    save_hf_dir(Transformer(get_preset("tiny-llama-mqa").config), tmp_path)
+    out = dscoder("info", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "MQA, 4 heads, 1 kv heads" in out.stdout
+    assert f"{get_preset('tiny-llama-mqa').config.param_counts()[0]:,} total" in out.stdout
+
+
+def test_info_on_the_embedded_default_model(smollm2_gguf):
+    out = dscoder("info", "--json")
+    assert out.returncode == 0, out.stderr
+    facts = json.loads(out.stdout)
+    assert facts["source"].endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert facts["arch"] == "llama" and facts["layers"] == 30 and facts["hidden_size"] == 576
+    assert facts["attention"] == {"kind": "GQA", "kv_heads": 3, "head_dim": 64}
+    assert facts["params_total"] == 134_515_008  # tied embeddings: counted once
+
+
+def test_info_error_is_one_clear_line(tmp_path):
+    out = dscoder("info", str(tmp_path))
+    assert out.returncode == 2
+    assert "has no config.json" in out.stderr and "Traceback" not in out.stderr
