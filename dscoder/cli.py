@@ -83,5 +83,32 @@ def info(
     Console().print(t)
 
 
+_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+@app.command()
+def convert(
+    model: str = typer.Argument(..., help="Model directory, .gguf file, preset name or HF repo id."),
+    out: str = typer.Argument(..., help="Output directory (Hugging Face layout)."),
+    dtype: str = typer.Option("bf16", help="Weight dtype to write: fp32, bf16 or fp16."),
+    max_shard_gb: float = typer.Option(5.0, help="Largest safetensors shard, in GiB."),
+) -> None:
+    """Write any model we can load (a GGUF file included, dequantized) as an HF directory."""
+    import torch
+
+    from .checkpoint import save_hf_dir
+    from .hub import load_model
+
+    if dtype not in _DTYPES:
+        _fail(ConfigError(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}"))
+    torch_dtype = getattr(torch, _DTYPES[dtype])
+    try:
+        loaded = load_model(model, dtype=torch_dtype)
+    except (CheckpointError, ConfigError) as e:
+        _fail(e)
+    path = save_hf_dir(loaded, out, dtype=torch_dtype, max_shard_bytes=int(max_shard_gb * 1024**3))
+    err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype})")
+
+
 if __name__ == "__main__":
     app()

@@ -247,7 +247,8 @@ class ModelConfig:
         `rope_format="legacy"` writes `rope_theta` + `rope_scaling` (read by every tool
         released so far); `"parameters"` writes transformers 5's `rope_parameters`.
         """
-        out: dict[str, Any] = dict(self.extra)
+        # auto_map points at trust_remote_code modules we do not write; transformers' native classes load us.
+        out: dict[str, Any] = {k: v for k, v in self.extra.items() if k != "auto_map"}
         out.update(architectures=[ARCHITECTURES[self.arch]], model_type=self.arch)
         common = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                   "num_key_value_heads", "hidden_act", "rms_norm_eps", "max_position_embeddings",

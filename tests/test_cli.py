@@ -48,3 +48,22 @@ def test_info_error_is_one_clear_line(tmp_path):
     out = dscoder("info", str(tmp_path))
     assert out.returncode == 2
     assert "has no config.json" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_convert_gguf_to_a_directory_transformers_loads(smollm2_gguf, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    out = dscoder("convert", str(smollm2_gguf), str(tmp_path / "smol"), "--dtype", "fp32")
+    assert out.returncode == 0, out.stderr
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path / "smol", dtype=torch.float32)
+    direct = AutoModelForCausalLM.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name,
+                                                  dtype=torch.float32)
+    ids = torch.tensor([[1, 504, 3937, 288, 260, 1345]])
+    with torch.no_grad():
+        assert torch.equal(theirs(ids).logits, direct(ids).logits)
+
+
+def test_convert_rejects_an_unknown_dtype(tmp_path):
+    out = dscoder("convert", "tiny-llama", str(tmp_path), "--dtype", "int3")
+    assert out.returncode == 2 and "--dtype must be one of fp32, bf16, fp16" in out.stderr
