@@ -77,6 +77,17 @@ def add_tokenizer(writer: gguf.GGUFWriter, vocab_size: int) -> None:
     writer.add_eos_token_id(2)
 
 
+def add_shared_hparams(writer: gguf.GGUFWriter, cfg) -> None:
+    """The hyper-parameters both converters write under the same GGUF keys."""
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+
+
 def write_gguf(path: Path, writer: gguf.GGUFWriter) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -111,14 +122,8 @@ def write_llama_gguf(path: Path, model: LlamaForCausalLM, qtype: Q, *, cfg: Llam
     rng = np.random.default_rng(0)
     writer = gguf.GGUFWriter(path, arch)
     writer.add_name("tiny llama")
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
+    add_shared_hparams(writer, cfg)
     writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     writer.add_vocab_size(cfg.vocab_size)
     writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
     add_tokenizer(writer, cfg.vocab_size)
@@ -229,13 +234,7 @@ def write_deepseek2_gguf(path: Path, cfg: DeepseekV2Config, hf: dict[str, torch.
     Tensors with a row length that is not a multiple of the `qtype` block stay F32."""
     writer = gguf.GGUFWriter(path, "deepseek2")
     writer.add_name("tiny deepseek2")
-    writer.add_block_count(cfg.num_hidden_layers)
-    writer.add_context_length(cfg.max_position_embeddings)
-    writer.add_embedding_length(cfg.hidden_size)
-    writer.add_feed_forward_length(cfg.intermediate_size)
-    writer.add_head_count(cfg.num_attention_heads)
-    writer.add_rope_freq_base(cfg.rope_parameters["rope_theta"])
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    add_shared_hparams(writer, cfg)
     writer.add_expert_count(cfg.n_routed_experts)
     writer.add_expert_used_count(cfg.num_experts_per_tok)
     if cfg.n_group is not None:
