@@ -45,6 +45,8 @@ def info(
         typer.echo(json.dumps({"source": source, **facts}, indent=2))
         return
     t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")  # paths must stay whole, never end in an ellipsis
     t.add_row("model", source)
     a = facts["attention"]
     if cfg.is_mla:
