@@ -83,3 +83,22 @@ def test_rope_scaling_is_exercised(pair):
     wrong.load_state_dict(ours.state_dict())
     x = tokens(cfg.vocab_size, 1, 64)
     assert (wrong(x)[0] - ours(x)[0]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_bf16_loses_no_more_precision_than_transformers(pair, tmp_path):
+    """In bf16 neither side is exact; ours must stay as close to the fp32 truth as transformers does.
+
+    Computing the router, RMSNorm or RoPE in bf16 instead of fp32 would show up here.
+    """
+    from transformers import AutoModelForCausalLM
+
+    name, ref, _ = pair
+    ref.save_pretrained(tmp_path)
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    ours = load_hf_dir(tmp_path, dtype=torch.bfloat16)
+    x = tokens(ref.config.vocab_size, 2, 64)
+    truth = ref(x).logits
+    their_err = (theirs(x).logits.float() - truth).abs().mean()
+    our_err = (ours(x)[0].float() - truth).abs().mean()
+    assert our_err <= 1.1 * their_err
