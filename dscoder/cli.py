@@ -112,5 +112,90 @@ def convert(
     err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype})")
 
 
+tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+_TOKENIZER_HELP = "A model directory, tokenizer.json, .gguf file, preset or HF repo id (default: the embedded model)."
+
+
+def _load_tokenizer(path: Optional[str]):
+    from pathlib import Path
+
+    from .hub import resolve
+    from .tokenizer import Tokenizer, TokenizerError
+
+    try:
+        if path is not None and Path(path).is_file() and Path(path).suffix == ".json":
+            return Tokenizer.load(path)
+        return Tokenizer.load(resolve(path))
+    except (CheckpointError, TokenizerError) as e:
+        _fail(e)
+
+
+@app.command()
+def tokenize(
+    text: Optional[str] = typer.Option(None, "--text", "-t", help="Text to encode."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="File to encode ('-' for stdin)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help=_TOKENIZER_HELP),
+    bos: Optional[bool] = typer.Option(None, "--bos/--no-bos", help="Prepend BOS (default: the model's setting)."),
+) -> None:
+    """Print the token ids of a text as a JSON list."""
+    import sys
+
+    if (text is None) == (file is None):
+        _fail(ValueError("give exactly one of --text or --file"))
+    if file is not None:
+        try:
+            text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8", newline="").read()
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(ValueError(f"cannot read {file} as UTF-8 text: {e}"))
+    typer.echo(json.dumps(_load_tokenizer(tokenizer).encode(text, add_bos=bos)))
+
+
+@app.command()
+def detokenize(
+    ids: Optional[list[int]] = typer.Argument(None, help="Token ids (default: a JSON list on stdin)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help=_TOKENIZER_HELP),
+    skip_special: bool = typer.Option(False, "--skip-special", help="Drop special tokens such as BOS."),
+) -> None:
+    """Print the text of token ids exactly (no added newline)."""
+    import sys
+
+    if not ids:
+        raw = sys.stdin.read()
+        try:
+            ids = json.loads(raw)
+            if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+                raise ValueError
+        except ValueError:
+            _fail(ValueError(f"stdin must be a JSON list of integer ids, got {raw[:80]!r}"))
+    tok = _load_tokenizer(tokenizer)
+    bad = [i for i in ids if not 0 <= i < tok.vocab_size]
+    if bad:
+        _fail(ValueError(f"ids out of range for a vocabulary of {tok.vocab_size}: {bad[:10]}"))
+    sys.stdout.buffer.write(tok.decode(ids, skip_special_tokens=skip_special).encode("utf-8"))  # exact bytes
+    sys.stdout.flush()
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    dirs: list[str] = typer.Argument(..., help="Directories of source files."),
+    out: str = typer.Option(..., "--out", help="Output directory for tokenizer.json + tokenizer_config.json."),
+    vocab_size: int = typer.Option(32000, "--vocab-size", help="Total vocabulary, special tokens included."),
+    min_frequency: int = typer.Option(2, "--min-frequency", help="Merges must be seen at least this often."),
+    pre: str = typer.Option("deepseek-coder", "--pre", help="Pre-tokenizer: deepseek-coder, deepseek-llm, smollm."),
+) -> None:
+    """Train a byte-level BPE with the DeepSeek-Coder pre-tokenizer and FIM/chat special tokens."""
+    from .tokenizer import TokenizerError
+    from .tokenizer_train import train_tokenizer
+
+    try:
+        tok, stats = train_tokenizer(dirs, vocab_size, out, pre=pre, min_frequency=min_frequency)
+    except TokenizerError as e:
+        _fail(e)
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
+    err.print(f"trained on {stats.files:,} files ({stats.bytes:,} bytes; skipped: {skipped}); "
+              f"vocabulary {tok.vocab_size:,}; wrote {out}")
+
+
 if __name__ == "__main__":
     app()

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from dscoder.checkpoint import save_hf_dir
 from dscoder.model import Transformer
@@ -67,3 +70,55 @@ def test_convert_gguf_to_a_directory_transformers_loads(smollm2_gguf, tmp_path):
 def test_convert_rejects_an_unknown_dtype(tmp_path):
     out = dscoder("convert", "tiny-llama", str(tmp_path), "--dtype", "int3")
     assert out.returncode == 2 and "--dtype must be one of fp32, bf16, fp16" in out.stderr
+
+
+CODER_VOCAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers" / "ggml-vocab-deepseek-coder.gguf"
+
+
+def coder_vocab() -> str:
+    if not CODER_VOCAB.is_file():
+        pytest.skip(f"{CODER_VOCAB} not found (../shared/data is absent)")
+    return str(CODER_VOCAB)
+
+
+def test_tokenize_and_detokenize_round_trip():
+    out = dscoder("tokenize", "--tokenizer", coder_vocab(), "--text", "Führer", "--no-bos")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [37, 32009, 71, 6247]
+    back = dscoder("detokenize", "--tokenizer", coder_vocab(), "37", "32009", "71", "6247")
+    assert back.returncode == 0 and back.stdout == "Führer"
+    with_bos = json.loads(dscoder("tokenize", "--tokenizer", coder_vocab(), "--text", "x").stdout)
+    assert with_bos[0] == 32013
+
+
+def test_tokenize_a_file_and_detokenize_json_from_stdin(tmp_path):
+    source = tmp_path / "a.py"
+    source.write_bytes("print('héllo')\r\n\tx = 1  \n".encode())
+    ids = dscoder("tokenize", "--tokenizer", coder_vocab(), "--file", str(source), "--no-bos").stdout
+    back = subprocess.run([sys.executable, "-m", "dscoder.cli", "detokenize", "--tokenizer", coder_vocab()],
+                          input=ids.encode(), capture_output=True, timeout=120)  # bytes: keep the \r\n
+    assert back.returncode == 0, back.stderr
+    assert back.stdout == source.read_bytes()
+
+
+def test_tokenize_usage_errors():
+    both = dscoder("tokenize", "--tokenizer", coder_vocab(), "--text", "a", "--file", "b")
+    assert both.returncode == 2 and "exactly one of --text or --file" in both.stderr
+    bad = subprocess.run([sys.executable, "-m", "dscoder.cli", "detokenize", "--tokenizer", coder_vocab()],
+                         input="[1, 2, 99999999]", capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "out of range" in bad.stderr
+
+
+def test_tokenizer_train_command(tmp_path):
+    import sysconfig
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in ("textwrap.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py"):
+        (corpus / name).write_text((stdlib / name).read_text())
+    out = dscoder("tokenizer", "train", str(corpus), "--vocab-size", "600", "--out", str(tmp_path / "tok"))
+    assert out.returncode == 0, out.stderr
+    assert "trained on 5 files" in out.stderr and "vocabulary 600" in out.stderr
+    ids = json.loads(dscoder("tokenize", "--tokenizer", str(tmp_path / "tok"), "--text", "import heapq").stdout)
+    assert 1 < len(ids) < len("import heapq")
