@@ -95,21 +95,28 @@ def convert(
     dtype: str = typer.Option("bf16", help="Weight dtype to write: fp32, bf16 or fp16."),
     max_shard_gb: float = typer.Option(5.0, help="Largest safetensors shard, in GiB."),
 ) -> None:
-    """Write any model we can load (a GGUF file included, dequantized) as an HF directory."""
+    """Write any model we can load (a GGUF file included, dequantized) as an HF directory, tokenizer too."""
     import torch
 
     from .checkpoint import save_hf_dir
-    from .hub import load_model
+    from .hub import load_model, resolve
+    from .tokenizer import Tokenizer, TokenizerError
 
     if dtype not in _DTYPES:
         _fail(ConfigError(f"--dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}"))
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
-        loaded = load_model(model, dtype=torch_dtype)
+        source = resolve(model)
+        loaded = load_model(source, dtype=torch_dtype)
     except (CheckpointError, ConfigError) as e:
         _fail(e)
     path = save_hf_dir(loaded, out, dtype=torch_dtype, max_shard_bytes=int(max_shard_gb * 1024**3))
-    err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype})")
+    try:
+        Tokenizer.load(source).save(path)
+        wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
+    except TokenizerError as e:
+        wrote_tokenizer = f"no tokenizer ({e})"
+    err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype}; {wrote_tokenizer})")
 
 
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)

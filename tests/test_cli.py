@@ -65,6 +65,10 @@ def test_convert_gguf_to_a_directory_transformers_loads(smollm2_gguf, tmp_path):
     ids = torch.tensor([[1, 504, 3937, 288, 260, 1345]])
     with torch.no_grad():
         assert torch.equal(theirs(ids).logits, direct(ids).logits)
+    from transformers import AutoTokenizer
+    text = "def f(x):\n    return [x] * 3\n"
+    assert AutoTokenizer.from_pretrained(tmp_path / "smol").encode(text) == \
+        AutoTokenizer.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name).encode(text)
 
 
 def test_convert_rejects_an_unknown_dtype(tmp_path):
