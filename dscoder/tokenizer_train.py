@@ -36,34 +36,40 @@ class CorpusStats:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
 
-def source_texts(roots: list[Path], stats: CorpusStats, max_file_bytes: int = 1 << 20) -> Iterator[str]:
-    """Text of every source file under `roots`, skipping what would teach the vocabulary noise."""
+def source_files(roots: list[Path]) -> list[Path]:
+    """Every regular file under `roots`, minus version-control, dependency and build trees."""
+    files = []
     for root in roots:
         if not root.is_dir():
             raise TokenizerError(f"{root} is not a directory")
         for dirpath, dirnames, filenames in os.walk(root):
             dirnames[:] = sorted(d for d in dirnames if d not in SKIPPED_DIRS and not d.startswith("."))
-            for name in sorted(filenames):
-                path = Path(dirpath) / name
-                if path.is_symlink() or not path.is_file():
-                    stats.skip("not a regular file")
-                    continue
-                size = path.stat().st_size
-                if size == 0 or size > max_file_bytes:
-                    stats.skip("empty or too large")
-                    continue
-                data = path.read_bytes()
-                if b"\0" in data[:8192]:
-                    stats.skip("binary")
-                    continue
-                try:
-                    text = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    stats.skip("not UTF-8")
-                    continue
-                stats.files += 1
-                stats.bytes += size
-                yield text
+            files.extend(Path(dirpath) / name for name in sorted(filenames))
+    return files
+
+
+def source_texts(files: list[Path], stats: CorpusStats, max_file_bytes: int = 1 << 20) -> Iterator[str]:
+    """Text of every source file, skipping what would teach the vocabulary noise (counted in `stats`)."""
+    for path in files:
+        if path.is_symlink() or not path.is_file():
+            stats.skip("not a regular file")
+            continue
+        size = path.stat().st_size
+        if size == 0 or size > max_file_bytes:
+            stats.skip("empty or too large")
+            continue
+        data = path.read_bytes()
+        if b"\0" in data[:8192]:
+            stats.skip("binary")
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            stats.skip("not UTF-8")
+            continue
+        stats.files += 1
+        stats.bytes += size
+        yield text
 
 
 def train_tokenizer(roots: list[str | Path], vocab_size: int, out: str | Path, pre: str = "deepseek-coder",
@@ -79,7 +85,9 @@ def train_tokenizer(roots: list[str | Path], vocab_size: int, out: str | Path, p
     trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(SPECIAL_TOKENS), min_frequency=min_frequency,
                                   initial_alphabet=alphabet, show_progress=show_progress)
     stats = CorpusStats()
-    backend.train_from_iterator(source_texts([Path(r) for r in roots], stats), trainer=trainer)
+    files = source_files([Path(r) for r in roots])
+    # Knowing the length lets the trainer draw its own progress bars (reading, counting pairs, merges).
+    backend.train_from_iterator(source_texts(files, stats), trainer=trainer, length=len(files))
     if stats.files == 0:
         raise TokenizerError(f"no UTF-8 text files found under {', '.join(map(str, roots))} "
                              f"(skipped: {stats.skipped or 'nothing'})")
