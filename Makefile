@@ -17,7 +17,7 @@ setup: .setup-done
 
 run: setup
 	dscoder info
-	dscoder info deepseek-coder-v2-lite-instruct
+	dscoder complete "$$(printf 'def is_prime(n):\n    ')" --max-tokens 64 --stop "$$(printf '\nprint')"
 
 test: setup
 	$(PYTHON) -m pytest -q

@@ -13,7 +13,7 @@ from .errors import CheckpointError, ConfigError
 
 app = typer.Typer(help="DeepSeek-Coder on PyTorch: inspect, run and convert models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one error, one line: greppable, never re-wrapped
 
 
 @app.callback()
@@ -117,6 +117,54 @@ def convert(
     except TokenizerError as e:
         wrote_tokenizer = f"no tokenizer ({e})"
     err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype}; {wrote_tokenizer})")
+
+
+@app.command()
+def complete(
+    prompt: Optional[str] = typer.Argument(None, help="Prompt text (or use --file)."),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the prompt from a file ('-' for stdin)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model directory, .gguf, preset or HF repo id "
+                                                                    "(default: the embedded SmolLM2-135M-Instruct)."),
+    max_tokens: int = typer.Option(256, "--max-tokens", "-n", help="Most new tokens to generate."),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 is greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    top_k: int = typer.Option(0, "--top-k", help="0 is off."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable); not printed."),
+) -> None:
+    """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
+    import sys
+    import time
+
+    from .generate import GenerationError, SamplingParams, stream
+    from .hub import load_model, resolve
+    from .tokenizer import Tokenizer, TokenizerError
+
+    if (prompt is None) == (file is None):
+        _fail(ValueError("give the prompt as an argument or with --file, not both"))
+    if file is not None:
+        try:
+            prompt = sys.stdin.read() if file == "-" else open(file, encoding="utf-8", newline="").read()
+        except (OSError, UnicodeDecodeError) as e:
+            _fail(ValueError(f"cannot read {file} as UTF-8 text: {e}"))
+    try:
+        path = resolve(model)
+        start = time.perf_counter()
+        net, tok = load_model(path), Tokenizer.load(path)
+        loaded = time.perf_counter() - start
+        params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
+                                seed=seed, stop=tuple(stop or ()),
+                                stop_token_ids=(tok.eos_id,) if tok.eos_id is not None else ())
+        start, n = time.perf_counter(), 0
+        for delta in stream(net, tok, prompt, params):
+            sys.stdout.write(delta.text)
+            sys.stdout.flush()
+            n += delta.token_id is not None
+    except (CheckpointError, ConfigError, TokenizerError, GenerationError) as e:
+        _fail(e)
+    elapsed = time.perf_counter() - start
+    err.print(f"\n[dim]{n} tokens in {elapsed:.2f} s ({n / elapsed:.1f} tok/s), model loaded in {loaded:.1f} s; "
+              f"finish: {delta.finish_reason}[/]")
 
 
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)

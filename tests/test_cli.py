@@ -126,3 +126,16 @@ def test_tokenizer_train_command(tmp_path):
     assert "trained on 5 files" in out.stderr and "vocabulary 600" in out.stderr
     ids = json.loads(dscoder("tokenize", "--tokenizer", str(tmp_path / "tok"), "--text", "import heapq").stdout)
     assert 1 < len(ids) < len("import heapq")
+
+
+def test_complete_prints_only_the_generated_text(smollm2_gguf):
+    out = dscoder("complete", "def factorial(n):\n    if n == 0:\n        return 1\n    return", "-n", "12",
+                  "--stop", "\n")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == " n * factorial(n - 1)"
+    assert "tok/s" in out.stderr and "finish: stop" in out.stderr
+
+
+def test_complete_rejects_an_over_long_request(smollm2_gguf):
+    out = dscoder("complete", "x = 1", "-n", "100000")
+    assert out.returncode == 2 and "exceeds the model's context of 8192 tokens" in out.stderr

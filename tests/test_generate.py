@@ -1,0 +1,114 @@
+"""generate/stream: exact greedy decoding, sampling controls, stop rules and streaming."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+
+from dscoder.generate import GenerationError, SamplingParams, generate, next_token_scores, stream
+from dscoder.model import Transformer
+from dscoder.presets import get_preset
+from dscoder.tokenizer import Tokenizer
+from conftest import randomize_
+
+PROMPT = "def fibonacci(n):\n    "
+
+
+@pytest.fixture(scope="module")
+def tokenizer(smollm2_gguf) -> Tokenizer:
+    return Tokenizer.load(smollm2_gguf)
+
+
+@pytest.fixture(scope="module", params=["tiny-llama-gqa", "tiny-v2"])
+def model(request, tokenizer) -> Transformer:
+    """A random tiny model over the real SmolLM2 vocabulary, so its output is real (if odd) text."""
+    cfg = get_preset(request.param).config.replace(vocab_size=tokenizer.vocab_size)
+    return randomize_(Transformer(cfg), seed=3, std=0.3).eval()
+
+
+@torch.no_grad()
+def test_greedy_cached_decoding_equals_argmax_of_full_forward(model, tokenizer):
+    steps = 64
+    out = generate(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=steps, logprobs=True))[0]
+    assert len(out.token_ids) == steps and out.finish_reason == "length"
+    seq = tokenizer.encode(PROMPT)
+    for token, logprob in zip(out.token_ids, out.logprobs):
+        logits = model(torch.tensor([seq]))[0][0, -1]
+        assert token == int(logits.argmax())
+        assert logprob == pytest.approx(float(logits.log_softmax(-1)[token]), abs=1e-4)
+        seq.append(token)
+    assert out.text == tokenizer.decode(out.token_ids, skip_special_tokens=True)
+
+
+def test_stream_deltas_add_up_to_the_completion(model, tokenizer):
+    params = SamplingParams(max_new_tokens=48, temperature=1.0, seed=7)
+    deltas = list(stream(model, tokenizer, PROMPT, params))
+    assert "".join(d.text for d in deltas) == generate(model, tokenizer, PROMPT, params)[0].text
+    assert deltas[-1].finish_reason == "length" and all(d.finish_reason is None for d in deltas[:-1])
+
+
+def test_stop_string_is_cut_and_never_streamed(model, tokenizer):
+    full = generate(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=48))[0].text
+    stop = full[len(full) // 2: len(full) // 2 + 3]
+    deltas = list(stream(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=48, stop=(stop, "never-there"))))
+    text = "".join(d.text for d in deltas)
+    assert text == full[: full.index(stop)]
+    assert deltas[-1].finish_reason == "stop"
+    released = ""
+    for d in deltas:  # at no point did the released text run into the stop string
+        released += d.text
+        assert stop not in released and released == full[: len(released)]
+
+
+def test_stop_token_ends_the_output_without_emitting_it(model, tokenizer):
+    greedy = generate(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=20))[0]
+    stop_id = greedy.token_ids[5]
+    out = generate(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=20, stop_token_ids=(stop_id,)))[0]
+    first = greedy.token_ids.index(stop_id)
+    assert out.token_ids == greedy.token_ids[:first] and out.finish_reason == "stop"
+    assert out.text == tokenizer.decode(greedy.token_ids[:first], skip_special_tokens=True)
+
+
+def test_seeded_sampling_is_reproducible_and_truncation_to_one_token_is_greedy(model, tokenizer):
+    def run(**kw):
+        return generate(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=16, **kw))[0].token_ids
+
+    assert run(temperature=1.0, seed=1) == run(temperature=1.0, seed=1)
+    assert run(temperature=1.0, seed=1) != run(temperature=1.0, seed=2)
+    greedy = run()
+    assert run(temperature=1.5, top_k=1, seed=3) == greedy
+    assert run(temperature=1.5, top_p=1e-6, seed=3) == greedy
+    assert run(temperature=1.5, min_p=1.0, seed=3) == greedy
+
+
+def test_penalties_follow_their_definitions():
+    logits = torch.tensor([2.0, -1.0, 0.5, 3.0])
+    rep = next_token_scores(logits, [0, 1], Counter(), SamplingParams(repetition_penalty=2.0))
+    assert rep.tolist() == [1.0, -2.0, 0.5, 3.0]  # positive divided, negative multiplied
+    freq = next_token_scores(logits, [3, 3], Counter({3: 2}),
+                             SamplingParams(frequency_penalty=0.5, presence_penalty=0.25))
+    assert freq.tolist() == [2.0, -1.0, 0.5, 3.0 - 2 * 0.5 - 0.25]
+    top_p = next_token_scores(logits, [], Counter(), SamplingParams(temperature=1.0, top_p=0.7))
+    assert torch.isfinite(top_p).tolist() == [True, False, False, True]  # 0.68 < 0.7: the next one is kept too
+
+
+@pytest.mark.parametrize("params, message", [
+    (SamplingParams(temperature=-1), "temperature must be >= 0"),
+    (SamplingParams(top_p=0), "top_p must be in"),
+    (SamplingParams(stop=("",)), "stop strings must not be empty"),
+    (SamplingParams(max_new_tokens=5000), r"prompt of \d+ tokens \+ max_new_tokens=5000 exceeds the model.s context of (512|2048)"),
+])
+def test_bad_requests_are_named(model, tokenizer, params, message):
+    with pytest.raises(GenerationError, match=message):
+        generate(model, tokenizer, PROMPT, params)
+
+
+def test_real_model_completes_code(tokenizer):
+    from dscoder.hub import load_model
+
+    model = load_model()
+    out = generate(model, tokenizer, "def factorial(n):\n    if n == 0:\n        return 1\n    return",
+                   SamplingParams(max_new_tokens=12, stop=("\n",)))[0]
+    assert out.text == " n * factorial(n - 1)" and out.finish_reason == "stop"
