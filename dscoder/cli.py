@@ -167,6 +167,65 @@ def complete(
               f"finish: {delta.finish_reason}[/]")
 
 
+@app.command()
+def chat(
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="Ask once, print the answer and exit."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
+    model: Optional[str] = typer.Option(None, "--model", help="Chat model: directory, .gguf, preset or HF repo id "
+                                                               "(default: the embedded SmolLM2-135M-Instruct)."),
+    max_tokens: int = typer.Option(512, "--max-tokens", "-n", help="Most new tokens per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 is greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+) -> None:
+    """Chat with the model's own template: one-shot with -m, else interactive (/reset, /exit)."""
+    import sys
+
+    from .chat import ChatTemplateError
+    from .chat_session import ChatSession
+    from .generate import GenerationError, SamplingParams
+    from .hub import load_model, resolve
+    from .tokenizer import Tokenizer, TokenizerError
+
+    failures = (CheckpointError, ConfigError, TokenizerError, GenerationError, ChatTemplateError)
+    try:
+        path = resolve(model)
+        session = ChatSession(load_model(path), Tokenizer.load(path),
+                              SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                             seed=seed), system=system)
+    except failures as e:
+        _fail(e)
+
+    def answer(text: str) -> None:
+        try:
+            for piece in session.send(text):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except failures as e:
+            err.print(f"[bold red]error:[/] {e}")
+        sys.stdout.write("\n")
+
+    if message is not None:
+        answer(message)
+        return
+    interactive = sys.stdin.isatty()
+    if interactive:
+        err.print("[dim]chat: /reset clears the history, /exit or Ctrl-D quits[/]")
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if line.strip() == "/exit":
+            break
+        if line.strip() == "/reset":
+            session.reset()
+            err.print("[dim]history cleared[/]")
+            continue
+        if line.strip():
+            answer(line)
+
+
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 _TOKENIZER_HELP = "A model directory, tokenizer.json, .gguf file, preset or HF repo id (default: the embedded model)."
