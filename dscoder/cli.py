@@ -168,6 +168,48 @@ def complete(
 
 
 @app.command()
+def infill(
+    file: Optional[str] = typer.Argument(None, help="A file with a <CURSOR> marker (or use --line/--col)."),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Code before the cursor (with --suffix)."),
+    suffix: str = typer.Option("", "--suffix", help="Code after the cursor."),
+    line: Optional[int] = typer.Option(None, "--line", help="Cursor line in FILE (1-based)."),
+    col: Optional[int] = typer.Option(None, "--col", help="Cursor column in FILE (1-based; default: end of line)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="A FIM model: directory, .gguf, preset or repo id."),
+    max_tokens: int = typer.Option(128, "--max-tokens", "-n", help="Token budget for the middle."),
+    max_lines: Optional[int] = typer.Option(None, "--max-lines", help="Most lines of middle."),
+    no_dedent_stop: bool = typer.Option(False, "--no-dedent-stop", help="Keep going past the cursor's block."),
+    mode: str = typer.Option("psm", "--mode", help="FIM ordering: psm or spm."),
+    temperature: float = typer.Option(0.0, "--temperature", "-t"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+) -> None:
+    """Fill in the code at the cursor; only the middle goes to stdout."""
+    import sys
+
+    from .generate import GenerationError, SamplingParams
+    from .hub import load_model, resolve
+    from .infill import InfillRules, infill_stream, split_at_cursor
+    from .tokenizer import Tokenizer, TokenizerError
+
+    if (file is None) == (prefix is None):
+        _fail(ValueError("give a FILE (with a <CURSOR> marker or --line/--col) or --prefix/--suffix"))
+    if max_lines is not None and max_lines < 1:
+        _fail(ValueError(f"--max-lines must be at least 1, got {max_lines}"))
+    try:
+        if file is not None:
+            text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8", newline="").read()
+            prefix, suffix = split_at_cursor(text, line, col)
+        path = resolve(model)
+        net, tok = load_model(path), Tokenizer.load(path)
+        params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
+        rules = InfillRules(max_lines=max_lines, stop_at_dedent=not no_dedent_stop)
+        for piece in infill_stream(net, tok, prefix, suffix, params, rules, mode):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    except (OSError, UnicodeDecodeError, ValueError, CheckpointError, TokenizerError, GenerationError) as e:
+        _fail(e)
+
+
+@app.command()
 def chat(
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Ask once, print the answer and exit."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),

@@ -1,0 +1,117 @@
+"""Infilling: cursor handling, the editor stop rules, and the FIM prompt reaching a real model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dscoder.checkpoint import save_hf_dir
+from dscoder.infill import InfillRules, _LineJudge, infill, split_at_cursor
+from dscoder.generate import SamplingParams
+from dscoder.model import Transformer
+from dscoder.presets import get_preset
+from dscoder.tokenizer import Tokenizer
+from conftest import randomize_
+
+CODER_VOCAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers" / "ggml-vocab-deepseek-coder.gguf"
+
+
+def test_split_at_cursor_marker_and_line_col():
+    text = "def f(x):\n    return <CURSOR>\n"
+    assert split_at_cursor(text) == ("def f(x):\n    return ", "\n")
+    assert split_at_cursor("a\nbcd\ne", line=2, col=2) == ("a\nb", "cd\ne")
+    assert split_at_cursor("a\nbcd\ne", line=2) == ("a\nbcd", "\ne")
+    with pytest.raises(ValueError, match="exactly one <CURSOR> marker \\(found 0\\)"):
+        split_at_cursor("no marker")
+    with pytest.raises(ValueError, match="--line 9 is outside the file \\(1..3\\)"):
+        split_at_cursor("a\nb\nc", line=9)
+    with pytest.raises(ValueError, match="--col 7 is outside line 1"):
+        split_at_cursor("abc", line=1, col=7)
+
+
+def judge(prefix, suffix, lines, **rules):
+    j = _LineJudge(prefix, suffix, InfillRules(**rules))
+    return [j.accepts(line) for line in lines]
+
+
+def test_dedent_below_the_cursor_block_ends_the_middle():
+    prefix = "def f(xs):\n    total = 0\n    for x in xs:\n        "
+    assert judge(prefix, "", ["total += x", "        print(x)", "", "    return total"]) == [True, True, True, False]
+    assert judge(prefix, "", ["total += x", "    return total"], stop_at_dedent=False) == [True, True]
+
+
+def test_the_suffix_is_never_generated_again():
+    prefix, suffix = "def f(x):\n    y = ", "\n    return y\n"
+    assert judge(prefix, suffix, ["x * 2", "    return y"]) == [True, False]
+
+
+def test_line_budget():
+    assert judge("x = ", "", ["1", "y = 2", "z = 3"], max_lines=2) == [True, True, False]
+
+
+@pytest.fixture(scope="module")
+def fim_model_dir(tmp_path_factory):
+    """A random tiny model over the real DeepSeek-Coder vocabulary, saved as a complete HF directory."""
+    if not CODER_VOCAB.is_file():
+        pytest.skip(f"{CODER_VOCAB} not found (../shared/data is absent)")
+    directory = tmp_path_factory.mktemp("fim-model")
+    tok = Tokenizer.load(CODER_VOCAB)
+    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
+                                                  eos_token_id=tok.eos_id)
+    model = randomize_(Transformer(cfg), seed=11, std=0.3)
+    # Let only a few code-like tokens win, newlines and indentation among them, so the
+    # middle has lines for the stop rules to judge.
+    pieces = ["\n", "\n", "    ", "    ", "  ", "return", " a", " +", " b", "x", "print", "(", ")", " ="]
+    allowed = sorted({i for p in pieces for i in tok.encode(p, add_bos=False)})
+    with torch.no_grad():
+        head = torch.zeros_like(model.lm_head.weight)
+        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size, generator=torch.Generator().manual_seed(5))
+        model.lm_head.weight.copy_(head)
+    save_hf_dir(model, directory)
+    tok.save(directory)
+    return directory
+
+
+@pytest.mark.parametrize("rules", [InfillRules(), InfillRules(max_lines=2), InfillRules(max_lines=1)])
+def test_infill_is_the_raw_middle_cut_at_a_line_boundary(fim_model_dir, rules):
+    from dscoder.fim import fim_prompt
+    from dscoder.generate import generate
+    from dscoder.hub import load_model
+
+    model, tok = load_model(fim_model_dir), Tokenizer.load(fim_model_dir)
+    prefix, suffix = "def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"
+    params = SamplingParams(max_new_tokens=40)
+    seen = []
+    hook = model.embed_tokens.register_forward_hook(lambda m, args, out: seen.append(args[0][0].tolist()))
+    middle = infill(model, tok, prefix, suffix, params=params, rules=rules)
+    hook.remove()
+    assert seen[0] == [32013, 32016, *tok.encode(prefix, add_bos=False), 32015, *tok.encode(suffix, add_bos=False),
+                       32017]
+    raw = generate(model, tok, fim_prompt(prefix, suffix), SamplingParams(max_new_tokens=40,
+                                                                          stop_token_ids=(tok.eos_id,)))[0].text
+    assert raw.startswith(middle) and middle != raw  # this model writes many lines: some rule always cuts
+    assert raw[len(middle)] == "\n" and not middle.endswith("\n")  # at the end of a line, without its newline
+    if rules.max_lines:
+        assert middle.count("\n") <= rules.max_lines - 1
+    for line in middle.split("\n")[1:]:
+        assert not line.strip() or line.startswith("    ")  # nothing dedented past the cursor's block
+
+
+def test_infill_cli_with_a_cursor_file(fim_model_dir, tmp_path):
+    source = tmp_path / "a.py"
+    source.write_text("def add(a, b):\n    <CURSOR>\n")
+    out = subprocess.run([sys.executable, "-m", "dscoder.cli", "infill", str(source), "--model", str(fim_model_dir),
+                          "-n", "8", "--max-lines", "1"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "\n" not in out.stdout  # one line at most, no newline of its own
+
+
+def test_infill_cli_refuses_a_model_without_fim_tokens(smollm2_gguf):
+    out = subprocess.run([sys.executable, "-m", "dscoder.cli", "infill", "--prefix", "def f():", "--suffix", ""],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "has no fill-in-the-middle tokens" in out.stderr
