@@ -268,6 +268,83 @@ def chat(
             answer(line)
 
 
+def _run_task(name: str, file: Optional[str], model: Optional[str], max_tokens: int, raw: bool,
+              target: str = "", error: str = "") -> None:
+    """One documented task prompt on the chat model; code answers come out of their fenced block."""
+    import sys
+
+    from .chat import ChatTemplateError
+    from .chat_session import ChatSession
+    from .generate import GenerationError, SamplingParams
+    from .hub import load_model, resolve
+    from .tasks import TASKS, extract_code, language_of, task_prompt
+    from .tokenizer import Tokenizer, TokenizerError
+
+    try:
+        code = sys.stdin.read() if file in (None, "-") else open(file, encoding="utf-8", newline="").read()
+        prompt = task_prompt(name, code, file, target=target, error=error)
+        path = resolve(model)
+        session = ChatSession(load_model(path), Tokenizer.load(path), SamplingParams(max_new_tokens=max_tokens))
+        if TASKS[name].returns_code and not raw:
+            sys.stdout.write(extract_code(session.ask(prompt), target or language_of(file)))
+            return
+        for piece in session.send(prompt):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+    except (OSError, UnicodeDecodeError, ValueError, CheckpointError, TokenizerError, GenerationError,
+            ChatTemplateError) as e:
+        _fail(e)
+
+
+_TASK_MODEL = typer.Option(None, "--model", "-m", help="Chat model (default: the embedded SmolLM2-135M-Instruct).")
+_TASK_TOKENS = typer.Option(1024, "--max-tokens", "-n", help="Most tokens in the answer.")
+_TASK_RAW = typer.Option(False, "--raw", help="Print the whole answer, not just its code block.")
+
+
+@app.command()
+def explain(file: str = typer.Argument(..., help="Source file ('-' for stdin)."), model: Optional[str] = _TASK_MODEL,
+            max_tokens: int = _TASK_TOKENS) -> None:
+    """Explain what a file does, step by step."""
+    _run_task("explain", file, model, max_tokens, raw=True)
+
+
+@app.command()
+def tests(file: str = typer.Argument(..., help="Source file ('-' for stdin)."), model: Optional[str] = _TASK_MODEL,
+          max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+    """Write unit tests for a file (pytest, Jest, JUnit... by language); prints the test code."""
+    _run_task("tests", file, model, max_tokens, raw)
+
+
+@app.command()
+def doc(file: str = typer.Argument(..., help="Source file ('-' for stdin)."), model: Optional[str] = _TASK_MODEL,
+        max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+    """Add docstrings and comments; prints the documented code."""
+    _run_task("doc", file, model, max_tokens, raw)
+
+
+@app.command()
+def translate(file: str = typer.Argument(..., help="Source file ('-' for stdin)."),
+              to: str = typer.Option(..., "--to", help="Target language, e.g. Rust."),
+              model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+    """Translate a file to another language; prints the translated code."""
+    _run_task("translate", file, model, max_tokens, raw, target=to)
+
+
+@app.command()
+def fix(file: str = typer.Argument(..., help="Source file ('-' for stdin)."),
+        error: str = typer.Option(..., "--error", help="The error message or failing output."),
+        model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+    """Fix a file given its error; prints the corrected code."""
+    _run_task("fix", file, model, max_tokens, raw, error=error)
+
+
+@app.command()
+def review(model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS) -> None:
+    """Review a diff read from stdin (e.g. git diff | dscoder review)."""
+    _run_task("review", None, model, max_tokens, raw=True)
+
+
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
 app.add_typer(tokenizer_app, name="tokenizer")
 _TOKENIZER_HELP = "A model directory, tokenizer.json, .gguf file, preset or HF repo id (default: the embedded model)."
