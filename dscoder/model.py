@@ -139,9 +139,14 @@ class MLA(nn.Module):
 
     Keys and values come from a shared low-rank latent c_KV (kv_lora_rank) plus one RoPE
     key shared by all heads; the cache stores only those (512+64 values per token for the
-    published models).  Here the latent is expanded to per-head K/V for attention; the
-    inference engine adds the weight-absorbed form.
+    published models).  Attention runs in one of two equal forms: "expanded" turns the
+    latent into per-head K/V (cheapest for a prompt, where every position is new), and
+    "absorbed" folds W_UK into the query and applies W_UV after attention, so a decode step
+    attends over the cached latent directly instead of re-expanding it for every position.
+    `absorb=None` picks absorbed exactly when earlier positions are cached.
     """
+
+    absorb: bool | None = None
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -174,12 +179,29 @@ class MLA(nn.Module):
         k_pe = apply_rope(k_pe.unsqueeze(2), cos, sin, interleaved=True).squeeze(2)
         if cache is not None:
             latent, k_pe = cache.update(start_pos, latent, k_pe)
-        s = latent.shape[1]
+        mask = causal_mask(start_pos, t, latent.shape[1], x.device)
+        absorb = self.absorb if self.absorb is not None else (cache is not None and start_pos > 0)
+        attend_fn = self._attend_absorbed if absorb else self._attend_expanded
+        out = attend_fn(q_nope, q_pe, latent, k_pe, mask)
+        return self.o_proj(out.reshape(b, t, -1))
+
+    def _attend_expanded(self, q_nope, q_pe, latent, k_pe, mask) -> torch.Tensor:
+        b, s = latent.shape[:2]
         k_nope, v = self.kv_b_proj(latent).view(b, s, self.n_heads, -1).split([self.nope_dim, self.v_dim], dim=-1)
         k = torch.cat((k_nope, k_pe[:, :, None, :].expand(b, s, self.n_heads, self.rope_dim)), dim=-1)
-        q = torch.cat((q_nope, q_pe), dim=-1)
-        out = attend(q, k, v, causal_mask(start_pos, t, s, x.device), self.scale)
-        return self.o_proj(out.reshape(b, t, -1))
+        return attend(torch.cat((q_nope, q_pe), dim=-1), k, v, mask, self.scale)
+
+    def _attend_absorbed(self, q_nope, q_pe, latent, k_pe, mask) -> torch.Tensor:
+        w = self.kv_b_proj.weight.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        w_uk, w_uv = w[:, :self.nope_dim], w[:, self.nope_dim:]
+        q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)  # queries in the latent space
+        scores = (torch.einsum("bthr,bsr->bhts", q_latent, latent)
+                  + torch.einsum("bthd,bsd->bhts", q_pe, k_pe)).float() * self.scale
+        if mask is None:  # no cached prefix: plain causal
+            t = scores.shape[-2]
+            mask = torch.ones(t, t, dtype=torch.bool, device=scores.device).tril()
+        probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1).type_as(latent)
+        return torch.einsum("bthr,hvr->bthv", torch.einsum("bhts,bsr->bthr", probs, latent), w_uv)
 
 
 # ---------------------------------------------------------------------------- feed-forward
