@@ -131,6 +131,9 @@ def complete(
     top_k: int = typer.Option(0, "--top-k", help="0 is off."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable); not printed."),
+    draft: Optional[str] = typer.Option(None, "--draft", help="A smaller model with the same tokenizer: greedy "
+                                                              "speculative decoding (same output, fewer big passes)."),
+    speculate: int = typer.Option(4, "--speculate", help="Tokens the draft proposes per step (with --draft)."),
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     import sys
@@ -155,6 +158,9 @@ def complete(
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                 seed=seed, stop=tuple(stop or ()),
                                 stop_token_ids=(tok.eos_id,) if tok.eos_id is not None else ())
+        if draft is not None:
+            _speculate(net, tok, prompt, params, draft, speculate, loaded)
+            return
         start, n = time.perf_counter(), 0
         for delta in stream(net, tok, prompt, params):
             sys.stdout.write(delta.text)
@@ -165,6 +171,30 @@ def complete(
     elapsed = time.perf_counter() - start
     err.print(f"\n[dim]{n} tokens in {elapsed:.2f} s ({n / elapsed:.1f} tok/s), model loaded in {loaded:.1f} s; "
               f"finish: {delta.finish_reason}[/]")
+
+
+def _speculate(target, tok, prompt: str, params, draft_name: str, k: int, loaded: float) -> None:
+    """`complete --draft`: greedy only; the text is printed once verified, cut at the first stop string."""
+    import sys
+    import time
+
+    from .generate import GenerationError
+    from .hub import load_model, resolve
+    from .speculative import speculative_generate
+
+    if params.temperature != 0:
+        raise GenerationError("speculative decoding here is greedy: use --temperature 0 with --draft")
+    draft = load_model(resolve(draft_name))
+    start = time.perf_counter()
+    tokens, stats = speculative_generate(target, draft, tok.encode(prompt), params.max_new_tokens, k,
+                                         params.stop_token_ids)
+    elapsed = time.perf_counter() - start
+    text = tok.decode(tokens, skip_special_tokens=True)
+    cuts = [i for i in (text.find(s) for s in params.stop) if i >= 0]
+    sys.stdout.write(text[:min(cuts)] if cuts else text)
+    err.print(f"\n[dim]{len(tokens)} tokens in {elapsed:.2f} s ({len(tokens) / elapsed:.1f} tok/s), "
+              f"{stats.target_passes} target passes, {stats.acceptance:.0%} of draft tokens accepted; "
+              f"model loaded in {loaded:.1f} s[/]")
 
 
 @app.command()

@@ -139,3 +139,14 @@ def test_complete_prints_only_the_generated_text(smollm2_gguf):
 def test_complete_rejects_an_over_long_request(smollm2_gguf):
     out = dscoder("complete", "x = 1", "-n", "100000")
     assert out.returncode == 2 and "exceeds the model's context of 8192 tokens" in out.stderr
+
+
+def test_complete_with_a_draft_prints_the_same_text(smollm2_gguf):
+    prompt = "def factorial(n):\n    if n == 0:\n        return 1\n    return"
+    plain = dscoder("complete", prompt, "-n", "12", "--stop", "\n")
+    spec = dscoder("complete", prompt, "-n", "12", "--stop", "\n", "--draft", str(smollm2_gguf), "--speculate", "3")
+    assert spec.returncode == 0, spec.stderr
+    assert spec.stdout == plain.stdout == " n * factorial(n - 1)"
+    assert "100% of draft tokens accepted" in spec.stderr
+    hot = dscoder("complete", prompt, "-n", "4", "--draft", str(smollm2_gguf), "--temperature", "0.5")
+    assert hot.returncode == 2 and "use --temperature 0 with --draft" in hot.stderr
