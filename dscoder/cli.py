@@ -9,11 +9,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .errors import CheckpointError, ConfigError
+from .errors import ConfigError
 
 app = typer.Typer(help="DeepSeek-Coder on PyTorch: inspect, run and convert models.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 err = Console(stderr=True, soft_wrap=True)  # one error, one line: greppable, never re-wrapped
+# Every error dscoder raises for bad input (CheckpointError, ConfigError, TokenizerError,
+# GenerationError, ChatTemplateError, FimUnsupportedError...) is a ValueError; with OS errors
+# (missing files) they are reported as one line and exit code 2. Anything else is a bug and
+# keeps its traceback.
+USER_ERRORS = (ValueError, OSError)
 
 
 @app.callback()
@@ -24,6 +29,28 @@ def main() -> None:
 def _fail(e: Exception) -> None:
     err.print(f"[bold red]error:[/] {e}")
     raise typer.Exit(2)
+
+
+def _read_text(file: Optional[str]) -> str:
+    """A file's exact text (newlines untouched), or stdin for None or '-'."""
+    import sys
+
+    if file in (None, "-"):
+        return sys.stdin.read()
+    try:
+        with open(file, encoding="utf-8", newline="") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read {file} as UTF-8 text: {e}") from None
+
+
+def _load_model_and_tokenizer(model: Optional[str]):
+    """The network and tokenizer of one model argument (resolved, and downloaded, once)."""
+    from .hub import load_model, resolve
+    from .tokenizer import Tokenizer
+
+    path = resolve(model)
+    return load_model(path), Tokenizer.load(path)
 
 
 @app.command()
@@ -38,7 +65,7 @@ def info(
 
     try:
         source, cfg = describe(model)
-    except (CheckpointError, ConfigError) as e:
+    except USER_ERRORS as e:
         _fail(e)
     facts = model_facts(cfg)
     if as_json:
@@ -108,7 +135,7 @@ def convert(
     try:
         source = resolve(model)
         loaded = load_model(source, dtype=torch_dtype)
-    except (CheckpointError, ConfigError) as e:
+    except USER_ERRORS as e:
         _fail(e)
     path = save_hf_dir(loaded, out, dtype=torch_dtype, max_shard_bytes=int(max_shard_gb * 1024**3))
     try:
@@ -139,21 +166,15 @@ def complete(
     import sys
     import time
 
-    from .generate import GenerationError, SamplingParams, stream
-    from .hub import load_model, resolve
-    from .tokenizer import Tokenizer, TokenizerError
+    from .generate import SamplingParams, stream
 
     if (prompt is None) == (file is None):
         _fail(ValueError("give the prompt as an argument or with --file, not both"))
-    if file is not None:
-        try:
-            prompt = sys.stdin.read() if file == "-" else open(file, encoding="utf-8", newline="").read()
-        except (OSError, UnicodeDecodeError) as e:
-            _fail(ValueError(f"cannot read {file} as UTF-8 text: {e}"))
     try:
-        path = resolve(model)
+        if file is not None:
+            prompt = _read_text(file)
         start = time.perf_counter()
-        net, tok = load_model(path), Tokenizer.load(path)
+        net, tok = _load_model_and_tokenizer(model)
         loaded = time.perf_counter() - start
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                 seed=seed, stop=tuple(stop or ()),
@@ -166,7 +187,7 @@ def complete(
             sys.stdout.write(delta.text)
             sys.stdout.flush()
             n += delta.token_id is not None
-    except (CheckpointError, ConfigError, TokenizerError, GenerationError) as e:
+    except USER_ERRORS as e:
         _fail(e)
     elapsed = time.perf_counter() - start
     err.print(f"\n[dim]{n} tokens in {elapsed:.2f} s ({n / elapsed:.1f} tok/s), model loaded in {loaded:.1f} s; "
@@ -215,10 +236,8 @@ def infill(
     """Fill in the code at the cursor; only the middle goes to stdout."""
     import sys
 
-    from .generate import GenerationError, SamplingParams
-    from .hub import load_model, resolve
+    from .generate import SamplingParams
     from .infill import InfillRules, infill_stream, split_at_cursor
-    from .tokenizer import Tokenizer, TokenizerError
 
     if (file is None) == (prefix is None):
         _fail(ValueError("give a FILE (with a <CURSOR> marker or --line/--col) or --prefix/--suffix"))
@@ -226,16 +245,14 @@ def infill(
         _fail(ValueError(f"--max-lines must be at least 1, got {max_lines}"))
     try:
         if file is not None:
-            text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8", newline="").read()
-            prefix, suffix = split_at_cursor(text, line, col)
-        path = resolve(model)
-        net, tok = load_model(path), Tokenizer.load(path)
+            prefix, suffix = split_at_cursor(_read_text(file), line, col)
+        net, tok = _load_model_and_tokenizer(model)
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
         rules = InfillRules(max_lines=max_lines, stop_at_dedent=not no_dedent_stop)
         for piece in infill_stream(net, tok, prefix, suffix, params, rules, mode):
             sys.stdout.write(piece)
             sys.stdout.flush()
-    except (OSError, UnicodeDecodeError, ValueError, CheckpointError, TokenizerError, GenerationError) as e:
+    except USER_ERRORS as e:
         _fail(e)
 
 
@@ -253,19 +270,14 @@ def chat(
     """Chat with the model's own template: one-shot with -m, else interactive (/reset, /exit)."""
     import sys
 
-    from .chat import ChatTemplateError
     from .chat_session import ChatSession
-    from .generate import GenerationError, SamplingParams
-    from .hub import load_model, resolve
-    from .tokenizer import Tokenizer, TokenizerError
+    from .generate import SamplingParams
 
-    failures = (CheckpointError, ConfigError, TokenizerError, GenerationError, ChatTemplateError)
     try:
-        path = resolve(model)
-        session = ChatSession(load_model(path), Tokenizer.load(path),
+        session = ChatSession(*_load_model_and_tokenizer(model),
                               SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                              seed=seed), system=system)
-    except failures as e:
+    except USER_ERRORS as e:
         _fail(e)
 
     def answer(text: str) -> None:
@@ -273,7 +285,7 @@ def chat(
             for piece in session.send(text):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
-        except failures as e:
+        except USER_ERRORS as e:
             err.print(f"[bold red]error:[/] {e}")
         sys.stdout.write("\n")
 
@@ -303,18 +315,13 @@ def _run_task(name: str, file: Optional[str], model: Optional[str], max_tokens: 
     """One documented task prompt on the chat model; code answers come out of their fenced block."""
     import sys
 
-    from .chat import ChatTemplateError
     from .chat_session import ChatSession
-    from .generate import GenerationError, SamplingParams
-    from .hub import load_model, resolve
+    from .generate import SamplingParams
     from .tasks import TASKS, extract_code, language_of, task_prompt
-    from .tokenizer import Tokenizer, TokenizerError
 
     try:
-        code = sys.stdin.read() if file in (None, "-") else open(file, encoding="utf-8", newline="").read()
-        prompt = task_prompt(name, code, file, target=target, error=error)
-        path = resolve(model)
-        session = ChatSession(load_model(path), Tokenizer.load(path), SamplingParams(max_new_tokens=max_tokens))
+        prompt = task_prompt(name, _read_text(file), file, target=target, error=error)
+        session = ChatSession(*_load_model_and_tokenizer(model), SamplingParams(max_new_tokens=max_tokens))
         if TASKS[name].returns_code and not raw:
             sys.stdout.write(extract_code(session.ask(prompt), target or language_of(file)))
             return
@@ -322,8 +329,7 @@ def _run_task(name: str, file: Optional[str], model: Optional[str], max_tokens: 
             sys.stdout.write(piece)
             sys.stdout.flush()
         sys.stdout.write("\n")
-    except (OSError, UnicodeDecodeError, ValueError, CheckpointError, TokenizerError, GenerationError,
-            ChatTemplateError) as e:
+    except USER_ERRORS as e:
         _fail(e)
 
 
@@ -384,13 +390,13 @@ def _load_tokenizer(path: Optional[str]):
     from pathlib import Path
 
     from .hub import resolve
-    from .tokenizer import Tokenizer, TokenizerError
+    from .tokenizer import Tokenizer
 
     try:
         if path is not None and Path(path).is_file() and Path(path).suffix == ".json":
             return Tokenizer.load(path)
         return Tokenizer.load(resolve(path))
-    except (CheckpointError, TokenizerError) as e:
+    except USER_ERRORS as e:
         _fail(e)
 
 
@@ -402,15 +408,13 @@ def tokenize(
     bos: Optional[bool] = typer.Option(None, "--bos/--no-bos", help="Prepend BOS (default: the model's setting)."),
 ) -> None:
     """Print the token ids of a text as a JSON list."""
-    import sys
-
     if (text is None) == (file is None):
         _fail(ValueError("give exactly one of --text or --file"))
     if file is not None:
         try:
-            text = sys.stdin.read() if file == "-" else open(file, encoding="utf-8", newline="").read()
-        except (OSError, UnicodeDecodeError) as e:
-            _fail(ValueError(f"cannot read {file} as UTF-8 text: {e}"))
+            text = _read_text(file)
+        except USER_ERRORS as e:
+            _fail(e)
     typer.echo(json.dumps(_load_tokenizer(tokenizer).encode(text, add_bos=bos)))
 
 
@@ -448,12 +452,11 @@ def tokenizer_train(
     pre: str = typer.Option("deepseek-coder", "--pre", help="Pre-tokenizer: deepseek-coder, deepseek-llm, smollm."),
 ) -> None:
     """Train a byte-level BPE with the DeepSeek-Coder pre-tokenizer and FIM/chat special tokens."""
-    from .tokenizer import TokenizerError
     from .tokenizer_train import train_tokenizer
 
     try:
         tok, stats = train_tokenizer(dirs, vocab_size, out, pre=pre, min_frequency=min_frequency)
-    except TokenizerError as e:
+    except USER_ERRORS as e:
         _fail(e)
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
     err.print(f"trained on {stats.files:,} files ({stats.bytes:,} bytes; skipped: {skipped}); "

@@ -290,7 +290,7 @@ class MoE(nn.Module):
         f_i is expert i's share of routed slots scaled by n_experts/k (1 when uniform) and
         P_i its mean router probability; per sequence when `seq_aux`, else over the batch.
         """
-        n_experts, b = scores.shape[-1], ids.shape[0]
+        n_experts = scores.shape[-1]
         if not self.seq_aux:
             ids, scores = ids.reshape(1, -1), scores.reshape(1, -1, n_experts)
         slots = ids.shape[1]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dscoder.generate import GenerationError, SamplingParams, generate
+from dscoder.generate import GenerationError
 from dscoder.model import Transformer
 from dscoder.presets import get_preset
 from dscoder.speculative import speculative_generate
-from dscoder.tokenizer import Tokenizer
 from conftest import randomize_
 
 
