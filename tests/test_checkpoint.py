@@ -114,27 +114,23 @@ def rewrite(directory, edit):
     save_file(state, path, metadata={"format": "pt"})
 
 
-def test_missing_tensor_is_named(saved):
-    rewrite(saved, lambda s: s.pop("model.layers.1.mlp.experts.3.up_proj.weight"))
-    with pytest.raises(CheckpointError, match=r"1 tensor\(s\) missing.*layers\.1\.mlp\.experts\.3\.up_proj"):
-        load_hf_dir(saved)
-
-
-def test_unexpected_tensor_is_named(saved):
-    rewrite(saved, lambda s: s.__setitem__("model.layers.9.mlp.gate.weight", torch.zeros(2, 2)))
-    with pytest.raises(CheckpointError, match=r"unexpected.*model\.layers\.9\.mlp\.gate\.weight"):
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("model.layers.1.mlp.experts.3.up_proj.weight"),
+     r"1 tensor\(s\) missing.*layers\.1\.mlp\.experts\.3\.up_proj"),
+    (lambda s: s.__setitem__("model.layers.9.mlp.gate.weight", torch.zeros(2, 2)),
+     r"unexpected.*model\.layers\.9\.mlp\.gate\.weight"),
+    (lambda s: s.__setitem__("model.layers.0.self_attn.kv_b_proj.weight", torch.zeros(128, 31)),
+     r"kv_b_proj\.weight has shape \[128, 31\], expected \[128, 32\]"),
+], ids=["missing", "unexpected", "shape-mismatch"])
+def test_bad_tensors_are_named(saved, edit, message):
+    rewrite(saved, edit)
+    with pytest.raises(CheckpointError, match=message):
         load_hf_dir(saved)
 
 
 def test_derived_rotary_buffers_in_old_checkpoints_are_ignored(saved):
     rewrite(saved, lambda s: s.__setitem__("model.layers.0.self_attn.rotary_emb.inv_freq", torch.ones(4)))
     load_hf_dir(saved)
-
-
-def test_shape_mismatch_names_key_expected_and_got(saved):
-    rewrite(saved, lambda s: s.__setitem__("model.layers.0.self_attn.kv_b_proj.weight", torch.zeros(128, 31)))
-    with pytest.raises(CheckpointError, match=r"kv_b_proj\.weight has shape \[128, 31\], expected \[128, 32\]"):
-        load_hf_dir(saved)
 
 
 def test_config_that_contradicts_the_weights(saved):
