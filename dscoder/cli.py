@@ -199,7 +199,7 @@ def _speculate(target, tok, prompt: str, params, draft_name: str, k: int, loaded
     import sys
     import time
 
-    from .generate import GenerationError
+    from .generate import GenerationError, first_stop
     from .hub import load_model, resolve
     from .speculative import speculative_generate
 
@@ -211,8 +211,7 @@ def _speculate(target, tok, prompt: str, params, draft_name: str, k: int, loaded
                                          params.stop_token_ids)
     elapsed = time.perf_counter() - start
     text = tok.decode(tokens, skip_special_tokens=True)
-    cuts = [i for i in (text.find(s) for s in params.stop) if i >= 0]
-    sys.stdout.write(text[:min(cuts)] if cuts else text)
+    sys.stdout.write(text[:first_stop(text, params.stop)])
     err.print(f"\n[dim]{len(tokens)} tokens in {elapsed:.2f} s ({len(tokens) / elapsed:.1f} tok/s), "
               f"{stats.target_passes} target passes, {stats.acceptance:.0%} of draft tokens accepted; "
               f"model loaded in {loaded:.1f} s[/]")

@@ -109,6 +109,12 @@ def choose(scores: torch.Tensor, params: SamplingParams, generator: torch.Genera
     return int(torch.multinomial(scores.softmax(-1), 1, generator=generator))
 
 
+def first_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Where the earliest stop string in `text` begins, or None."""
+    hits = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(hits) if hits else None
+
+
 def _held_back(text: str, stops: Sequence[str]) -> int:
     """Length of the longest end of `text` that is the start of some stop string."""
     best = 0
@@ -150,9 +156,9 @@ def stream(model: Transformer, tokenizer: Tokenizer, prompt: str | Sequence[int]
         output[token] += 1
         pending += decoder.push(token)
         last = step == params.max_new_tokens - 1
-        hits = [i for i in (pending.find(s) for s in params.stop) if i >= 0]
-        if hits:
-            yield Delta(pending[:min(hits)], token, logprob, "stop")
+        cut = first_stop(pending, params.stop)
+        if cut is not None:
+            yield Delta(pending[:cut], token, logprob, "stop")
             return
         if last:
             yield Delta(pending + decoder.flush(), token, logprob, "length")

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from conftest import SHARED_DATA, shared_data
 from dscoder.chat import (DEEPSEEK_CODER_V1_TEMPLATE, DEEPSEEK_CODER_V2_TEMPLATE, ChatTemplateError,
                           V1_DEFAULT_SYSTEM, chat_prompt, render_chat, stop_token_ids, template_for)
 
-TEMPLATES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "templates"
+TEMPLATES = SHARED_DATA / "templates"
 BUILT_IN = {"deepseek-coder-instruct.jinja": DEEPSEEK_CODER_V1_TEMPLATE,
             "deepseek-coder-v2-instruct.jinja": DEEPSEEK_CODER_V2_TEMPLATE}
 
 
 def cases():
-    path = TEMPLATES / "cases.json"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (../shared/data is absent)")
-    data = json.loads(path.read_text())
+    data = json.loads(shared_data("templates", "cases.json").read_text())
     return data["messages"], data["cases"]
 
 

@@ -7,8 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from conftest import shared_data
 from dscoder.checkpoint import save_hf_dir
 from dscoder.model import Transformer
 from dscoder.presets import get_preset
@@ -76,13 +75,8 @@ def test_convert_rejects_an_unknown_dtype(tmp_path):
     assert out.returncode == 2 and "--dtype must be one of fp32, bf16, fp16" in out.stderr
 
 
-CODER_VOCAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers" / "ggml-vocab-deepseek-coder.gguf"
-
-
 def coder_vocab() -> str:
-    if not CODER_VOCAB.is_file():
-        pytest.skip(f"{CODER_VOCAB} not found (../shared/data is absent)")
-    return str(CODER_VOCAB)
+    return str(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
 
 
 def test_tokenize_and_detokenize_round_trip():

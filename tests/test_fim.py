@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 
+from conftest import shared_data
 from dscoder.fim import DEEPSEEK_FIM, FimUnsupportedError, fim_prompt, fim_tokens
 from dscoder.tokenizer import Tokenizer
 
-VOCABS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers"
 PREFIX = "def mean(xs):\n    total = "
 SUFFIX = "\n    return total / len(xs)\n"
 
 
 def vocab(name: str) -> Tokenizer:
-    path = VOCABS / f"ggml-vocab-{name}.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path} not found (../shared/data is absent)")
-    return Tokenizer.load(path)
+    return Tokenizer.load(shared_data("tokenizers", f"ggml-vocab-{name}.gguf"))
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,10 +14,7 @@ from dscoder.generate import SamplingParams
 from dscoder.model import Transformer
 from dscoder.presets import get_preset
 from dscoder.tokenizer import Tokenizer
-from conftest import randomize_
-
-CODER_VOCAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tokenizers" / "ggml-vocab-deepseek-coder.gguf"
-
+from conftest import randomize_, shared_data
 
 def test_split_at_cursor_marker_and_line_col():
     text = "def f(x):\n    return <CURSOR>\n"
@@ -56,10 +52,8 @@ def test_line_budget():
 @pytest.fixture(scope="module")
 def fim_model_dir(tmp_path_factory):
     """A random tiny model over the real DeepSeek-Coder vocabulary, saved as a complete HF directory."""
-    if not CODER_VOCAB.is_file():
-        pytest.skip(f"{CODER_VOCAB} not found (../shared/data is absent)")
+    tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
     directory = tmp_path_factory.mktemp("fim-model")
-    tok = Tokenizer.load(CODER_VOCAB)
     cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
                                                   eos_token_id=tok.eos_id)
     model = randomize_(Transformer(cfg), seed=11, std=0.3)

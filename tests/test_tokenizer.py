@@ -17,11 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import SHARED_DATA, shared_data
 from dscoder.tokenizer import PRE_TOKENIZERS, Tokenizer, TokenizerError, pre_tokenizer_for
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = next((d for d in (REPO / "shared" / "data" / "tokenizers", REPO.parent / "shared" / "data" / "tokenizers")
-             if d.is_dir()), None)
 VOCABS = ["deepseek-coder", "deepseek-llm"]
 
 MULTILINGUAL = [
@@ -48,12 +46,7 @@ CODE = [
 
 # ------------------------------------------------------------------------------ fixtures
 def _vocab_path(name: str) -> Path:
-    if DATA is None:
-        pytest.skip("../shared/data/tokenizers is absent (llama.cpp vocab files)")
-    path = DATA / f"ggml-vocab-{name}.gguf"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    return path
+    return shared_data("tokenizers", f"ggml-vocab-{name}.gguf")
 
 
 def _vectors(name: str) -> list[tuple[str, list[int]]]:
@@ -98,7 +91,9 @@ def smollm2_hf(smollm2_gguf):
 
 
 def _test_strings() -> list[str]:
-    return [text for text, _ in _vectors("deepseek-coder")] if DATA is not None else []
+    """The reference strings when ../shared/data is there (no skip: callers have other inputs too)."""
+    present = (SHARED_DATA / "tokenizers" / "ggml-vocab-deepseek-coder.gguf.inp").is_file()
+    return [text for text, _ in _vectors("deepseek-coder")] if present else []
 
 
 # ------------------------------------------------------------------------------ 1. reference vectors
