@@ -121,15 +121,31 @@ def directory_tensors(directory: Path) -> dict[str, TensorRef]:
 
 
 def build_model(cfg: ModelConfig, refs: dict[str, TensorRef], source: str,
-                dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Transformer:
-    """Check `refs` (HF key names) against the model `cfg` describes, then load them into it."""
+                dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                quant: "QuantConfig | None" = None) -> Transformer:
+    """Check `refs` (HF key names) against the model `cfg` describes, then load them into it.
+
+    With `quant`, each planned linear weight is quantized as soon as it is read, so peak
+    memory is the quantized model plus one full-precision tensor.  A checkpoint saved
+    quantized (config.json has `quantization_config`) loads its packed tensors as they are.
+    """
+    from .quant import QuantConfig, install, quant_plan, quantize_weight
+
+    saved = cfg.extra.get("quantization_config")
+    saved = QuantConfig.from_hf(saved) if saved else None
+    if saved and quant:
+        raise CheckpointError(f"{source} is already quantized ({saved.scheme}); load it without --quant")
     with torch.device("meta"):
         model = Transformer(cfg)
+    plan = quant_plan(model, saved or quant) if (saved or quant) else {}
+    if saved:
+        install(model, plan, saved)
     expected = {hf_key(k): tuple(v.shape) for k, v in model.state_dict().items()}
-    if cfg.tie_word_embeddings:
+    head_is_embedding = cfg.tie_word_embeddings and isinstance(model.lm_head, torch.nn.Linear)
+    if head_is_embedding:
         expected.pop("lm_head.weight")
     available = {k for k in refs if not _IGNORED.search(k)}
-    if cfg.tie_word_embeddings:
+    if head_is_embedding:
         available.discard("lm_head.weight")  # some tied checkpoints store the head too; it is the embedding
     hint = ("; config.json (num_hidden_layers, experts, tie_word_embeddings...) does not match the weights")
     missing = sorted(expected.keys() - available, key=_natural)
@@ -148,24 +164,36 @@ def build_model(cfg: ModelConfig, refs: dict[str, TensorRef], source: str,
         if tuple(tensor.shape) != expected[key]:  # a lying header / index
             raise CheckpointError(f"{refs[key].origin}: tensor {key} read with shape {list(tensor.shape)}, "
                                   f"expected {list(expected[key])}")
-        state[our_key(key)] = tensor.to(device=device, dtype=dtype)
-    if cfg.tie_word_embeddings:
+        name, module = our_key(key), our_key(key).rpartition(".")[0]
+        if module in plan and not tensor.is_floating_point() or name.endswith((".scales", ".mins")):
+            state[name] = tensor.to(device=device)  # packed tensors keep their own dtype
+        elif quant and module in plan and name.endswith(".weight"):
+            state.update({f"{module}.{k}": v.to(device) for k, v in
+                          quantize_weight(tensor, plan[module], quant.group_size).items()})
+        else:
+            state[name] = tensor.to(device=device, dtype=dtype)
+    if quant:
+        if cfg.tie_word_embeddings and "lm_head" in plan:
+            state.update({f"lm_head.{k}": v for k, v in quantize_weight(
+                state["embed_tokens.weight"], plan["lm_head"], quant.group_size).items()})
+        install(model, plan, quant)
+    if isinstance(model.lm_head, torch.nn.Linear) and cfg.tie_word_embeddings:
         state["lm_head.weight"] = state["embed_tokens.weight"]
     model.load_state_dict(state, assign=True, strict=True)
-    if cfg.tie_word_embeddings:
+    if isinstance(model.lm_head, torch.nn.Linear) and cfg.tie_word_embeddings:
         model.lm_head.weight = model.embed_tokens.weight
     return model.eval()
 
 
 def load_hf_dir(directory: str | os.PathLike, dtype: torch.dtype = torch.float32,
-                device: torch.device | str = "cpu") -> Transformer:
+                device: torch.device | str = "cpu", quant: "QuantConfig | None" = None) -> Transformer:
     directory = Path(directory)
     cfg = read_config(directory)
-    return build_model(cfg, directory_tensors(directory), str(directory), dtype, device)
+    return build_model(cfg, directory_tensors(directory), str(directory), dtype, device, quant)
 
 
 def load_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
-              device: torch.device | str = "cpu") -> Transformer:
+              device: torch.device | str = "cpu", quant: "QuantConfig | None" = None) -> Transformer:
     """A GGUF file (dequantized on load) through the same key/shape checks as an HF directory."""
     from .gguf_import import read_gguf
 
@@ -175,7 +203,7 @@ def load_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32,
     except ConfigError as e:
         raise CheckpointError(f"{path}: {e}") from None
     refs = {k: TensorRef(tuple(t.shape), (lambda t=t: t), str(path)) for k, t in tensors.items()}
-    return build_model(cfg, refs, str(path), dtype, device)
+    return build_model(cfg, refs, str(path), dtype, device, quant)
 
 
 def _natural(key: str) -> list:
@@ -186,6 +214,11 @@ def _natural(key: str) -> list:
 _DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 
 
+def _is_float_weight(key: str, tensor: torch.Tensor) -> bool:
+    """Weights that take the save dtype; quantized scales/minima keep theirs, as the kernels read them."""
+    return tensor.is_floating_point() and not key.endswith((".scales", ".mins"))
+
+
 def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.dtype | None = None,
                 max_shard_bytes: int = DEFAULT_SHARD_BYTES, rope_format: str = "legacy") -> Path:
     """Write config.json, generation_config.json and (sharded) safetensors that transformers loads."""
@@ -194,10 +227,10 @@ def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.d
     cfg = model.config
     state = {hf_key(k): v for k, v in model.state_dict().items()}
     if cfg.tie_word_embeddings:
-        state.pop("lm_head.weight")
-    dtype = dtype or next(iter(state.values())).dtype
-    state = {k: v.detach().to(dtype=dtype, device="cpu").contiguous() for k, v in sorted(state.items(),
-                                                                                        key=lambda kv: _natural(kv[0]))}
+        state.pop("lm_head.weight", None)  # absent when the head is quantized: then it is stored on its own
+    dtype = dtype or model.embed_tokens.weight.dtype
+    state = {k: (v.to(dtype=dtype) if _is_float_weight(k, v) else v).detach().to("cpu").contiguous()
+             for k, v in sorted(state.items(), key=lambda kv: _natural(kv[0]))}
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key, tensor in state.items():
@@ -221,6 +254,9 @@ def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.d
         (directory / "model.safetensors.index.json").write_text(
             json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
     hf = cfg.to_hf(rope_format=rope_format)
+    quant = getattr(model, "quant_config", None)
+    if quant is not None:
+        hf["quantization_config"] = quant.to_hf()
     hf["torch_dtype"] = _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
     (directory / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n")
     generation = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id}

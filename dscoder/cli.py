@@ -44,13 +44,17 @@ def _read_text(file: Optional[str]) -> str:
         raise ValueError(f"cannot read {file} as UTF-8 text: {e}") from None
 
 
-def _load_model_and_tokenizer(model: Optional[str]):
+def _load_model_and_tokenizer(model: Optional[str], quant: Optional[str] = None):
     """The network and tokenizer of one model argument (resolved, and downloaded, once)."""
     from .hub import load_model, resolve
     from .tokenizer import Tokenizer
 
     path = resolve(model)
-    return load_model(path), Tokenizer.load(path)
+    return load_model(path, quant=quant), Tokenizer.load(path)
+
+
+_QUANT_HELP = ("Quantize the weights while loading: int8 (per channel), int4 (groups of 32), int4-64 or int4-128; "
+               "decode runs on native AVX2 kernels.")
 
 
 @app.command()
@@ -121,6 +125,8 @@ def convert(
     out: str = typer.Argument(..., help="Output directory (Hugging Face layout)."),
     dtype: str = typer.Option("bf16", help="Weight dtype to write: fp32, bf16 or fp16."),
     max_shard_gb: float = typer.Option(5.0, help="Largest safetensors shard, in GiB."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Save quantized (int8, int4, int4-64, int4-128): "
+                                        "dscoder loads it back as is; other tools need the unquantized form."),
 ) -> None:
     """Write any model we can load (a GGUF file included, dequantized) as an HF directory, tokenizer too."""
     import torch
@@ -134,7 +140,7 @@ def convert(
     torch_dtype = getattr(torch, _DTYPES[dtype])
     try:
         source = resolve(model)
-        loaded = load_model(source, dtype=torch_dtype)
+        loaded = load_model(source, dtype=torch_dtype, quant=quant)
     except USER_ERRORS as e:
         _fail(e)
     path = save_hf_dir(loaded, out, dtype=torch_dtype, max_shard_bytes=int(max_shard_gb * 1024**3))
@@ -143,7 +149,8 @@ def convert(
         wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
     except TokenizerError as e:
         wrote_tokenizer = f"no tokenizer ({e})"
-    err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype}; {wrote_tokenizer})")
+    scheme = f", {loaded.quant_config.scheme} weights" if quant else ""
+    err.print(f"wrote {path} ({loaded.config.param_counts()[0]:,} parameters, {dtype}{scheme}; {wrote_tokenizer})")
 
 
 @app.command()
@@ -160,7 +167,11 @@ def complete(
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Stop string (repeatable); not printed."),
     draft: Optional[str] = typer.Option(None, "--draft", help="A smaller model with the same tokenizer: greedy "
                                                               "speculative decoding (same output, fewer big passes)."),
-    speculate: int = typer.Option(4, "--speculate", help="Tokens the draft proposes per step (with --draft)."),
+    lookup: bool = typer.Option(False, "--lookup", help="Prompt-lookup speculative decoding: propose continuations "
+                                                        "copied from the prompt; same output as greedy."),
+    speculate: Optional[int] = typer.Option(None, "--speculate", help="Tokens proposed per step "
+                                                                      "(default 4 with --draft, 8 with --lookup)."),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help=_QUANT_HELP),
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     import sys
@@ -170,16 +181,18 @@ def complete(
 
     if (prompt is None) == (file is None):
         _fail(ValueError("give the prompt as an argument or with --file, not both"))
+    if draft is not None and lookup:
+        _fail(ValueError("--draft and --lookup are two ways to speculate: give one, not both"))
     try:
         if file is not None:
             prompt = _read_text(file)
         start = time.perf_counter()
-        net, tok = _load_model_and_tokenizer(model)
+        net, tok = _load_model_and_tokenizer(model, quant)
         loaded = time.perf_counter() - start
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                 seed=seed, stop=tuple(stop or ()),
                                 stop_token_ids=(tok.eos_id,) if tok.eos_id is not None else ())
-        if draft is not None:
+        if draft is not None or lookup:
             _speculate(net, tok, prompt, params, draft, speculate, loaded)
             return
         start, n = time.perf_counter(), 0
@@ -194,26 +207,33 @@ def complete(
               f"finish: {delta.finish_reason}[/]")
 
 
-def _speculate(target, tok, prompt: str, params, draft_name: str, k: int, loaded: float) -> None:
-    """`complete --draft`: greedy only; the text is printed once verified, cut at the first stop string."""
+def _speculate(target, tok, prompt: str, params, draft_name: Optional[str], k: Optional[int], loaded: float) -> None:
+    """`complete --draft` (or `--lookup` when no draft is named): greedy only; the text is printed once
+    verified, cut at the first stop string."""
     import sys
     import time
 
     from .generate import GenerationError, first_stop
     from .hub import load_model, resolve
-    from .speculative import speculative_generate
+    from .speculative import prompt_lookup_generate, speculative_generate
 
+    flag = "--lookup" if draft_name is None else "--draft"
     if params.temperature != 0:
-        raise GenerationError("speculative decoding here is greedy: use --temperature 0 with --draft")
-    draft = load_model(resolve(draft_name))
+        raise GenerationError(f"speculative decoding here is greedy: use --temperature 0 with {flag}")
+    draft = None if draft_name is None else load_model(resolve(draft_name))
     start = time.perf_counter()
-    tokens, stats = speculative_generate(target, draft, tok.encode(prompt), params.max_new_tokens, k,
-                                         params.stop_token_ids)
+    if draft is None:
+        tokens, stats = prompt_lookup_generate(target, tok.encode(prompt), params.max_new_tokens,
+                                               8 if k is None else k, stop_token_ids=params.stop_token_ids)
+    else:
+        tokens, stats = speculative_generate(target, draft, tok.encode(prompt), params.max_new_tokens,
+                                             4 if k is None else k, params.stop_token_ids)
     elapsed = time.perf_counter() - start
     text = tok.decode(tokens, skip_special_tokens=True)
     sys.stdout.write(text[:first_stop(text, params.stop)])
     err.print(f"\n[dim]{len(tokens)} tokens in {elapsed:.2f} s ({len(tokens) / elapsed:.1f} tok/s), "
-              f"{stats.target_passes} target passes, {stats.acceptance:.0%} of draft tokens accepted; "
+              f"{stats.target_passes} target passes, {stats.acceptance:.0%} of "
+              f"{'looked-up' if draft is None else 'draft'} tokens accepted; "
               f"model loaded in {loaded:.1f} s[/]")
 
 
@@ -231,6 +251,7 @@ def infill(
     mode: str = typer.Option("psm", "--mode", help="FIM ordering: psm or spm."),
     temperature: float = typer.Option(0.0, "--temperature", "-t"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help=_QUANT_HELP),
 ) -> None:
     """Fill in the code at the cursor; only the middle goes to stdout."""
     import sys
@@ -245,7 +266,7 @@ def infill(
     try:
         if file is not None:
             prefix, suffix = split_at_cursor(_read_text(file), line, col)
-        net, tok = _load_model_and_tokenizer(model)
+        net, tok = _load_model_and_tokenizer(model, quant)
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
         rules = InfillRules(max_lines=max_lines, stop_at_dedent=not no_dedent_stop)
         for piece in infill_stream(net, tok, prefix, suffix, params, rules, mode):
@@ -265,6 +286,7 @@ def chat(
     temperature: float = typer.Option(0.0, "--temperature", "-t", help="0 is greedy."),
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: Optional[int] = typer.Option(None, "--seed"),
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help=_QUANT_HELP),
 ) -> None:
     """Chat with the model's own template: one-shot with -m, else interactive (/reset, /exit)."""
     import sys
@@ -273,7 +295,7 @@ def chat(
     from .generate import SamplingParams
 
     try:
-        session = ChatSession(*_load_model_and_tokenizer(model),
+        session = ChatSession(*_load_model_and_tokenizer(model, quant),
                               SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                              seed=seed), system=system)
     except USER_ERRORS as e:
@@ -310,7 +332,7 @@ def chat(
 
 
 def _run_task(name: str, file: Optional[str], model: Optional[str], max_tokens: int, raw: bool,
-              target: str = "", error: str = "") -> None:
+              target: str = "", error: str = "", quant: Optional[str] = None) -> None:
     """One documented task prompt on the chat model; code answers come out of their fenced block."""
     import sys
 
@@ -320,7 +342,7 @@ def _run_task(name: str, file: Optional[str], model: Optional[str], max_tokens: 
 
     try:
         prompt = task_prompt(name, _read_text(file), file, target=target, error=error)
-        session = ChatSession(*_load_model_and_tokenizer(model), SamplingParams(max_new_tokens=max_tokens))
+        session = ChatSession(*_load_model_and_tokenizer(model, quant), SamplingParams(max_new_tokens=max_tokens))
         if TASKS[name].returns_code and not raw:
             sys.stdout.write(extract_code(session.ask(prompt), target or language_of(file)))
             return
@@ -335,49 +357,56 @@ def _run_task(name: str, file: Optional[str], model: Optional[str], max_tokens: 
 _TASK_MODEL = typer.Option(None, "--model", "-m", help="Chat model (default: the embedded SmolLM2-135M-Instruct).")
 _TASK_TOKENS = typer.Option(1024, "--max-tokens", "-n", help="Most tokens in the answer.")
 _TASK_RAW = typer.Option(False, "--raw", help="Print the whole answer, not just its code block.")
+_TASK_QUANT = typer.Option(None, "--quant", "-q", help=_QUANT_HELP)
 
 
 @app.command()
 def explain(file: str = typer.Argument(..., help="Source file ('-' for stdin)."), model: Optional[str] = _TASK_MODEL,
-            max_tokens: int = _TASK_TOKENS) -> None:
+            max_tokens: int = _TASK_TOKENS,
+            quant: Optional[str] = _TASK_QUANT) -> None:
     """Explain what a file does, step by step."""
-    _run_task("explain", file, model, max_tokens, raw=True)
+    _run_task("explain", file, model, max_tokens, raw=True, quant=quant)
 
 
 @app.command()
 def tests(file: str = typer.Argument(..., help="Source file ('-' for stdin)."), model: Optional[str] = _TASK_MODEL,
-          max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+          max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW,
+          quant: Optional[str] = _TASK_QUANT) -> None:
     """Write unit tests for a file (pytest, Jest, JUnit... by language); prints the test code."""
-    _run_task("tests", file, model, max_tokens, raw)
+    _run_task("tests", file, model, max_tokens, raw, quant=quant)
 
 
 @app.command()
 def doc(file: str = typer.Argument(..., help="Source file ('-' for stdin)."), model: Optional[str] = _TASK_MODEL,
-        max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+        max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW,
+        quant: Optional[str] = _TASK_QUANT) -> None:
     """Add docstrings and comments; prints the documented code."""
-    _run_task("doc", file, model, max_tokens, raw)
+    _run_task("doc", file, model, max_tokens, raw, quant=quant)
 
 
 @app.command()
 def translate(file: str = typer.Argument(..., help="Source file ('-' for stdin)."),
               to: str = typer.Option(..., "--to", help="Target language, e.g. Rust."),
-              model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+              model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW,
+              quant: Optional[str] = _TASK_QUANT) -> None:
     """Translate a file to another language; prints the translated code."""
-    _run_task("translate", file, model, max_tokens, raw, target=to)
+    _run_task("translate", file, model, max_tokens, raw, target=to, quant=quant)
 
 
 @app.command()
 def fix(file: str = typer.Argument(..., help="Source file ('-' for stdin)."),
         error: str = typer.Option(..., "--error", help="The error message or failing output."),
-        model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW) -> None:
+        model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS, raw: bool = _TASK_RAW,
+        quant: Optional[str] = _TASK_QUANT) -> None:
     """Fix a file given its error; prints the corrected code."""
-    _run_task("fix", file, model, max_tokens, raw, error=error)
+    _run_task("fix", file, model, max_tokens, raw, error=error, quant=quant)
 
 
 @app.command()
-def review(model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS) -> None:
+def review(model: Optional[str] = _TASK_MODEL, max_tokens: int = _TASK_TOKENS,
+           quant: Optional[str] = _TASK_QUANT) -> None:
     """Review a diff read from stdin (e.g. git diff | dscoder review)."""
-    _run_task("review", None, model, max_tokens, raw=True)
+    _run_task("review", None, model, max_tokens, raw=True, quant=quant)
 
 
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)

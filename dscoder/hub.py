@@ -100,9 +100,12 @@ def describe(name: str | os.PathLike | None) -> tuple[str, ModelConfig]:
 
 
 def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
-               device: torch.device | str = "cpu"):
-    """Load any model argument `resolve` accepts into a `Transformer`."""
+               device: torch.device | str = "cpu", quant: "QuantConfig | str | None" = None):
+    """Load any model argument `resolve` accepts into a `Transformer`, quantized while loading if asked
+    ('int8', 'int4', 'int4-64', 'int4-128' or a `QuantConfig`)."""
     from .checkpoint import load_gguf, load_hf_dir
+    from .quant import QuantConfig
 
+    quant = QuantConfig.parse(quant) if isinstance(quant, str) else quant
     path = resolve(name)
-    return load_hf_dir(path, dtype, device) if path.is_dir() else load_gguf(path, dtype, device)
+    return load_hf_dir(path, dtype, device, quant) if path.is_dir() else load_gguf(path, dtype, device, quant)

@@ -144,3 +144,17 @@ def test_complete_with_a_draft_prints_the_same_text(smollm2_gguf):
     assert "100% of draft tokens accepted" in spec.stderr
     hot = dscoder("complete", prompt, "-n", "4", "--draft", str(smollm2_gguf), "--temperature", "0.5")
     assert hot.returncode == 2 and "use --temperature 0 with --draft" in hot.stderr
+
+
+def test_complete_with_lookup_prints_the_same_text_in_fewer_passes(smollm2_gguf):
+    prompt = "import os\nimport sys\nimport json\n\n# the same imports, sorted in reverse:\n"  # output copies input
+    plain = dscoder("complete", prompt, "-n", "24")
+    spec = dscoder("complete", prompt, "-n", "24", "--lookup")
+    assert spec.returncode == 0, spec.stderr
+    assert spec.stdout == plain.stdout and "import json" in spec.stdout
+    passes = int(spec.stderr.split(" target passes")[0].rsplit(" ", 1)[1])
+    assert passes <= 12 and "of looked-up tokens accepted" in spec.stderr
+    both = dscoder("complete", prompt, "--lookup", "--draft", str(smollm2_gguf))
+    assert both.returncode == 2 and "--draft and --lookup" in both.stderr
+    hot = dscoder("complete", prompt, "-n", "4", "--lookup", "--temperature", "0.5")
+    assert hot.returncode == 2 and "use --temperature 0 with --lookup" in hot.stderr

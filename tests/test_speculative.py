@@ -8,7 +8,7 @@ import torch
 from dscoder.generate import GenerationError
 from dscoder.model import Transformer
 from dscoder.presets import get_preset
-from dscoder.speculative import speculative_generate
+from dscoder.speculative import prompt_lookup_generate, speculative_generate
 from conftest import randomize_
 
 
@@ -59,3 +59,76 @@ def test_stop_token_and_errors():
         speculative_generate(target, tiny("tiny-llama", seed=3, vocab_size=300), prompt, 5)
     with pytest.raises(GenerationError, match="exceeds the target model's context of 512"):
         speculative_generate(target, target, prompt, 600)
+
+
+@pytest.mark.parametrize("target_name", ["tiny-llama-gqa", "tiny-v2"])
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_prompt_lookup_output_is_the_targets_greedy_output(target_name, k):
+    target = tiny(target_name, seed=1)
+    for seed in (4, 5):
+        prompt = torch.randint(0, 256, (12,), generator=torch.Generator().manual_seed(seed)).tolist()
+        prompt = prompt + prompt[:6]  # something to look up, right or wrong
+        for ngram_max in (1, 3):
+            tokens, stats = prompt_lookup_generate(target, prompt, 40, k=k, ngram_max=ngram_max)
+            assert tokens == greedy(target, prompt, 40)
+            assert stats.target_passes <= 40 and stats.proposed > 0
+
+
+def attends_to_nothing(name: str) -> Transformer:
+    """A target whose next token depends on the current token only (attention writes nothing), so
+    its greedy continuation of a token that appeared earlier is what followed it there."""
+    model = tiny(name, seed=1)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+    return model
+
+
+@pytest.mark.parametrize("target_name, first", [("tiny-llama-gqa", 3), ("tiny-v2", 2)])
+@pytest.mark.parametrize("k", [1, 4, 8])
+def test_prompt_lookup_accepts_a_span_copied_from_the_prompt(target_name, first, k):
+    target = attends_to_nothing(target_name)
+    span = [first] + greedy(target, [first], 15)
+    assert len(set(span)) == len(span)  # no token repeats, so every lookup lands in the one copy
+    prompt = span + [first]  # the model will copy the rest of the span
+    tokens, stats = prompt_lookup_generate(target, prompt, 15, k=k)
+    assert tokens == greedy(target, prompt, 15) == span[1:]
+    assert stats.acceptance == 1.0 and stats.target_passes == -(-15 // (k + 1))
+    # the model falls into a loop: one token per pass until a token repeats, then k + 1 per pass
+    # (the loop is shorter than k; a match overlapping the tail repeats its period)
+    chain = [first] + greedy(target, [first], 60)
+    fresh = next(i for i, token in enumerate(chain) if token in chain[:i])
+    tokens, stats = prompt_lookup_generate(target, [first], 60, k=k)
+    assert tokens == chain[1:]
+    assert stats.acceptance == 1.0 and stats.target_passes == fresh + -(-(60 - fresh) // (k + 1))
+
+
+@pytest.mark.parametrize("target_name", ["tiny-llama-gqa", "tiny-v2"])
+def test_prompt_lookup_without_a_match_is_one_token_per_pass(target_name):
+    target = tiny(target_name, seed=1)
+    prompt = list(range(10, 22))
+    expected = greedy(target, prompt, 30)
+    seq = prompt + expected[:-1]  # the sequence any lookup sees
+    assert len({tuple(seq[i:i + 3]) for i in range(len(seq) - 2)}) == len(seq) - 2  # no trigram repeats
+    tokens, stats = prompt_lookup_generate(target, prompt, 30, k=4, ngram_min=3)
+    assert tokens == expected
+    assert stats.target_passes == 30 and stats.proposed == stats.accepted == 0
+
+
+def test_prompt_lookup_stop_token_and_errors():
+    target = attends_to_nothing("tiny-llama-gqa")
+    span = [3] + greedy(target, [3], 15)
+    tokens, stats = prompt_lookup_generate(target, span + [3], 15, k=8, stop_token_ids=[span[6]])
+    assert tokens == span[1:6] and stats.target_passes == 1  # the stop came inside an accepted proposal
+    target = tiny("tiny-llama-gqa", seed=1)
+    expected = greedy(target, [5, 6, 7], 30)
+    tokens, _ = prompt_lookup_generate(target, [5, 6, 7], 30, k=3, stop_token_ids=[expected[9]])
+    assert tokens == expected[: expected.index(expected[9])]
+    with pytest.raises(GenerationError, match="the prompt is empty"):
+        prompt_lookup_generate(target, [], 5)
+    with pytest.raises(GenerationError, match="k and max_new_tokens must be at least 1"):
+        prompt_lookup_generate(target, [5], 5, k=0)
+    with pytest.raises(GenerationError, match="need 1 <= ngram_min <= ngram_max"):
+        prompt_lookup_generate(target, [5], 5, ngram_max=2, ngram_min=3)
+    with pytest.raises(GenerationError, match="exceeds the target model's context of 512"):
+        prompt_lookup_generate(target, [5], 600)

@@ -1,0 +1,83 @@
+"""The native quantized-matmul kernels: compiled on first use, called through ctypes.
+
+Why not `torch.utils.cpp_extension`: it compiles the whole torch C++ API for a few plain
+loops (a minute or more on two cores) and needs Python headers; these kernels take raw
+pointers, so one `g++` call builds them in about two seconds, and ctypes calls them for
+about a microsecond.  The library is cached under ~/.cache/dscoder (or $DSCODER_CACHE),
+keyed by a hash of the source and flags, so it is built once per machine.
+
+The kernels link OpenMP as `libgomp.so.1`; torch's CPU wheel already loaded a library of
+that name, so both share one thread pool instead of two fighting over the cores.
+
+`kernels()` returns None (and the pure-PyTorch path runs, with the same results) when the
+CPU lacks AVX2/FMA/F16C, no C++ compiler is found, or DSCODER_NATIVE=0.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+SOURCE = Path(__file__).parent / "kernels" / "qmatvec.cpp"
+FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("DSCODER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dscoder"
+    return Path(root)
+
+
+def _cpu_has_avx2() -> bool:
+    return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+
+
+def build(compiler: str | None = None) -> Path:
+    """Compile the kernels (if not cached) and return the shared library's path."""
+    compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if not compiler:
+        raise RuntimeError("no C++ compiler (g++/c++) found")
+    source = SOURCE.read_bytes()
+    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"qmatvec-{digest}.so"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        out = Path(tmp) / target.name
+        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(out)], capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"compiling {SOURCE.name} failed:\n{done.stderr[-2000:]}")
+        os.replace(out, target)  # atomic: a concurrent build never sees half a library
+    return target
+
+
+@functools.cache
+def kernels() -> ctypes.CDLL | None:
+    if os.environ.get("DSCODER_NATIVE", "1") == "0":
+        return None
+    if not _cpu_has_avx2():
+        log.info("native kernels off: CPU capability is %s, they need AVX2", torch.backends.cpu.get_cpu_capability())
+        return None
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (RuntimeError, OSError) as e:
+        log.warning("native quantized kernels unavailable, using the PyTorch path: %s", e)
+        return None
+    p, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.dscoder_int4_matmul.argtypes = [p, i64, i64, p, p, p, i64, i64, p, p]
+    lib.dscoder_int8_matmul.argtypes = [p, i64, i64, p, p, i64, p, p]
+    lib.dscoder_int4_dequant.argtypes = [p, p, p, i64, i64, i64, p]
+    lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
+    for fn in (lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant):
+        fn.restype = None
+    return lib

@@ -1,0 +1,237 @@
+"""Weight-only quantization: int8 per output channel and int4 in groups of 32/64/128.
+
+Decode on a CPU reads every weight once per token, so its speed is bytes per weight: fp32
+is 4, int8 is 1 (+ one fp32 scale per row), int4 with group 32 is 0.625 (two fp16 numbers,
+scale and minimum, per 32 weights: the Q4_1 layout, 5 bits per weight).  Activations stay
+in floating point; only weights are quantized.
+
+Which layers: every nn.Linear of the network with an input width divisible by 32, except
+  - MLA's kv_b_proj, whose weight the absorbed decode path folds into queries and outputs
+    (it is a few percent of the parameters and read as a matrix, not multiplied as a layer);
+  - the output head, which gets `head` (int8 by default, also under int4): it is the
+    single most sensitive matrix, and llama.cpp's Q4 files keep it at 8 bits too.
+The MoE router and the norms stay in full precision (tiny, and routing flips are costly).
+
+Quantization can happen on a loaded model (`quantize_model`) or tensor by tensor while a
+checkpoint is read (`checkpoint.build_model(..., quant=...)`), which is how a model larger
+than memory in fp32 is loaded.  A quantized model saves as an HF-style directory whose
+config.json carries `quantization_config` ({"quant_method": "dscoder", ...}) and loads back
+bit-exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .native import kernels
+
+SCHEMES = ("int8", "int4")
+GROUP_SIZES = (32, 64, 128)
+QUANT_METHOD = "dscoder"
+# Rows up to which the fused dequantize-and-multiply kernel beats dequantize-then-matmul.
+NATIVE_MAX_ROWS = 8
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    scheme: str  # "int8" or "int4"
+    group_size: int = 32  # int4 only
+    head: str | None = "int8"  # scheme for lm_head; None keeps it in full precision
+
+    def __post_init__(self):
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"quantization must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        if self.head not in (*SCHEMES, None):
+            raise ConfigError(f"head quantization must be one of {', '.join(SCHEMES)} or none, got {self.head!r}")
+        if self.group_size not in GROUP_SIZES:
+            raise ConfigError(f"int4 group size must be one of {GROUP_SIZES}, got {self.group_size}")
+
+    @classmethod
+    def parse(cls, spec: str) -> "QuantConfig":
+        """'int8', 'int4' (group 32), 'int4-64', 'int4-128'."""
+        scheme, _, group = spec.partition("-")
+        try:
+            return cls(scheme, int(group) if group else 32)
+        except ValueError:
+            raise ConfigError(f"--quant must be int8, int4, int4-64 or int4-128, got {spec!r}") from None
+
+    def to_hf(self) -> dict:
+        return {"quant_method": QUANT_METHOD, "scheme": self.scheme, "group_size": self.group_size, "head": self.head}
+
+    @classmethod
+    def from_hf(cls, hf: dict) -> "QuantConfig":
+        if hf.get("quant_method") != QUANT_METHOD:
+            raise ConfigError(f"quantization_config.quant_method {hf.get('quant_method')!r} is not supported; "
+                              f"only {QUANT_METHOD!r} checkpoints (written by dscoder) load quantized")
+        return cls(hf["scheme"], hf.get("group_size", 32), hf.get("head"))
+
+
+# ---------------------------------------------------------------------------- tensors
+def quantize_weight(w: torch.Tensor, scheme: str, group_size: int = 32) -> dict[str, torch.Tensor]:
+    """The packed tensors of one [out, in] weight (see kernels/qmatvec.cpp for the layouts)."""
+    w = w.detach().float()
+    n, k = w.shape
+    if k % 32:
+        raise ConfigError(f"cannot quantize a weight with {k} input features: it must be a multiple of 32")
+    if scheme == "int8":
+        scale = w.abs().amax(dim=1) / 127
+        q = torch.round(w / torch.where(scale > 0, scale, 1)[:, None]).clamp(-127, 127).to(torch.int8)
+        return {"qweight": q, "scales": scale}
+    groups = -(-k // group_size)
+    padded = F.pad(w, (0, groups * group_size - k)).view(n, groups, group_size)
+    valid = torch.arange(groups * group_size).view(groups, group_size) < k  # a short last group ignores padding
+    lo = padded.masked_fill(~valid, float("inf")).amin(dim=2)
+    hi = padded.masked_fill(~valid, float("-inf")).amax(dim=2)
+    scale, low = ((hi - lo) / 15).half(), lo.half()  # rounded first, so q is chosen for the stored grid
+    step = torch.where(scale > 0, scale.float(), 1)[..., None]
+    q = torch.round((padded - low.float()[..., None]) / step).clamp(0, 15).to(torch.uint8)
+    runs = q.view(n, -1)[:, :k].reshape(n, k // 32, 2, 16)
+    packed = runs[:, :, 0] | (runs[:, :, 1] << 4)  # byte i: weight i (low nibble), weight i+16 (high)
+    return {"qweight": packed.reshape(n, k // 2).contiguous(), "scales": scale, "mins": low}
+
+
+def dequantize_weight(tensors: dict[str, torch.Tensor], scheme: str, group_size: int,
+                      dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The full-precision weight back from its packed form (the pure-PyTorch reference)."""
+    q = tensors["qweight"]
+    if scheme == "int8":
+        return (q.float() * tensors["scales"][:, None]).to(dtype)
+    n, k = q.shape[0], q.shape[1] * 2
+    runs = q.view(n, k // 32, 16)
+    values = torch.stack((runs & 15, runs >> 4), dim=2).reshape(n, k).float()
+    index = torch.arange(k, device=q.device) // group_size
+    w = values * tensors["scales"].float()[:, index] + tensors["mins"].float()[:, index]
+    return w.to(dtype)
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class QuantLinear(nn.Module):
+    """A linear layer over packed weights: native fused kernel for a few rows, else dequantize + matmul."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, scheme: str, group_size: int = 32,
+                 device=None, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.in_features, self.out_features, self.scheme, self.group_size = in_features, out_features, scheme, group_size
+        if scheme == "int8":
+            self.register_buffer("qweight", torch.empty(out_features, in_features, dtype=torch.int8, device=device))
+            self.register_buffer("scales", torch.empty(out_features, dtype=torch.float32, device=device))
+            self.mins = None
+        else:
+            groups = -(-in_features // group_size)
+            self.register_buffer("qweight", torch.empty(out_features, in_features // 2, dtype=torch.uint8, device=device))
+            self.register_buffer("scales", torch.empty(out_features, groups, dtype=torch.float16, device=device))
+            self.register_buffer("mins", torch.empty(out_features, groups, dtype=torch.float16, device=device))
+        self.bias = nn.Parameter(torch.empty(out_features, dtype=dtype, device=device), requires_grad=False) if bias else None
+        self.use_native = True  # tests switch this off to compare against the pure-PyTorch path
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, scheme: str, group_size: int = 32) -> "QuantLinear":
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None, scheme, group_size,
+                    device=linear.weight.device, dtype=linear.weight.dtype)
+        layer.load_packed(quantize_weight(linear.weight, scheme, group_size))
+        if linear.bias is not None:
+            layer.bias.data = linear.bias.detach().clone()
+        return layer
+
+    def load_packed(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name, value in tensors.items():
+            setattr(self, name, value.to(self.qweight.device))
+
+    def packed(self) -> dict[str, torch.Tensor]:
+        out = {"qweight": self.qweight, "scales": self.scales}
+        if self.mins is not None:
+            out["mins"] = self.mins
+        return out
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        lib = kernels() if self.use_native and self.qweight.device.type == "cpu" else None
+        if lib is None:
+            return dequantize_weight(self.packed(), self.scheme, self.group_size, dtype)
+        out = torch.empty(self.out_features, self.in_features, dtype=torch.float32)
+        if self.scheme == "int8":
+            lib.dscoder_int8_dequant(_ptr(self.qweight), _ptr(self.scales), self.out_features, self.in_features,
+                                     _ptr(out))
+        else:
+            lib.dscoder_int4_dequant(_ptr(self.qweight), _ptr(self.scales), _ptr(self.mins), self.out_features,
+                                     self.in_features, self.group_size, _ptr(out))
+        return out.to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // self.in_features
+        lib = kernels() if self.use_native and x.device.type == "cpu" and rows <= NATIVE_MAX_ROWS else None
+        if lib is None:
+            return F.linear(x, self.dequantize(x.dtype), self.bias)
+        flat = x.reshape(rows, self.in_features)
+        flat = flat if flat.dtype == torch.float32 and flat.is_contiguous() else flat.float().contiguous()
+        y = torch.empty(rows, self.out_features, dtype=torch.float32)
+        bias = None if self.bias is None else (self.bias if self.bias.dtype == torch.float32 else self.bias.float())
+        if self.scheme == "int8":
+            lib.dscoder_int8_matmul(_ptr(flat), rows, self.in_features, _ptr(self.qweight), _ptr(self.scales),
+                                    self.out_features, _ptr(bias), _ptr(y))
+        else:
+            lib.dscoder_int4_matmul(_ptr(flat), rows, self.in_features, _ptr(self.qweight), _ptr(self.scales),
+                                    _ptr(self.mins), self.out_features, self.group_size, _ptr(bias), _ptr(y))
+        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        group = f", group_size={self.group_size}" if self.scheme == "int4" else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, {self.scheme}{group}"
+
+
+# ---------------------------------------------------------------------------- models
+def quant_plan(model: nn.Module, config: QuantConfig) -> dict[str, str]:
+    """Module name -> scheme, for every linear layer `config` quantizes (see the module docstring)."""
+    plan = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, (nn.Linear, QuantLinear)) or name.endswith("kv_b_proj"):
+            continue
+        if module.in_features % 32:
+            continue  # no published DeepSeek shape has this; such a layer simply stays full precision
+        scheme = config.head if name == "lm_head" else config.scheme
+        if scheme is not None:
+            plan[name] = scheme
+    return plan
+
+
+def install(model: nn.Module, plan: dict[str, str], config: QuantConfig) -> None:
+    """Swap the planned nn.Linear modules for empty QuantLinear ones (same device), e.g. on meta."""
+    for name, scheme in plan.items():
+        parent, _, child = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        old = getattr(owner, child)
+        if isinstance(old, nn.Linear):
+            setattr(owner, child, QuantLinear(old.in_features, old.out_features, old.bias is not None, scheme,
+                                              config.group_size, device=old.weight.device, dtype=old.weight.dtype))
+    model.quant_config = config
+
+
+@torch.no_grad()
+def quantize_model(model: nn.Module, config: QuantConfig | str) -> nn.Module:
+    """Quantize a loaded model in place, one layer at a time (peak memory: one extra layer)."""
+    config = QuantConfig.parse(config) if isinstance(config, str) else config
+    if getattr(model, "quant_config", None) is not None:
+        raise ConfigError(f"the model is already quantized ({model.quant_config.scheme})")
+    for name, scheme in quant_plan(model, config).items():
+        parent, _, child = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, child, QuantLinear.from_linear(getattr(owner, child), scheme, config.group_size))
+    model.quant_config = config
+    return model
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of all parameters and buffers, each tensor counted once (tied weights too)."""
+    seen, total = set(), 0
+    for t in (*model.parameters(), *model.buffers()):
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total

@@ -1,0 +1,183 @@
+"""Weight-only quantization: the packed formats, the native kernels against the PyTorch path,
+quantized models (tiny V1/V2 and the embedded SmolLM2), saving and loading, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dscoder.checkpoint import load_hf_dir, save_hf_dir
+from dscoder.errors import CheckpointError, ConfigError
+from dscoder.hub import load_model
+from dscoder.model import Transformer
+from dscoder.native import kernels
+from dscoder.perplexity import perplexity
+from dscoder.presets import get_preset
+from dscoder.quant import (QuantConfig, QuantLinear, dequantize_weight, quantize_model, quantize_weight,
+                           weight_bytes)
+from dscoder.tokenizer import Tokenizer
+from conftest import randomize_
+
+native = pytest.mark.skipif(kernels() is None, reason="native kernels unavailable (no AVX2 or no C++ compiler)")
+SCHEMES = [("int8", 32), ("int4", 32), ("int4", 64), ("int4", 128)]
+
+
+def _set_native(model: torch.nn.Module, on: bool) -> None:
+    for m in model.modules():
+        if isinstance(m, QuantLinear):
+            m.use_native = on
+
+
+@pytest.mark.parametrize("scheme,group", SCHEMES)
+def test_quantization_error_is_within_half_a_step(scheme, group):
+    w = torch.randn(48, 320, generator=torch.Generator().manual_seed(0))  # 320: a short last group at 64/128
+    packed = quantize_weight(w, scheme, group)
+    err = (dequantize_weight(packed, scheme, group) - w).abs()
+    if scheme == "int8":
+        assert packed["qweight"].dtype == torch.int8 and packed["qweight"].shape == (48, 320)
+        step = packed["scales"][:, None]
+    else:
+        groups = -(-320 // group)
+        assert packed["qweight"].shape == (48, 160) and packed["scales"].shape == (48, groups)
+        step = packed["scales"].float().repeat_interleave(group, dim=1)[:, :320]
+    assert (err <= step / 2 * 1.01 + 1e-3 * step).all()  # fp16 scales: the grid is the stored one
+    assert err.max() > 0  # it really is lossy, so the check above means something
+
+
+def test_int4_requantizes_a_q4_1_grid_without_loss():
+    """Weights already on a 4-bit grid with 32-wide groups (as in a Q4_1 GGUF) come back exactly."""
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randint(0, 16, (8, 64), generator=gen).float()
+    q[:, ::32], q[:, 1::32] = 0, 15  # every group uses its full range, as llama.cpp's quantizer makes it
+    scale = torch.rand(8, 2, generator=gen).half().float().repeat_interleave(32, 1)
+    low = -torch.rand(8, 2, generator=gen).half().float().repeat_interleave(32, 1)
+    w = q * scale + low
+    assert torch.equal(dequantize_weight(quantize_weight(w, "int4", 32), "int4", 32), w)
+
+
+@native
+@pytest.mark.parametrize("scheme,group", SCHEMES)
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 20])
+def test_native_kernel_matches_the_pytorch_path(scheme, group, rows):
+    gen = torch.Generator().manual_seed(rows)
+    linear = torch.nn.Linear(320, 96, bias=True)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(96, 320, generator=gen))
+        linear.bias.copy_(torch.randn(96, generator=gen))
+    layer = QuantLinear.from_linear(linear, scheme, group)
+    x = torch.randn(rows, 320, generator=gen)
+    fast = layer(x)
+    layer.use_native = False
+    reference = layer(x)
+    exact = x @ dequantize_weight(layer.packed(), scheme, group).T + linear.bias
+    assert fast.shape == (rows, 96)
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(reference, exact, rtol=1e-5, atol=1e-4)
+    layer.use_native = True
+    torch.testing.assert_close(layer.dequantize(), dequantize_weight(layer.packed(), scheme, group))
+
+
+@pytest.fixture(scope="module", params=["tiny-llama-gqa", "tiny-v2-lite", "tiny-v2"])
+def tiny(request) -> Transformer:
+    return randomize_(Transformer(get_preset(request.param).config), seed=5, std=0.1).eval()
+
+
+def _quantized(model: Transformer, spec: str) -> Transformer:
+    copy = Transformer(model.config).eval()
+    copy.load_state_dict(model.state_dict())
+    return quantize_model(copy, spec)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("spec,tolerance", [("int8", 0.05), ("int4", 0.2)])
+def test_quantized_tiny_models_stay_close_and_decode_exactly(tiny, spec, tolerance):
+    q = _quantized(tiny, spec)
+    plan_kinds = {type(m).__name__ for n, m in q.named_modules() if n.endswith(("q_proj", "o_proj", "up_proj"))}
+    assert plan_kinds == {"QuantLinear"}
+    if tiny.config.is_mla:
+        assert isinstance(q.layers[0].self_attn.kv_b_proj, torch.nn.Linear)  # absorbed decode reads it as a matrix
+    tokens = torch.randint(0, tiny.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0))
+    ref, got = tiny(tokens)[0], q(tokens)[0]
+    assert (got - ref).norm() / ref.norm() < tolerance
+    # cached greedy decoding of the quantized model equals its own uncached argmax
+    seq, cache = tokens[0, :8].tolist(), q.new_cache(1, 64)
+    logits = q(torch.tensor([seq]), 0, cache)[0][0, -1]
+    for _ in range(24):
+        token = int(logits.argmax())
+        assert token == int(q(torch.tensor([seq]))[0][0, -1].argmax())
+        seq.append(token)
+        logits = q(torch.tensor([[token]]), len(seq) - 1, cache)[0][0, -1]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("spec", ["int8", "int4-64"])
+def test_quantized_checkpoint_round_trip_is_bit_exact(tiny, spec, tmp_path):
+    q = _quantized(tiny, spec)
+    save_hf_dir(q, tmp_path)
+    hf = json.loads((tmp_path / "config.json").read_text())
+    assert hf["quantization_config"] == QuantConfig.parse(spec).to_hf()
+    back = load_hf_dir(tmp_path)
+    assert back.quant_config == q.quant_config
+    for (name, a), (_, b) in zip(sorted(q.state_dict().items()), sorted(back.state_dict().items())):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+    tokens = torch.arange(16)[None] % tiny.config.vocab_size
+    assert torch.equal(q(tokens)[0], back(tokens)[0])
+    with pytest.raises(CheckpointError, match="already quantized"):
+        load_hf_dir(tmp_path, quant=QuantConfig("int8"))
+
+
+@torch.no_grad()
+def test_quantizing_while_loading_equals_quantizing_after(tiny, tmp_path):
+    save_hf_dir(tiny, tmp_path)
+    while_loading = load_hf_dir(tmp_path, quant=QuantConfig("int4"))
+    after = quantize_model(load_hf_dir(tmp_path), "int4")
+    for (name, a), (_, b) in zip(sorted(while_loading.state_dict().items()), sorted(after.state_dict().items())):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("int3", "int8, int4"), ("int4-48", "group size"), ("int4-x", "--quant must be"),
+])
+def test_bad_quantization_specs_are_named(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        QuantConfig.parse(spec)
+
+
+def test_bad_quantized_inputs_are_named(tiny, tmp_path):
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        quantize_weight(torch.randn(4, 40), "int8")
+    q = _quantized(tiny, "int8")
+    with pytest.raises(ConfigError, match="already quantized"):
+        quantize_model(q, "int4")
+    save_hf_dir(tiny, tmp_path)
+    hf = json.loads((tmp_path / "config.json").read_text())
+    hf["quantization_config"] = {"quant_method": "gptq", "bits": 4}
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    with pytest.raises(ValueError, match="gptq"):
+        load_hf_dir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def held_out_ids(smollm2_gguf) -> list[int]:
+    """Code written after SmolLM2 was trained: this project's own sources."""
+    import dscoder.checkpoint
+    import dscoder.generate
+
+    text = "".join(open(m.__file__, encoding="utf-8").read() for m in (dscoder.generate, dscoder.checkpoint))
+    return Tokenizer.load(smollm2_gguf).encode(text)[:1024]
+
+
+@pytest.fixture(scope="module")
+def fp32_perplexity(smollm2_gguf, held_out_ids) -> float:
+    return perplexity(load_model(smollm2_gguf), held_out_ids)
+
+
+@pytest.mark.parametrize("spec,budget", [("int8", 0.01), ("int4", 0.05)])
+def test_embedded_model_perplexity_budget(smollm2_gguf, held_out_ids, fp32_perplexity, spec, budget):
+    model = load_model(smollm2_gguf, quant=spec)
+    assert weight_bytes(model) < 0.5 * 4 * model.config.param_counts()[0]
+    ppl = perplexity(model, held_out_ids)
+    assert 1 < fp32_perplexity < 30  # real code is predictable to a real model: the yardstick works
+    assert ppl / fp32_perplexity - 1 < budget, (spec, ppl, fp32_perplexity)
