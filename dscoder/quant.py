@@ -55,10 +55,9 @@ class QuantConfig:
     def parse(cls, spec: str) -> "QuantConfig":
         """'int8', 'int4' (group 32), 'int4-64', 'int4-128'."""
         scheme, _, group = spec.partition("-")
-        try:
-            return cls(scheme, int(group) if group else 32)
-        except ValueError:
-            raise ConfigError(f"--quant must be int8, int4, int4-64 or int4-128, got {spec!r}") from None
+        if group and not group.isdigit():
+            raise ConfigError(f"--quant must be int8, int4, int4-64 or int4-128, got {spec!r}")
+        return cls(scheme, int(group) if group else 32)
 
     def to_hf(self) -> dict:
         return {"quant_method": QUANT_METHOD, "scheme": self.scheme, "group_size": self.group_size, "head": self.head}
