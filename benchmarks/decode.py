@@ -107,17 +107,20 @@ def run_llama_cpp(ids: list[int], threads: int) -> dict:
     llm = Llama(str(gguf_path()), n_ctx=PROMPT_TOKENS + DECODE_TOKENS + 16, n_threads=threads,
                 n_threads_batch=threads, n_batch=PROMPT_TOKENS, verbose=False)
     loaded = time.perf_counter() - start
+    def last_logits():  # eval keeps no logits unless logits_all; the context holds the last token's
+        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+
     llm.eval(ids[:16])
     llm.reset()
     start = time.perf_counter()
     llm.eval(ids)
     prefill = time.perf_counter() - start
-    token, out = int(np.argmax(llm.scores[llm.n_tokens - 1])), []
+    token, out = int(np.argmax(last_logits())), []
     start = time.perf_counter()
     for _ in range(DECODE_TOKENS):
         out.append(token)
         llm.eval([token])
-        token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        token = int(np.argmax(last_logits()))
     decode = time.perf_counter() - start
     return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": gguf_path().stat().st_size, "tokens": out}
 

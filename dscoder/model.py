@@ -91,19 +91,31 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleave
 def causal_mask(start_pos: int, q_len: int, kv_len: int, device: torch.device) -> torch.Tensor | None:
     """Boolean mask (q_len, kv_len): query i (at start_pos+i) sees keys 0..start_pos+i.
 
-    None when plain `is_causal` is already right (no cached prefix).
+    None when plain `is_causal` is already right (no cached prefix), or when one query sees
+    every key (a decode step): building a mask per layer per step costs more than attending.
     """
-    if start_pos == 0 and q_len == kv_len:
+    if (start_pos == 0 and q_len == kv_len) or (q_len == 1 and kv_len == start_pos + 1):
         return None
     q_pos = torch.arange(start_pos, start_pos + q_len, device=device)
     return torch.arange(kv_len, device=device)[None, :] <= q_pos[:, None]
 
 
+# SDPA shares each kv head across its query group itself since torch 2.5; before, the kv heads
+# are repeated (a copy of the whole cache per layer per step: the largest decode cost for GQA).
+_NATIVE_GQA = "enable_gqa" in F.scaled_dot_product_attention.__doc__
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """SDPA over (B, T, H, D) tensors; returns (B, T, H, Dv)."""
+    """SDPA over (B, T, H, D) tensors, k/v possibly with fewer (kv) heads; returns (B, T, H, Dv)."""
+    groups = q.shape[2] // k.shape[2]
+    extra = {}
+    if groups > 1 and _NATIVE_GQA:
+        extra["enable_gqa"] = True
+    elif groups > 1:
+        k, v = (z.repeat_interleave(groups, dim=2) for z in (k, v))
     q, k, v = (t.transpose(1, 2) for t in (q, k, v))
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and q.shape[2] > 1,
-                                         scale=scale)
+                                         scale=scale, **extra)
     return out.transpose(1, 2)
 
 
@@ -128,8 +140,6 @@ class Attention(nn.Module):
         v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim)
         if cache is not None:
             k, v = cache.update(start_pos, k, v)
-        if self.n_kv_heads != self.n_heads:  # GQA/MQA: each kv head serves a group of query heads
-            k, v = (z.repeat_interleave(self.n_heads // self.n_kv_heads, dim=2) for z in (k, v))
         out = attend(q, k, v, causal_mask(start_pos, t, k.shape[1], x.device), self.scale)
         return self.o_proj(out.reshape(b, t, -1))
 
