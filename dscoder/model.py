@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
 from .cache import LayerCache, LatentCache, DenseCache
 from .config import ModelConfig, yarn_mscale
 
@@ -106,7 +107,13 @@ _NATIVE_GQA = "enable_gqa" in F.scaled_dot_product_attention.__doc__
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
-    """SDPA over (B, T, H, D) tensors, k/v possibly with fewer (kv) heads; returns (B, T, H, Dv)."""
+    """Causal attention over (B, T, H, D) tensors, k/v possibly with fewer (kv) heads; returns (B, T, H, Dv).
+
+    `mask` is always `causal_mask(S - T, T, S)`: queries are the last T of S positions.  A
+    few queries over an fp32 cache (decode) go to the native kernel, the rest to SDPA.
+    """
+    if not torch.is_grad_enabled() and (out := native.attend(q, k, v, scale)) is not None:
+        return out
     groups = q.shape[2] // k.shape[2]
     extra = {}
     if groups > 1 and _NATIVE_GQA:

@@ -1,4 +1,4 @@
-"""The native quantized-matmul kernels: compiled on first use, called through ctypes.
+"""The native CPU kernels (quantized matmul, decode attention): compiled on first use, called through ctypes.
 
 Why not `torch.utils.cpp_extension`: it compiles the whole torch C++ API for a few plain
 loops (a minute or more on two cores) and needs Python headers; these kernels take raw
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
-SOURCE = Path(__file__).parent / "kernels" / "qmatvec.cpp"
+SOURCES = sorted((Path(__file__).parent / "kernels").glob("*.cpp"))
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 
 
@@ -46,17 +46,16 @@ def build(compiler: str | None = None) -> Path:
     compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not compiler:
         raise RuntimeError("no C++ compiler (g++/c++) found")
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"qmatvec-{digest}.so"
+    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(FLAGS).encode()).hexdigest()[:16]
+    target = _cache_dir() / f"kernels-{digest}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", str(out)], capture_output=True, text=True)
+        done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", str(out)], capture_output=True, text=True)
         if done.returncode:
-            raise RuntimeError(f"compiling {SOURCE.name} failed:\n{done.stderr[-2000:]}")
+            raise RuntimeError(f"compiling {', '.join(src.name for src in SOURCES)} failed:\n{done.stderr[-2000:]}")
         os.replace(out, target)  # atomic: a concurrent build never sees half a library
     return target
 
@@ -78,6 +77,35 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int8_matmul.argtypes = [p, i64, i64, p, p, i64, p, p]
     lib.dscoder_int4_dequant.argtypes = [p, p, p, i64, i64, i64, p]
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
-    for fn in (lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant):
+    lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p]
+    for fn in (lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant,
+               lib.dscoder_attend):
         fn.restype = None
     return lib
+
+
+# Query rows up to which the native attention beats SDPA (decode, speculative verification).
+ATTEND_MAX_QUERIES = 8
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor | None:
+    """Causal attention of q (B, T, H, D) over k/v (B, S, KV, D), query t at position S-T+t.
+
+    Returns None where the kernel does not apply (many queries, not fp32, a head size that
+    is not a multiple of 32, a layout other than a slice of a (B, S_max, KV, D) cache, no
+    kernels); the caller then uses SDPA, which computes the same thing.
+    """
+    b, t, h, d = q.shape
+    s, kv = k.shape[1], k.shape[2]
+    if (t > ATTEND_MAX_QUERIES or d % 32 or q.dtype != torch.float32 or q.device.type != "cpu"
+            or k.dtype != torch.float32 or v.dtype != torch.float32 or k.stride() != v.stride()
+            or k.stride()[1:] != (kv * d, d, 1) or v.shape[-1] != d or h % kv):
+        return None
+    lib = kernels()
+    if lib is None:
+        return None
+    q = q.contiguous()
+    out = torch.empty_like(q)
+    lib.dscoder_attend(q.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0), s - t, scale,
+                       out.data_ptr())
+    return out

@@ -1,0 +1,42 @@
+"""The native decode-attention kernel against PyTorch's SDPA on cache-shaped inputs."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dscoder import native
+
+pytestmark = pytest.mark.skipif(native.kernels() is None, reason="native kernels unavailable (no AVX2 or compiler)")
+
+
+def sdpa_reference(q, k, v, scale):
+    t, s, groups = q.shape[1], k.shape[1], q.shape[2] // k.shape[2]
+    k, v = (z.repeat_interleave(groups, dim=2) for z in (k, v))
+    mask = torch.arange(s)[None, :] <= torch.arange(s - t, s)[:, None]
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                         attn_mask=mask, scale=scale)
+    return out.transpose(1, 2)
+
+
+@pytest.mark.parametrize("batch, queries, heads, kv_heads, head_dim, length", [
+    (1, 1, 9, 3, 64, 600),  # SmolLM2 decode: GQA, several key chunks
+    (2, 3, 8, 8, 32, 130),  # MHA, a batch, speculative verification across a chunk edge
+    (1, 8, 16, 1, 128, 9),  # MQA, every key seen by a different number of queries
+    (3, 1, 4, 2, 64, 1),  # the very first position
+])
+def test_native_attention_matches_sdpa(batch, queries, heads, kv_heads, head_dim, length):
+    g = torch.Generator().manual_seed(length)
+    cache_k, cache_v = (torch.randn(batch, length + 17, kv_heads, head_dim, generator=g) for _ in range(2))
+    k, v = cache_k[:, :length], cache_v[:, :length]  # a slice of a longer cache, as decode passes it
+    q = torch.randn(batch, queries, heads, head_dim, generator=g) * 3  # peaked softmax: exp's range matters
+    out = native.attend(q, k, v, head_dim ** -0.5)
+    assert out is not None and out.shape == q.shape
+    torch.testing.assert_close(out, sdpa_reference(q, k, v, head_dim ** -0.5), rtol=1e-5, atol=2e-6)
+
+
+def test_unsupported_inputs_fall_back():
+    q, k = torch.randn(1, 1, 4, 64), torch.randn(1, 10, 2, 64)
+    assert native.attend(q.double(), k.double(), k.double(), 0.1) is None  # not fp32
+    assert native.attend(torch.randn(1, 1, 4, 48), torch.randn(1, 10, 2, 48), torch.randn(1, 10, 2, 48), 0.1) is None
+    assert native.attend(torch.randn(1, 9, 4, 64), torch.randn(1, 10, 2, 64), torch.randn(1, 10, 2, 64), 0.1) is None
+    assert native.attend(q, k.transpose(1, 2).contiguous().transpose(1, 2), k, 0.1) is None  # heads-major layout
