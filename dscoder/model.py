@@ -25,6 +25,15 @@ from .cache import LayerCache, LatentCache, DenseCache
 from .config import ModelConfig, yarn_mscale
 
 
+class Linear(nn.Linear):
+    """nn.Linear whose decode-sized products (a few rows, no autograd) run on the native kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and (y := native.linear(x, self.weight, self.bias)) is not None:
+            return y
+        return F.linear(x, self.weight, self.bias)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -32,6 +41,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused op, the same numbers
+            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
@@ -74,19 +85,27 @@ def rope_frequencies(cfg: ModelConfig) -> tuple[torch.Tensor, float]:
     return inv_freq, magnitude
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
-    """Rotate x (B, T, H, D) by cos/sin (T, D/2).
+def rope_tables(cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Full-width (T, D) cos and signed sin for `apply_rope`, built once per forward for all layers.
 
     V1 (Llama) pairs dimension i with i + D/2 ("rotate half"); V2 pairs adjacent
-    dimensions (2i, 2i+1), as DeepSeek-V2 was trained.
+    dimensions (2i, 2i+1), as DeepSeek-V2 was trained.  Either way a pair (a, b) becomes
+    (a cos - b sin, b cos + a sin) = (a, b) * cos + (b, a) * (-sin, sin).
     """
-    cos, sin = cos[:, None, :], sin[:, None, :]
+    if interleaved:
+        return cos.repeat_interleave(2, dim=-1), torch.stack((-sin, sin), dim=-1).flatten(-2)
+    return torch.cat((cos, cos), dim=-1), torch.cat((-sin, sin), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
+    """Rotate x (B, T, H, D) by the (T, D) tables of `rope_tables`, in fp32."""
     xf = x.float()
     if interleaved:
-        x1, x2 = xf[..., 0::2], xf[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).type_as(x)
-    x1, x2 = xf.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).type_as(x)
+        swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)
+    else:
+        x1, x2 = xf.chunk(2, dim=-1)
+        swapped = torch.cat((x2, x1), dim=-1)
+    return torch.addcmul(xf * cos[:, None, :], swapped, sin[:, None, :]).type_as(x)
 
 
 def causal_mask(start_pos: int, q_len: int, kv_len: int, device: torch.device) -> torch.Tensor | None:
@@ -134,10 +153,10 @@ class Attention(nn.Module):
         super().__init__()
         h, d = cfg.hidden_size, cfg.attn_head_dim
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, d
-        self.q_proj = nn.Linear(h, self.n_heads * d, bias=cfg.attention_bias)
-        self.k_proj = nn.Linear(h, self.n_kv_heads * d, bias=cfg.attention_bias)
-        self.v_proj = nn.Linear(h, self.n_kv_heads * d, bias=cfg.attention_bias)
-        self.o_proj = nn.Linear(self.n_heads * d, h, bias=cfg.attention_bias)
+        self.q_proj = Linear(h, self.n_heads * d, bias=cfg.attention_bias)
+        self.k_proj = Linear(h, self.n_kv_heads * d, bias=cfg.attention_bias)
+        self.v_proj = Linear(h, self.n_kv_heads * d, bias=cfg.attention_bias)
+        self.o_proj = Linear(self.n_heads * d, h, bias=cfg.attention_bias)
         self.scale = d ** -0.5
 
     def forward(self, x, cos, sin, start_pos: int, cache: DenseCache | None) -> torch.Tensor:
@@ -172,15 +191,15 @@ class MLA(nn.Module):
         self.nope_dim, self.rope_dim, self.v_dim = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
         qk_dim = cfg.qk_head_dim
         if cfg.q_lora_rank:
-            self.q_a_proj = nn.Linear(h, cfg.q_lora_rank, bias=cfg.attention_bias)
+            self.q_a_proj = Linear(h, cfg.q_lora_rank, bias=cfg.attention_bias)
             self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, cfg.rms_norm_eps)
-            self.q_b_proj = nn.Linear(cfg.q_lora_rank, nh * qk_dim, bias=False)
+            self.q_b_proj = Linear(cfg.q_lora_rank, nh * qk_dim, bias=False)
         else:
-            self.q_proj = nn.Linear(h, nh * qk_dim, bias=False)
-        self.kv_a_proj_with_mqa = nn.Linear(h, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=cfg.attention_bias)
+            self.q_proj = Linear(h, nh * qk_dim, bias=False)
+        self.kv_a_proj_with_mqa = Linear(h, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=cfg.attention_bias)
         self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, cfg.rms_norm_eps)
-        self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
-        self.o_proj = nn.Linear(nh * cfg.v_head_dim, h, bias=cfg.attention_bias)
+        self.kv_b_proj = Linear(cfg.kv_lora_rank, nh * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
+        self.o_proj = Linear(nh * cfg.v_head_dim, h, bias=cfg.attention_bias)
         self.scale = qk_dim ** -0.5
         scaling = cfg.rope_scaling or {}
         if scaling.get("type", "default") != "default" and scaling.get("mscale_all_dim"):
@@ -227,9 +246,9 @@ class MLP(nn.Module):
 
     def __init__(self, hidden: int, intermediate: int):
         super().__init__()
-        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+        self.gate_proj = Linear(hidden, intermediate, bias=False)
+        self.up_proj = Linear(hidden, intermediate, bias=False)
+        self.down_proj = Linear(intermediate, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -339,15 +358,16 @@ class Transformer(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.lm_head = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.hidden_size, cfg.vocab_size, bias=False)
         if cfg.tie_word_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
         self.inv_freq, self.rope_magnitude = rope_frequencies(cfg)
 
     def rope(self, start_pos: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `apply_rope` tables for positions start_pos.. (fp32, (length, rope_dim))."""
         pos = torch.arange(start_pos, start_pos + length, device=device, dtype=torch.float32)
         freqs = pos[:, None] * self.inv_freq.to(device)[None, :]
-        return freqs.cos() * self.rope_magnitude, freqs.sin() * self.rope_magnitude
+        return rope_tables(freqs.cos() * self.rope_magnitude, freqs.sin() * self.rope_magnitude, self.config.is_mla)
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0,
                 cache: list[LayerCache] | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The native CPU kernels (quantized matmul, decode attention): compiled on first use, called through ctypes.
+"""The native CPU kernels (decode-sized matmuls, decode attention): compiled on first use, called through ctypes.
 
 Why not `torch.utils.cpp_extension`: it compiles the whole torch C++ API for a few plain
 loops (a minute or more on two cores) and needs Python headers; these kernels take raw
@@ -78,8 +78,9 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int4_dequant.argtypes = [p, p, p, i64, i64, i64, p]
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
     lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p]
+    lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     for fn in (lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant,
-               lib.dscoder_attend):
+               lib.dscoder_attend, lib.dscoder_f32_matmul, lib.dscoder_bf16_matmul):
         fn.restype = None
     return lib
 
@@ -109,3 +110,28 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
     lib.dscoder_attend(q.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0), s - t, scale,
                        out.data_ptr())
     return out
+
+
+# Rows up to which the native dense kernels beat F.linear (decode, speculative verification).
+LINEAR_MAX_ROWS = 16
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
+    """F.linear for a few rows of fp32/bf16 on the CPU, or None where the kernel does not apply."""
+    k = weight.shape[-1]
+    rows = x.numel() // k
+    if (rows > LINEAR_MAX_ROWS or weight.dtype not in _DENSE or x.device.type != "cpu"
+            or not weight.is_contiguous() or (bias is not None and bias.dtype != weight.dtype)):
+        return None
+    lib = kernels()
+    if lib is None:
+        return None
+    flat = x if x.dtype == torch.float32 and x.is_contiguous() else x.float().contiguous()
+    b = None if bias is None else bias.float().contiguous()
+    y = torch.empty((*x.shape[:-1], weight.shape[0]))
+    getattr(lib, _DENSE[weight.dtype])(flat.data_ptr(), rows, k, weight.data_ptr(), weight.shape[0],
+                                       None if b is None else b.data_ptr(), y.data_ptr())
+    return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+
+_DENSE = {torch.float32: "dscoder_f32_matmul", torch.bfloat16: "dscoder_bf16_matmul"}

@@ -17,8 +17,13 @@ from .model import Transformer
 
 
 @torch.no_grad()
-def perplexity(model: Transformer, ids: Sequence[int], window: int = 512) -> float:
-    """exp(mean negative log-likelihood) of every token after the first of each window."""
+def perplexity(model: Transformer, ids: Sequence[int], window: int = 512, step: int | None = None) -> float:
+    """exp(mean negative log-likelihood) of every token after the first of each window.
+
+    `step` feeds each window through a KV cache that many tokens at a time, as generation
+    does, instead of in one forward: the same number, computed with decode's arithmetic
+    (which differs for quantized layers, see quant.py).
+    """
     if len(ids) < 2:
         raise ValueError(f"perplexity needs at least 2 tokens, got {len(ids)}")
     window = min(window, model.config.max_position_embeddings)
@@ -28,7 +33,11 @@ def perplexity(model: Transformer, ids: Sequence[int], window: int = 512) -> flo
         chunk = torch.tensor([ids[start:start + window]], device=device)
         if chunk.shape[1] < 2:
             break
-        logits, _ = model(chunk)
+        if step is None:
+            logits, _ = model(chunk)
+        else:
+            cache = model.new_cache(1, chunk.shape[1])
+            logits = torch.cat([model(chunk[:, i:i + step], i, cache)[0] for i in range(0, chunk.shape[1], step)], dim=1)
         total += float(F.cross_entropy(logits[0, :-1].float(), chunk[0, 1:], reduction="sum"))
         count += chunk.shape[1] - 1
     return math.exp(total / count)

@@ -2,8 +2,17 @@
 
 Decode on a CPU reads every weight once per token, so its speed is bytes per weight: fp32
 is 4, int8 is 1 (+ one fp32 scale per row), int4 with group 32 is 0.625 (two fp16 numbers,
-scale and minimum, per 32 weights: the Q4_1 layout, 5 bits per weight).  Activations stay
-in floating point; only weights are quantized.
+scale and minimum, per 32 weights: the Q4_1 layout, 5 bits per weight).
+
+Two ways to multiply, by the number of rows:
+  - up to NATIVE_MAX_ROWS (decode, speculative verification): the activations are quantized
+    to int16 in blocks of 32 and each block's dot product with the weights is exact integer
+    arithmetic, scaled once (llama.cpp's scheme with 16 bits instead of 8; what makes the
+    AVX2 kernel fast, at a cost of ~1e-5 relative error per activation).  The
+    PyTorch path (`_integer_matmul`, used where the kernel is unavailable) does the same
+    arithmetic.  The perplexity test runs this path on the embedded model.
+  - more rows (prompt processing): the weights are dequantized and multiplied in floating
+    point, where one dequantization is shared by many rows.
 
 Which layers: every nn.Linear of the network with an input width divisible by 32, except
   - MLA's kv_b_proj, whose weight the absorbed decode path folds into queries and outputs
@@ -33,8 +42,9 @@ from .native import kernels
 SCHEMES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)
 QUANT_METHOD = "dscoder"
-# Rows up to which the fused dequantize-and-multiply kernel beats dequantize-then-matmul.
-NATIVE_MAX_ROWS = 8
+# Rows up to which the integer kernel beats dequantize-then-matmul; also covers a prompt-lookup
+# verification (1 + 8 draft tokens), so speculation computes exactly what plain decode does.
+NATIVE_MAX_ROWS = 16
 
 
 @dataclass(frozen=True)
@@ -108,12 +118,47 @@ def dequantize_weight(tensors: dict[str, torch.Tensor], scheme: str, group_size:
     return w.to(dtype)
 
 
+def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (M, K) fp32 -> int16 blocks (M, K), block scales (M, K/32), scale * block sums (M, K/32).
+
+    The exact arithmetic of the kernel (scale = max|x| / 32767, q = round-half-even(x * (1 / scale))),
+    so both paths see the same integers.
+    """
+    blocks = x.view(x.shape[0], -1, 32)
+    scale = blocks.abs().amax(dim=-1) / 32767
+    inverse = torch.where(scale != 0, 1 / torch.where(scale != 0, scale, 1), 0)
+    q = torch.round(blocks * inverse[..., None])
+    return q.to(torch.int16).view_as(x), scale, scale * q.sum(dim=-1)
+
+
+def _integer_matmul(x: torch.Tensor, tensors: dict[str, torch.Tensor], scheme: str, group_size: int) -> torch.Tensor:
+    """The kernel's arithmetic in PyTorch: x (M, K) fp32 -> (M, N) fp32, without bias.
+
+    The block dot products are integers below 2**31, exact in a float64 bmm whatever its
+    summation order; the scaling is fp32, as in the kernel.
+    """
+    xq, xd, xs = quantize_activations(x)
+    q = tensors["qweight"]
+    n, m, nb = q.shape[0], x.shape[0], x.shape[1] // 32
+    if scheme == "int8":
+        wq = q.double()
+    else:
+        runs = q.view(n, nb, 16)
+        wq = torch.stack((runs & 15, runs >> 4), dim=2).reshape(n, nb * 32).double()
+    dots = torch.bmm(xq.double().view(m, nb, 32).transpose(0, 1), wq.view(n, nb, 32).permute(1, 2, 0)).float()
+    if scheme == "int8":
+        return torch.einsum("bmn,mb->mn", dots, xd) * tensors["scales"][None, :]
+    group = torch.arange(nb, device=q.device) * 32 // group_size
+    scales, mins = tensors["scales"].float()[:, group], tensors["mins"].float()[:, group]  # (N, nb)
+    return torch.einsum("bmn,mb,nb->mn", dots, xd, scales) + xs @ mins.T
+
+
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
 class QuantLinear(nn.Module):
-    """A linear layer over packed weights: native fused kernel for a few rows, else dequantize + matmul."""
+    """A linear layer over packed weights: integer kernel for a few rows, else dequantize + matmul."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, scheme: str, group_size: int = 32,
                  device=None, dtype: torch.dtype = torch.float32):
@@ -165,20 +210,35 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
-        lib = kernels() if self.use_native and x.device.type == "cpu" and rows <= NATIVE_MAX_ROWS else None
-        if lib is None:
+        if rows > NATIVE_MAX_ROWS:
             return F.linear(x, self.dequantize(x.dtype), self.bias)
-        flat = x.reshape(rows, self.in_features)
-        flat = flat if flat.dtype == torch.float32 and flat.is_contiguous() else flat.float().contiguous()
-        y = torch.empty(rows, self.out_features, dtype=torch.float32)
-        bias = None if self.bias is None else (self.bias if self.bias.dtype == torch.float32 else self.bias.float())
+        lib = kernels() if self.use_native and x.device.type == "cpu" else None
+        if lib is None:
+            y = _integer_matmul(x.reshape(rows, self.in_features).float(), self.packed(), self.scheme, self.group_size)
+            y = y if self.bias is None else y + self.bias.float()
+            return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+        # Decode calls this ~200 times a token: every Python step here is on the critical path.
+        flat = x if x.dtype == torch.float32 and x.is_contiguous() else x.float().contiguous()
+        y = torch.empty((*x.shape[:-1], self.out_features))
+        w = self._pointers()
         if self.scheme == "int8":
-            lib.dscoder_int8_matmul(_ptr(flat), rows, self.in_features, _ptr(self.qweight), _ptr(self.scales),
-                                    self.out_features, _ptr(bias), _ptr(y))
+            lib.dscoder_int8_matmul(flat.data_ptr(), rows, self.in_features, w[0], w[1], self.out_features, w[3],
+                                    y.data_ptr())
         else:
-            lib.dscoder_int4_matmul(_ptr(flat), rows, self.in_features, _ptr(self.qweight), _ptr(self.scales),
-                                    _ptr(self.mins), self.out_features, self.group_size, _ptr(bias), _ptr(y))
-        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+            lib.dscoder_int4_matmul(flat.data_ptr(), rows, self.in_features, w[0], w[1], w[2], self.out_features,
+                                    self.group_size, w[3], y.data_ptr())
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+    def _pointers(self) -> tuple:
+        """Addresses of (qweight, scales, mins, fp32 bias), recomputed whenever a tensor was replaced."""
+        key = (self.qweight, self.scales, self.mins, self.bias)
+        cached = self.__dict__.get("_pointer_cache")
+        # Identity alone is not enough: a deepcopy carries this cache along with new tensors.
+        if cached is None or cached[1][0] != self.qweight.data_ptr() or any(a is not b for a, b in zip(cached[0], key)):
+            bias = None if self.bias is None else self.bias.detach().float().contiguous()
+            cached = (key, (_ptr(self.qweight), _ptr(self.scales), _ptr(self.mins), _ptr(bias)), bias)
+            self.__dict__["_pointer_cache"] = cached
+        return cached[1]
 
     def extra_repr(self) -> str:
         group = f", group_size={self.group_size}" if self.scheme == "int4" else ""

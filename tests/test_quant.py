@@ -15,8 +15,8 @@ from dscoder.model import Transformer
 from dscoder.native import kernels
 from dscoder.perplexity import perplexity
 from dscoder.presets import get_preset
-from dscoder.quant import (QuantConfig, QuantLinear, dequantize_weight, quantize_model, quantize_weight,
-                           weight_bytes)
+from dscoder.quant import (NATIVE_MAX_ROWS, QuantConfig, QuantLinear, dequantize_weight, quantize_model, quantize_weight,
+                           quantize_activations, weight_bytes)
 from dscoder.tokenizer import Tokenizer
 from conftest import randomize_
 
@@ -59,7 +59,7 @@ def test_int4_requantizes_a_q4_1_grid_without_loss():
 
 @native
 @pytest.mark.parametrize("scheme,group", SCHEMES)
-@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 20])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 8, 16, 17])
 def test_native_kernel_matches_the_pytorch_path(scheme, group, rows):
     gen = torch.Generator().manual_seed(rows)
     linear = torch.nn.Linear(320, 96, bias=True)
@@ -71,12 +71,29 @@ def test_native_kernel_matches_the_pytorch_path(scheme, group, rows):
     fast = layer(x)
     layer.use_native = False
     reference = layer(x)
-    exact = x @ dequantize_weight(layer.packed(), scheme, group).T + linear.bias
+    weight = dequantize_weight(layer.packed(), scheme, group)
+    exact = x @ weight.T + linear.bias
     assert fast.shape == (rows, 96)
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(reference, exact, rtol=1e-5, atol=1e-4)
+    if rows > NATIVE_MAX_ROWS:  # prompt processing: float activations, the dequantized product
+        torch.testing.assert_close(reference, exact, rtol=1e-5, atol=1e-4)
+    else:  # decode: int16 activations, off by at most half a step of each activation block
+        _, block_scale, _ = quantize_activations(x)
+        bound = (weight.abs() @ (block_scale.repeat_interleave(32, dim=1) / 2).T).T
+        assert ((reference - exact).abs() <= bound * 1.001 + 1e-4).all()
+        assert (reference - exact).abs().max() > 1e-6  # the activations really were quantized
     layer.use_native = True
     torch.testing.assert_close(layer.dequantize(), dequantize_weight(layer.packed(), scheme, group))
+
+
+def test_activation_quantization_rounds_each_block_to_its_own_grid():
+    x = torch.cat([torch.linspace(-2, 2, 32), torch.zeros(32), torch.full((32,), 0.5)])[None]
+    q, scale, scaled_sum = quantize_activations(x)
+    torch.testing.assert_close(scale, torch.tensor([[2 / 32767, 0.0, 0.5 / 32767]]))
+    assert q.dtype == torch.int16 and q[0, :32].abs().max() == 32767 and (q[0, 32:64] == 0).all()
+    assert (q[0, 64:] == 32767).all()
+    torch.testing.assert_close(q.float().view(3, 32) * scale.view(3, 1), x.view(3, 32), atol=1 / 32767, rtol=0)
+    torch.testing.assert_close(scaled_sum, (q.float().view(1, 3, 32).sum(-1) * scale))
 
 
 @pytest.fixture(scope="module", params=["tiny-llama-gqa", "tiny-v2-lite", "tiny-v2"])
@@ -92,9 +109,11 @@ def _quantized(model: Transformer, spec: str) -> Transformer:
 
 @torch.no_grad()
 @pytest.mark.parametrize("spec", ["int8", "int4", "int4-128"])
-def test_quantized_tiny_models_compute_the_dequantized_network_and_decode_exactly(tiny, spec):
-    """A quantized model is exactly the network with each weight replaced by its dequantized
-    value (how close that is to fp32 is measured on a real model: the perplexity test)."""
+def test_quantized_tiny_models_compute_the_dequantized_network_and_decode_exactly(tiny, spec, monkeypatch):
+    """With float activations a quantized model is exactly the network with each weight
+    replaced by its dequantized value; with int16 activations (the decode arithmetic) cached
+    decoding equals the uncached argmax.  How close either is to fp32 is measured on a real
+    model: the perplexity test."""
     q = _quantized(tiny, spec)
     kinds = {type(m).__name__ for n, m in q.named_modules() if n.endswith(("q_proj", "o_proj", "up_proj"))}
     assert kinds == {"QuantLinear"} and isinstance(q.lm_head, QuantLinear) and q.lm_head.scheme == "int8"
@@ -106,8 +125,9 @@ def test_quantized_tiny_models_compute_the_dequantized_network_and_decode_exactl
         if isinstance(module, QuantLinear):
             twin.get_submodule(name).weight = torch.nn.Parameter(module.dequantize())
     tokens = torch.randint(0, tiny.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr("dscoder.quant.NATIVE_MAX_ROWS", 0)  # every product in float: the dequantized network
     torch.testing.assert_close(q(tokens)[0], twin(tokens)[0], rtol=1e-4, atol=1e-4)
-    # cached greedy decoding of the quantized model equals its own uncached argmax
+    monkeypatch.setattr("dscoder.quant.NATIVE_MAX_ROWS", 10**6)  # every product with int16 activations
     seq, cache = tokens[0, :8].tolist(), q.new_cache(1, 64)
     logits = q(torch.tensor([seq]), 0, cache)[0][0, -1]
     for _ in range(24):
@@ -181,9 +201,12 @@ def fp32_perplexity(smollm2_gguf, held_out_ids) -> float:
 
 
 @pytest.mark.parametrize("spec,budget", [("int8", 0.01), ("int4", 0.05)])
-def test_embedded_model_perplexity_budget(smollm2_gguf, held_out_ids, fp32_perplexity, spec, budget):
+@pytest.mark.parametrize("arithmetic", ["prompt", "decode"])
+def test_embedded_model_perplexity_budget(smollm2_gguf, held_out_ids, fp32_perplexity, spec, budget, arithmetic):
+    """Both ways a quantized layer multiplies stay within budget: float activations over a
+    whole window (prompt processing) and int16 activations, NATIVE_MAX_ROWS tokens a step."""
     model = load_model(smollm2_gguf, quant=spec)
     assert weight_bytes(model) < 0.5 * 4 * model.config.param_counts()[0]
-    ppl = perplexity(model, held_out_ids)
+    ppl = perplexity(model, held_out_ids, step=NATIVE_MAX_ROWS if arithmetic == "decode" else None)
     assert 1 < fp32_perplexity < 30  # real code is predictable to a real model: the yardstick works
     assert ppl / fp32_perplexity - 1 < budget, (spec, ppl, fp32_perplexity)

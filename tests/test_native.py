@@ -1,4 +1,4 @@
-"""The native decode-attention kernel against PyTorch's SDPA on cache-shaped inputs."""
+"""The native decode kernels against PyTorch: dense matmuls against F.linear, attention against SDPA."""
 
 import pytest
 import torch
@@ -40,3 +40,23 @@ def test_unsupported_inputs_fall_back():
     assert native.attend(torch.randn(1, 1, 4, 48), torch.randn(1, 10, 2, 48), torch.randn(1, 10, 2, 48), 0.1) is None
     assert native.attend(torch.randn(1, 9, 4, 64), torch.randn(1, 10, 2, 64), torch.randn(1, 10, 2, 64), 0.1) is None
     assert native.attend(q, k.transpose(1, 2).contiguous().transpose(1, 2), k, 0.1) is None  # heads-major layout
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("rows, in_features, bias", [(1, 576, False), (3, 200, True), (5, 24, True), (16, 64, False)])
+def test_native_linear_matches_f_linear(dtype, rows, in_features, bias):
+    g = torch.Generator().manual_seed(rows)
+    weight = torch.randn(40, in_features, generator=g).to(dtype)
+    b = torch.randn(40, generator=g).to(dtype) if bias else None
+    x = torch.randn(2, rows, in_features, generator=g).to(dtype)[:1]  # also a non-contiguous-free slice
+    out = native.linear(x, weight, b)
+    assert out is not None and out.dtype == dtype and out.shape == (1, rows, 40)
+    reference = torch.nn.functional.linear(x.float(), weight.float(), None if b is None else b.float())
+    torch.testing.assert_close(out.float(), reference, rtol=1e-5 if dtype == torch.float32 else 1e-2, atol=1e-4)
+
+
+def test_native_linear_declines_what_it_does_not_do():
+    w = torch.randn(8, 32)
+    assert native.linear(torch.randn(17, 32), w, None) is None  # prompt-sized: F.linear's GEMM is better
+    assert native.linear(torch.randn(1, 32).double(), w.double(), None) is None
+    assert native.linear(torch.randn(1, 32), w.t().contiguous().t(), None) is None  # a transposed view
