@@ -41,8 +41,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:  # one fused op, the same numbers
-            return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        if not torch.is_grad_enabled() and (y := native.rms_norm(x, self.weight, self.eps)) is not None:
+            return y
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
@@ -99,6 +99,8 @@ def rope_tables(cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> tupl
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor:
     """Rotate x (B, T, H, D) by the (T, D) tables of `rope_tables`, in fp32."""
+    if not torch.is_grad_enabled() and (out := native.rope(x, cos, sin, interleaved)) is not None:
+        return out
     xf = x.float()
     if interleaved:
         swapped = xf.unflatten(-1, (-1, 2)).flip(-1).flatten(-2)

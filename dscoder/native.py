@@ -1,4 +1,4 @@
-"""The native CPU kernels (decode-sized matmuls, decode attention): compiled on first use, called through ctypes.
+"""The native CPU kernels (decode-sized matmuls, decode attention, RMSNorm, RoPE): compiled on first use, called through ctypes.
 
 Why not `torch.utils.cpp_extension`: it compiles the whole torch C++ API for a few plain
 loops (a minute or more on two cores) and needs Python headers; these kernels take raw
@@ -79,8 +79,10 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
     lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p]
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
-    for fn in (lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant,
-               lib.dscoder_attend, lib.dscoder_f32_matmul, lib.dscoder_bf16_matmul):
+    lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
+    lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
+    for fn in (lib.dscoder_rope, lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant,
+               lib.dscoder_attend, lib.dscoder_f32_matmul, lib.dscoder_bf16_matmul, lib.dscoder_rms_norm):
         fn.restype = None
     return lib
 
@@ -135,3 +137,30 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 
 
 _DENSE = {torch.float32: "dscoder_f32_matmul", torch.bfloat16: "dscoder_bf16_matmul"}
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
+    """RMSNorm of fp32 x over its last dimension, or None where the kernel does not apply."""
+    if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous():
+        return None
+    lib = kernels()
+    if lib is None:
+        return None
+    y = torch.empty_like(x)
+    lib.dscoder_rms_norm(x.data_ptr(), x.numel() // x.shape[-1], x.shape[-1], weight.data_ptr(), eps, y.data_ptr())
+    return y
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor | None:
+    """model.apply_rope for a contiguous fp32 (B, T, H, D) x, or None where the kernel does not apply."""
+    if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous() or x.dim() != 4
+            or any(z.dtype != torch.float32 or not z.is_contiguous() or z.shape != (x.shape[1], x.shape[3])
+                   for z in (cos, sin))):
+        return None
+    lib = kernels()
+    if lib is None:
+        return None
+    b, t, h, d = x.shape
+    out = torch.empty_like(x)
+    lib.dscoder_rope(x.data_ptr(), b, t, h, d, cos.data_ptr(), sin.data_ptr(), int(interleaved), out.data_ptr())
+    return out

@@ -60,3 +60,28 @@ def test_native_linear_declines_what_it_does_not_do():
     assert native.linear(torch.randn(17, 32), w, None) is None  # prompt-sized: F.linear's GEMM is better
     assert native.linear(torch.randn(1, 32).double(), w.double(), None) is None
     assert native.linear(torch.randn(1, 32), w.t().contiguous().t(), None) is None  # a transposed view
+
+
+@pytest.mark.parametrize("rows, dim", [(1, 576), (40, 100), (3, 7)])
+def test_native_rms_norm_matches_the_formula(rows, dim):
+    g = torch.Generator().manual_seed(dim)
+    x, weight = torch.randn(rows, dim, generator=g) * 3, torch.randn(dim, generator=g)
+    reference = weight * x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5)
+    torch.testing.assert_close(native.rms_norm(x, weight, 1e-5), reference, rtol=1e-5, atol=1e-6)
+    assert native.rms_norm(x.double(), weight.double(), 1e-5) is None
+
+
+@pytest.mark.parametrize("interleaved", [False, True])
+def test_native_rope_matches_the_pytorch_rotation(interleaved, monkeypatch):
+    from dscoder.model import apply_rope, rope_tables
+
+    g = torch.Generator().manual_seed(int(interleaved))
+    angles = torch.rand(5, 8, generator=g) * 6
+    cos, sin = rope_tables(angles.cos(), angles.sin(), interleaved)
+    x = torch.randn(2, 5, 3, 16, generator=g)
+    fast = native.rope(x, cos, sin, interleaved)
+    monkeypatch.setattr(native, "rope", lambda *args: None)
+    torch.testing.assert_close(fast, apply_rope(x, cos, sin, interleaved), rtol=1e-6, atol=1e-6)
+    # rotation preserves the norm of every pair: a check independent of both implementations
+    pairs = (lambda t: t.unflatten(-1, (-1, 2))) if interleaved else (lambda t: torch.stack(t.chunk(2, -1), -1))
+    torch.testing.assert_close(pairs(fast).norm(dim=-1), pairs(x).norm(dim=-1))
