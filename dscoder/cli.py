@@ -308,14 +308,18 @@ def chat(
                 sys.stdout.flush()
         except USER_ERRORS as e:
             err.print(f"[bold red]error:[/] {e}")
+        except KeyboardInterrupt:  # Ctrl-C ends this answer, not the conversation
+            sys.stdout.write("\n")
+            err.print("[dim](interrupted: this question and its partial answer are not kept in the history)[/]")
         sys.stdout.write("\n")
+        sys.stdout.flush()
 
     if message is not None:
         answer(message)
         return
     interactive = sys.stdin.isatty()
     if interactive:
-        err.print("[dim]chat: /reset clears the history, /exit or Ctrl-D quits[/]")
+        err.print("[dim]chat: /reset clears the history, Ctrl-C stops an answer, /exit or Ctrl-D quits[/]")
     while True:
         try:
             line = input("> " if interactive else "")

@@ -158,3 +158,27 @@ def test_complete_with_lookup_prints_the_same_text_in_fewer_passes(smollm2_gguf)
     assert both.returncode == 2 and "--draft and --lookup" in both.stderr
     hot = dscoder("complete", prompt, "-n", "4", "--lookup", "--temperature", "0.5")
     assert hot.returncode == 2 and "use --temperature 0 with --lookup" in hot.stderr
+
+
+def test_ctrl_c_in_chat_stops_the_answer_not_the_program(smollm2_gguf):
+    """SIGINT while an answer streams: the answer stops, the next question is answered."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli", "chat", "-n", "400"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    try:
+        proc.stdin.write("Write a long story about a robot who learns to program.\n")
+        proc.stdin.flush()
+        first = proc.stdout.read(20)  # the answer is streaming now
+        assert first.strip()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.stdin.write("What is 2 + 2?\n/exit\n")
+        proc.stdin.flush()
+        out, errors = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, errors
+    assert "interrupted" in errors
+    assert "is 4" in out.strip().splitlines()[-1]  # the second question got its (greedy) answer
