@@ -30,8 +30,10 @@ import torch
 
 PROMPT_TOKENS, DECODE_TOKENS = 512, 256
 RESULTS = Path(__file__).with_name("RESULTS.md")
-CONTESTANTS = ["ours-fp32", "ours-bf16", "ours-int8", "ours-int4", "llama.cpp", "transformers-fp32"]
-BITS = {"ours-fp32": "32", "ours-bf16": "16", "ours-int8": "8 (+head 8)", "ours-int4": "5 (+head 8)",
+CONTESTANTS = ["ours-fp32", "ours-fp32-compiled", "ours-bf16", "ours-int8", "ours-int4", "llama.cpp",
+               "transformers-fp32"]
+BITS = {"ours-fp32": "32", "ours-fp32-compiled": "32", "ours-bf16": "16", "ours-int8": "8 (+head 8)",
+        "ours-int4": "5 (+head 8)",
         "llama.cpp": "5 (Q4_1, head Q8_0)", "transformers-fp32": "32"}
 
 
@@ -81,11 +83,16 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
     quant = variant if variant.startswith("int") else None
     start = time.perf_counter()
     model = load_model(gguf_path(), dtype=dtype, quant=quant)
+    if variant.endswith("compiled"):  # torch.compile traces the PyTorch path (see dscoder/native.py)
+        model = torch.compile(model, dynamic=True)
+    with torch.no_grad():
+        warm = getattr(model, "_orig_mod", model).new_cache(1, 64)
+        # first-call costs (kernel build, compilation, allocator) out of the timing: a prompt and two steps
+        for pos, chunk in ((0, ids[:16]), (16, ids[16:17]), (17, ids[17:18])):
+            model(torch.tensor([chunk]), pos, warm)
     loaded = time.perf_counter() - start
     with torch.no_grad():
-        warm = model.new_cache(1, 64)
-        model(torch.tensor([ids[:16]]), 0, warm)  # first-call costs (kernel build, allocator) out of the timing
-        cache = model.new_cache(1, len(ids) + DECODE_TOKENS + 1)
+        cache = getattr(model, "_orig_mod", model).new_cache(1, len(ids) + DECODE_TOKENS + 1)
         start = time.perf_counter()
         logits, _ = model(torch.tensor([ids]), 0, cache)
         prefill = time.perf_counter() - start
@@ -96,7 +103,8 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
             logits, _ = model(torch.tensor([[token]]), len(ids) + i, cache)
             token = int(logits[0, -1].argmax())
         decode = time.perf_counter() - start
-    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": decode_bytes_ours(model), "tokens": out}
+    return {"load": loaded, "prefill": prefill, "decode": decode,
+            "bytes": decode_bytes_ours(getattr(model, "_orig_mod", model)), "tokens": out}
 
 
 def run_llama_cpp(ids: list[int], threads: int) -> dict:
@@ -106,12 +114,13 @@ def run_llama_cpp(ids: list[int], threads: int) -> dict:
     start = time.perf_counter()
     llm = Llama(str(gguf_path()), n_ctx=PROMPT_TOKENS + DECODE_TOKENS + 16, n_threads=threads,
                 n_threads_batch=threads, n_batch=PROMPT_TOKENS, verbose=False)
-    loaded = time.perf_counter() - start
+
     def last_logits():  # eval keeps no logits unless logits_all; the context holds the last token's
         return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
 
     llm.eval(ids[:16])
     llm.reset()
+    loaded = time.perf_counter() - start
     start = time.perf_counter()
     llm.eval(ids)
     prefill = time.perf_counter() - start
@@ -131,9 +140,9 @@ def run_transformers(ids: list[int], threads: int) -> dict:
     path = gguf_path()
     start = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
-    loaded = time.perf_counter() - start
     with torch.no_grad():
         model(torch.tensor([ids[:16]]))
+        loaded = time.perf_counter() - start
         start = time.perf_counter()
         result = model(torch.tensor([ids]), use_cache=True)
         prefill = time.perf_counter() - start
@@ -205,7 +214,8 @@ def render(results: dict, bandwidth: float, threads: int) -> str:
              "",
              f"SmolLM2-135M-Instruct (Q4_1 GGUF), prompt {PROMPT_TOKENS} tokens of code, {DECODE_TOKENS} greedy decode "
              f"steps, batch 1. Measured read bandwidth: {bandwidth:.1f} GB/s. 'same tokens' compares the greedy "
-             "tokens with ours-fp32.",
+             "tokens with ours-fp32: the length of the common prefix (quantization changes some choices, after which "
+             "the continuations differ). 'load s' includes one warm-up prompt (and, compiled, the compilation).",
              "",
              "| contestant | bits/weight | load s | prefill tok/s | decode tok/s | decode vs llama.cpp | decode vs "
              "transformers | GB/s (of measured) | peak RSS MiB | same tokens |",
@@ -216,7 +226,8 @@ def render(results: dict, bandwidth: float, threads: int) -> str:
         gbs = r["bytes"] * dec / 1e9
         vs_cpp = f"{dec / (DECODE_TOKENS / cpp['decode']):.2f}×" if cpp else "-"
         vs_tf = f"{dec / (DECODE_TOKENS / tf['decode']):.2f}×" if tf else "-"
-        same = "-" if greedy is None else sum(a == b for a, b in zip(r["tokens"], greedy))
+        same = "-" if greedy is None else next((i for i, (a, b) in enumerate(zip(r["tokens"], greedy)) if a != b),
+                                               min(len(r["tokens"]), len(greedy)))
         lines.append(f"| {name} | {BITS[name]} | {r['load']:.1f} | {pre:.0f} | {dec:.1f} | {vs_cpp} | {vs_tf} | "
                      f"{gbs:.1f} ({gbs / bandwidth:.0%}) | {r['rss']:.0f} | {same}/{DECODE_TOKENS} |")
     return "\n".join(lines) + "\n"

@@ -87,6 +87,15 @@ def kernels() -> ctypes.CDLL | None:
     return lib
 
 
+
+def loaded() -> ctypes.CDLL | None:
+    """The kernels for an eager call, or None while torch.compile traces: a ctypes call is
+    opaque to it (each would split the graph), so the traced graph takes the PyTorch path,
+    which it can compile.  (Measured in benchmarks/decode.py: eager with these kernels is
+    the faster of the two on CPU.)"""
+    return None if torch.compiler.is_compiling() else kernels()
+
+
 # Query rows up to which the native attention beats SDPA (decode, speculative verification).
 ATTEND_MAX_QUERIES = 8
 
@@ -104,7 +113,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
             or k.dtype != torch.float32 or v.dtype != torch.float32 or k.stride() != v.stride()
             or k.stride()[1:] != (kv * d, d, 1) or v.shape[-1] != d or h % kv):
         return None
-    lib = kernels()
+    lib = loaded()
     if lib is None:
         return None
     q = q.contiguous()
@@ -125,7 +134,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
     if (rows > LINEAR_MAX_ROWS or weight.dtype not in _DENSE or x.device.type != "cpu"
             or not weight.is_contiguous() or (bias is not None and bias.dtype != weight.dtype)):
         return None
-    lib = kernels()
+    lib = loaded()
     if lib is None:
         return None
     flat = x if x.dtype == torch.float32 and x.is_contiguous() else x.float().contiguous()
@@ -143,7 +152,7 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor 
     """RMSNorm of fp32 x over its last dimension, or None where the kernel does not apply."""
     if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous():
         return None
-    lib = kernels()
+    lib = loaded()
     if lib is None:
         return None
     y = torch.empty_like(x)
@@ -157,7 +166,7 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: boo
             or any(z.dtype != torch.float32 or not z.is_contiguous() or z.shape != (x.shape[1], x.shape[3])
                    for z in (cos, sin))):
         return None
-    lib = kernels()
+    lib = loaded()
     if lib is None:
         return None
     b, t, h, d = x.shape

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
-from .native import kernels
+from .native import loaded as loaded_kernels
 
 SCHEMES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)
@@ -196,7 +196,7 @@ class QuantLinear(nn.Module):
         return out
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        lib = kernels() if self.use_native and self.qweight.device.type == "cpu" else None
+        lib = loaded_kernels() if self.use_native and self.qweight.device.type == "cpu" else None
         if lib is None:
             return dequantize_weight(self.packed(), self.scheme, self.group_size, dtype)
         out = torch.empty(self.out_features, self.in_features, dtype=torch.float32)
@@ -212,33 +212,51 @@ class QuantLinear(nn.Module):
         rows = x.numel() // self.in_features
         if rows > NATIVE_MAX_ROWS:
             return F.linear(x, self.dequantize(x.dtype), self.bias)
-        lib = kernels() if self.use_native and x.device.type == "cpu" else None
+        # Decode calls this ~200 times a token, so the common case (fp32, contiguous, CPU,
+        # kernels loaded) is a few checks and one call with the weights' arguments pre-bound.
+        if x.dtype is torch.float32 and x.is_contiguous() and x.is_cpu and self.use_native:
+            call = self.__dict__.get("_bound") or self._bind()
+            if call is not None and call[0] == self._buffers["qweight"].data_ptr():
+                y = torch.empty(*x.shape[:-1], self.out_features)
+                call[1](x.data_ptr(), rows, y.data_ptr())
+                return y
+        lib = loaded_kernels() if self.use_native and x.device.type == "cpu" else None
         if lib is None:
             y = _integer_matmul(x.reshape(rows, self.in_features).float(), self.packed(), self.scheme, self.group_size)
             y = y if self.bias is None else y + self.bias.float()
             return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
-        # Decode calls this ~200 times a token: every Python step here is on the critical path.
-        flat = x if x.dtype == torch.float32 and x.is_contiguous() else x.float().contiguous()
-        y = torch.empty((*x.shape[:-1], self.out_features))
-        w = self._pointers()
-        if self.scheme == "int8":
-            lib.dscoder_int8_matmul(flat.data_ptr(), rows, self.in_features, w[0], w[1], self.out_features, w[3],
-                                    y.data_ptr())
-        else:
-            lib.dscoder_int4_matmul(flat.data_ptr(), rows, self.in_features, w[0], w[1], w[2], self.out_features,
-                                    self.group_size, w[3], y.data_ptr())
-        return y if x.dtype == torch.float32 else y.to(x.dtype)
+        self.__dict__.pop("_bound", None)  # stale (the weights moved): rebind
+        return self.forward(x.float().contiguous()).to(x.dtype)
 
-    def _pointers(self) -> tuple:
-        """Addresses of (qweight, scales, mins, fp32 bias), recomputed whenever a tensor was replaced."""
-        key = (self.qweight, self.scales, self.mins, self.bias)
-        cached = self.__dict__.get("_pointer_cache")
-        # Identity alone is not enough: a deepcopy carries this cache along with new tensors.
-        if cached is None or cached[1][0] != self.qweight.data_ptr() or any(a is not b for a, b in zip(cached[0], key)):
-            bias = None if self.bias is None else self.bias.detach().float().contiguous()
-            cached = (key, (_ptr(self.qweight), _ptr(self.scales), _ptr(self.mins), _ptr(bias)), bias)
-            self.__dict__["_pointer_cache"] = cached
-        return cached[1]
+    def _bind(self):
+        """(qweight address, fn(x_ptr, rows, y_ptr)) with every other kernel argument fixed, or None.
+
+        The address lets `forward` notice a deepcopy or a move (the bound pointers would be
+        stale); replacing a tensor through setattr or `_apply` drops the binding outright.
+        """
+        lib = loaded_kernels() if self.qweight.device.type == "cpu" else None
+        if lib is None:
+            return None
+        bias = None if self.bias is None else self.bias.detach().float().contiguous()
+        k, n, q, scales = self.in_features, self.out_features, _ptr(self.qweight), _ptr(self.scales)
+        if self.scheme == "int8":
+            fn, tail = lib.dscoder_int8_matmul, (q, scales, n, _ptr(bias))
+        else:
+            fn, tail = lib.dscoder_int4_matmul, (q, scales, _ptr(self.mins), n, self.group_size, _ptr(bias))
+
+        def call(x_ptr: int, rows: int, y_ptr: int, _keep=bias) -> None:
+            fn(x_ptr, rows, k, *tail, y_ptr)
+
+        self.__dict__["_bound"] = (q, call)
+        return self.__dict__["_bound"]
+
+    def __setattr__(self, name, value):
+        self.__dict__.pop("_bound", None)
+        super().__setattr__(name, value)
+
+    def _apply(self, fn, recurse=True):
+        self.__dict__.pop("_bound", None)
+        return super()._apply(fn, recurse)
 
     def extra_repr(self) -> str:
         group = f", group_size={self.group_size}" if self.scheme == "int4" else ""
