@@ -212,21 +212,20 @@ class QuantLinear(nn.Module):
         rows = x.numel() // self.in_features
         if rows > NATIVE_MAX_ROWS:
             return F.linear(x, self.dequantize(x.dtype), self.bias)
-        # Decode calls this ~200 times a token, so the common case (fp32, contiguous, CPU,
-        # kernels loaded) is a few checks and one call with the weights' arguments pre-bound.
-        if x.dtype is torch.float32 and x.is_contiguous() and x.is_cpu and self.use_native:
-            call = self.__dict__.get("_bound") or self._bind()
-            if call is not None and call[0] == self._buffers["qweight"].data_ptr():
+        # Decode calls this ~200 times a token, so the common case (CPU, kernels loaded) is a
+        # few checks and one call with the weights' arguments pre-bound.
+        if self.use_native and x.is_cpu:
+            call = self.__dict__.get("_bound")
+            if call is None or call[0] != self._buffers["qweight"].data_ptr():
+                call = self._bind()
+            if call is not None:
+                flat = x if x.dtype is torch.float32 and x.is_contiguous() else x.float().contiguous()
                 y = torch.empty(*x.shape[:-1], self.out_features)
-                call[1](x.data_ptr(), rows, y.data_ptr())
-                return y
-        lib = loaded_kernels() if self.use_native and x.device.type == "cpu" else None
-        if lib is None:
-            y = _integer_matmul(x.reshape(rows, self.in_features).float(), self.packed(), self.scheme, self.group_size)
-            y = y if self.bias is None else y + self.bias.float()
-            return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
-        self.__dict__.pop("_bound", None)  # stale (the weights moved): rebind
-        return self.forward(x.float().contiguous()).to(x.dtype)
+                call[1](flat.data_ptr(), rows, y.data_ptr())
+                return y if x.dtype is torch.float32 else y.to(x.dtype)
+        y = _integer_matmul(x.reshape(rows, self.in_features).float(), self.packed(), self.scheme, self.group_size)
+        y = y if self.bias is None else y + self.bias.float()
+        return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def _bind(self):
         """(qweight address, fn(x_ptr, rows, y_ptr)) with every other kernel argument fixed, or None.
