@@ -45,6 +45,7 @@ QUANT_METHOD = "dscoder"
 # Rows up to which the integer kernel beats dequantize-then-matmul; also covers a prompt-lookup
 # verification (1 + 8 draft tokens), so speculation computes exactly what plain decode does.
 NATIVE_MAX_ROWS = 16
+NATIVE_MAX_IN_FEATURES = 131072  # the kernel's per-row scale buffer (MAX_BLOCKS * 32)
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,7 @@ class QuantLinear(nn.Module):
         stale); replacing a tensor through setattr or `_apply` drops the binding outright.
         """
         lib = loaded_kernels() if self.qweight.device.type == "cpu" else None
-        if lib is None:
+        if lib is None or self.in_features > NATIVE_MAX_IN_FEATURES:
             return None
         bias = None if self.bias is None else self.bias.detach().float().contiguous()
         k, n, q, scales = self.in_features, self.out_features, _ptr(self.qweight), _ptr(self.scales)

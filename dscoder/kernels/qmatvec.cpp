@@ -102,6 +102,36 @@ inline __m256 block_dot(__m256i w0, __m256i w1, const int16_t* x) {
     return _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi));
 }
 
+// Per output row n: the block scales (weight scale * activation scale) and the minimum
+// term sum_b min[g(b)] * d[b] * sum(q_x in b), computed once, 8 blocks at a time for G = 32
+// (where every block has its own fp16 scale), so the block loop is integer work only.
+constexpr int64_t MAX_BLOCKS = 4096;  // K up to 131072
+
+template <int R>
+inline void int4_row_scales(RowsView x, int64_t blocks, const uint16_t* scales, const uint16_t* mins, int shift,
+                            float sd[R][MAX_BLOCKS], float low[R]) {
+    for (int r = 0; r < R; ++r) {
+        const float* d = x.d + r * blocks;
+        const float* ds = x.dsum + r * blocks;
+        __m256 acc = _mm256_setzero_ps();
+        int64_t b = 0;
+        if (shift == 0) {
+            for (; b + 8 <= blocks; b += 8) {
+                const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + b)));
+                const __m256 mn = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + b)));
+                _mm256_storeu_ps(&sd[r][b], _mm256_mul_ps(sc, _mm256_loadu_ps(d + b)));
+                acc = _mm256_fmadd_ps(mn, _mm256_loadu_ps(ds + b), acc);
+            }
+        }
+        float total = hsum(acc);
+        for (; b < blocks; ++b) {
+            sd[r][b] = half_to_float(scales[b >> shift]) * d[b];
+            total += half_to_float(mins[b >> shift]) * ds[b];
+        }
+        low[r] = total;
+    }
+}
+
 template <int R>
 void int4_rows(RowsView x, int64_t K, const uint8_t* q, const uint16_t* scales, const uint16_t* mins,
                int64_t N, int64_t G, const float* bias, float* y) {
@@ -110,29 +140,26 @@ void int4_rows(RowsView x, int64_t K, const uint8_t* q, const uint16_t* scales, 
     const __m128i mask = _mm_set1_epi8(0x0F);
 #pragma omp parallel for schedule(static)
     for (int64_t n = 0; n < N; ++n) {
+        alignas(32) float sd[R][MAX_BLOCKS];
+        float low[R];
+        int4_row_scales<R>(x, blocks, scales + n * groups, mins + n * groups, shift, sd, low);
         // Two accumulators per row (even and odd blocks) halve the FMA dependency chain.
         __m256 acc[R][2];
-        float low[R][2];
-        for (int r = 0; r < R; ++r)
-            for (int e = 0; e < 2; ++e) acc[r][e] = _mm256_setzero_ps(), low[r][e] = 0.0f;
+        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         const uint8_t* row = q + n * (K / 2);
         auto block = [&](int64_t b, int e) {
-            const int64_t g = n * groups + (b >> shift);
-            const float scale = half_to_float(scales[g]), minimum = half_to_float(mins[g]);
             const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b));
             const __m256i w0 = _mm256_cvtepu8_epi16(_mm_and_si128(bytes, mask));
             const __m256i w1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask));
-            for (int r = 0; r < R; ++r) {
-                acc[r][e] = _mm256_fmadd_ps(block_dot(w0, w1, &x.q[r * K + 32 * b]),
-                                            _mm256_set1_ps(scale * x.d[r * blocks + b]), acc[r][e]);
-                low[r][e] += minimum * x.dsum[r * blocks + b];
-            }
+            for (int r = 0; r < R; ++r)
+                acc[r][e] = _mm256_fmadd_ps(block_dot(w0, w1, &x.q[r * K + 32 * b]), _mm256_broadcast_ss(&sd[r][b]),
+                                            acc[r][e]);
         };
         int64_t b = 0;
         for (; b + 2 <= blocks; b += 2) block(b, 0), block(b + 1, 1);
         if (b < blocks) block(b, 0);
         for (int r = 0; r < R; ++r)
-            y[r * N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + (low[r][0] + low[r][1]) + (bias ? bias[n] : 0.0f);
+            y[r * N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + low[r] + (bias ? bias[n] : 0.0f);
     }
 }
 
