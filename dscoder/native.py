@@ -77,7 +77,7 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int8_matmul.argtypes = [p, i64, i64, p, p, i64, p, p]
     lib.dscoder_int4_dequant.argtypes = [p, p, p, i64, i64, i64, p]
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
-    lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, ctypes.c_float, p]
+    lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, i64, i64, ctypes.c_float, p]
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
     lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
@@ -103,23 +103,24 @@ ATTEND_MAX_QUERIES = 8
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor | None:
     """Causal attention of q (B, T, H, D) over k/v (B, S, KV, D), query t at position S-T+t.
 
-    Returns None where the kernel does not apply (many queries, not fp32, a head size that
-    is not a multiple of 32, a layout other than a slice of a (B, S_max, KV, D) cache, no
-    kernels); the caller then uses SDPA, which computes the same thing.
+    k/v may be any strided view whose last dimension is contiguous (a slice of a cache in
+    position-major or head-major layout).  Returns None where the kernel does not apply
+    (many queries, not fp32, a head size that is not a multiple of 32, no kernels); the
+    caller then uses SDPA, which computes the same thing.
     """
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
     if (t > ATTEND_MAX_QUERIES or d % 32 or q.dtype != torch.float32 or q.device.type != "cpu"
             or k.dtype != torch.float32 or v.dtype != torch.float32 or k.stride() != v.stride()
-            or k.stride()[1:] != (kv * d, d, 1) or v.shape[-1] != d or h % kv):
+            or k.stride(3) != 1 or v.shape[-1] != d or h % kv):
         return None
     lib = loaded()
     if lib is None:
         return None
     q = q.contiguous()
     out = torch.empty_like(q)
-    lib.dscoder_attend(q.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0), s - t, scale,
-                       out.data_ptr())
+    lib.dscoder_attend(q.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0), k.stride(1),
+                       k.stride(2), s - t, scale, out.data_ptr())
     return out
 
 

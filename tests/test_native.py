@@ -24,10 +24,15 @@ def sdpa_reference(q, k, v, scale):
     (1, 8, 16, 1, 128, 9),  # MQA, every key seen by a different number of queries
     (3, 1, 4, 2, 64, 1),  # the very first position
 ])
-def test_native_attention_matches_sdpa(batch, queries, heads, kv_heads, head_dim, length):
+@pytest.mark.parametrize("head_major", [False, True])
+def test_native_attention_matches_sdpa(batch, queries, heads, kv_heads, head_dim, length, head_major):
     g = torch.Generator().manual_seed(length)
-    cache_k, cache_v = (torch.randn(batch, length + 17, kv_heads, head_dim, generator=g) for _ in range(2))
-    k, v = cache_k[:, :length], cache_v[:, :length]  # a slice of a longer cache, as decode passes it
+    if head_major:  # (B, KV, S_max, D) storage viewed as (B, S, KV, D)
+        cache_k, cache_v = (torch.randn(batch, kv_heads, length + 17, head_dim, generator=g) for _ in range(2))
+        k, v = cache_k[:, :, :length].transpose(1, 2), cache_v[:, :, :length].transpose(1, 2)
+    else:
+        cache_k, cache_v = (torch.randn(batch, length + 17, kv_heads, head_dim, generator=g) for _ in range(2))
+        k, v = cache_k[:, :length], cache_v[:, :length]  # a slice of a longer cache, as decode passes it
     q = torch.randn(batch, queries, heads, head_dim, generator=g) * 3  # peaked softmax: exp's range matters
     out = native.attend(q, k, v, head_dim ** -0.5)
     assert out is not None and out.shape == q.shape
@@ -39,7 +44,9 @@ def test_unsupported_inputs_fall_back():
     assert native.attend(q.double(), k.double(), k.double(), 0.1) is None  # not fp32
     assert native.attend(torch.randn(1, 1, 4, 48), torch.randn(1, 10, 2, 48), torch.randn(1, 10, 2, 48), 0.1) is None
     assert native.attend(torch.randn(1, 9, 4, 64), torch.randn(1, 10, 2, 64), torch.randn(1, 10, 2, 64), 0.1) is None
-    assert native.attend(q, k.transpose(1, 2).contiguous().transpose(1, 2), k, 0.1) is None  # heads-major layout
+    assert native.attend(q, k.transpose(1, 2).contiguous().transpose(1, 2), k, 0.1) is None  # k, v laid out apart
+    strided = k.transpose(2, 3).contiguous().transpose(2, 3)
+    assert native.attend(q, strided, strided, 0.1) is None  # head dimension not contiguous
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

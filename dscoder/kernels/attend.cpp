@@ -6,9 +6,9 @@
 // ~110-170 us per layer in the model on this machine, against ~35 us for these loops, and it is called
 // once per layer per token.  Prompt processing (many queries) stays with SDPA.
 //
-// Shapes: q and out (B, T, H, D) contiguous; k and v (B, S_max, KV, D) with only the first
-// `start + T` positions used, row stride KV*D and batch stride `kv_batch_stride` (a slice
-// of a preallocated cache).  Query t sees keys 0..start+t.  Head h reads kv head
+// Shapes: q and out (B, T, H, D) contiguous; k and v hold positions 0..start+T-1 of each
+// kv head with element strides (batch, position `row`, head), the last dimension D
+// contiguous: a slice of a preallocated cache in either layout.  Query t sees keys 0..start+t.  Head h reads kv head
 // h / (H / KV) (GQA/MQA).  D must be a multiple of 32.
 
 #include <immintrin.h>
@@ -56,9 +56,10 @@ extern "C" {
 // chunk) job reads its K/V rows once for all the query heads that share them and leaves a
 // partial softmax (max, sum, unnormalised output) that a second pass merges.
 void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const float* k, const float* v,
-                    int64_t KV, int64_t kv_batch_stride, int64_t start, float scale, float* out) {
+                    int64_t KV, int64_t batch_stride, int64_t row, int64_t head_stride, int64_t start, float scale,
+                    float* out) {
     constexpr int64_t CHUNK = 128;
-    const int64_t group = H / KV, row = KV * D, S = start + T, chunks = (S + CHUNK - 1) / CHUNK;
+    const int64_t group = H / KV, S = start + T, chunks = (S + CHUNK - 1) / CHUNK;
     const int64_t jobs = B * T * KV * chunks;
     std::vector<float> part_out(jobs * group * D), part_max(jobs * group), part_sum(jobs * group);
 #pragma omp parallel
@@ -70,8 +71,8 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
                           b = job / (chunks * KV * T);
             const int64_t lo = c * CHUNK, len = start + t + 1, hi = lo + CHUNK < len ? lo + CHUNK : len;
             const float* qg = q + ((b * T + t) * H + kvh * group) * D;
-            const float* kb = k + b * kv_batch_stride + kvh * D;
-            const float* vb = v + b * kv_batch_stride + kvh * D;
+            const float* kb = k + b * batch_stride + kvh * head_stride;
+            const float* vb = v + b * batch_stride + kvh * head_stride;
             float* pmax = &part_max[job * group];
             float* psum = &part_sum[job * group];
             float* pout = &part_out[job * group * D];
