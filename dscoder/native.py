@@ -28,7 +28,8 @@ from pathlib import Path
 import torch
 
 log = logging.getLogger(__name__)
-SOURCES = sorted((Path(__file__).parent / "kernels").glob("*.cpp"))
+KERNELS = Path(__file__).parent / "kernels"
+SOURCES = sorted(KERNELS.glob("*.cpp"))
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 
 
@@ -46,7 +47,8 @@ def build(compiler: str | None = None) -> Path:
     compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not compiler:
         raise RuntimeError("no C++ compiler (g++/c++) found")
-    digest = hashlib.sha256(b"".join(src.read_bytes() for src in SOURCES) + " ".join(FLAGS).encode()).hexdigest()[:16]
+    files = sorted(KERNELS.glob("*.[ch]*"))  # sources and the headers they include
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join(FLAGS).encode()).hexdigest()[:16]
     target = _cache_dir() / f"kernels-{digest}.so"
     if target.is_file():
         return target
@@ -96,8 +98,9 @@ def loaded() -> ctypes.CDLL | None:
     return None if torch.compiler.is_compiling() else kernels()
 
 
-# Query rows up to which the native attention beats SDPA (decode, speculative verification).
-ATTEND_MAX_QUERIES = 8
+# Query rows up to which the native attention runs (decode, speculative verification): the same
+# limit as the matmul kernels', so a verified token is computed exactly as plain decode computes it.
+ATTEND_MAX_QUERIES = 16
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor | None:

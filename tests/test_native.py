@@ -43,7 +43,7 @@ def test_unsupported_inputs_fall_back():
     q, k = torch.randn(1, 1, 4, 64), torch.randn(1, 10, 2, 64)
     assert native.attend(q.double(), k.double(), k.double(), 0.1) is None  # not fp32
     assert native.attend(torch.randn(1, 1, 4, 48), torch.randn(1, 10, 2, 48), torch.randn(1, 10, 2, 48), 0.1) is None
-    assert native.attend(torch.randn(1, 9, 4, 64), torch.randn(1, 10, 2, 64), torch.randn(1, 10, 2, 64), 0.1) is None
+    assert native.attend(torch.randn(1, 17, 4, 64), torch.randn(1, 20, 2, 64), torch.randn(1, 20, 2, 64), 0.1) is None
     assert native.attend(q, k.transpose(1, 2).contiguous().transpose(1, 2), k, 0.1) is None  # k, v laid out apart
     strided = k.transpose(2, 3).contiguous().transpose(2, 3)
     assert native.attend(q, strided, strided, 0.1) is None  # head dimension not contiguous

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "tiles.h"
+
 namespace {
 
 inline float hsum(__m256 v) {
@@ -61,10 +63,7 @@ void rows(const float* x, int64_t K, const W* w, int64_t N, const float* bias, f
 
 template <typename W>
 void matmul(const float* x, int64_t M, int64_t K, const W* w, int64_t N, const float* bias, float* y) {
-    int64_t r = 0;
-    for (; r + 3 <= M; r += 3) rows<3>(x + r * K, K, w, N, bias, y + r * N);
-    if (M - r == 2) rows<2>(x + r * K, K, w, N, bias, y + r * N);
-    if (M - r == 1) rows<1>(x + r * K, K, w, N, bias, y + r * N);
+    over_row_tiles<6>(M, [&](auto R, int64_t r) { rows<decltype(R)::value>(x + r * K, K, w, N, bias, y + r * N); });
 }
 
 }  // namespace

@@ -15,14 +15,16 @@
 //         G is 32, 64 or 128; when G does not divide K the last group is shorter.
 //         Inside each run of 32 weights, byte i holds weight i (low nibble) and weight
 //         i + 16 (high nibble), so one 16-byte load unpacks to 32 consecutive weights.
-// Rows of x are processed in tiles of up to 3 so unpacked weights are reused across rows
-// (speculative verification and small batches).  quant.QuantLinear's PyTorch path does the
+// Rows of x are processed in tiles of up to 4 (tiles.h) so unpacked weights are reused across
+// rows (speculative verification and small batches).  quant.QuantLinear's PyTorch path does the
 // same integer arithmetic, so the two agree to fp32 rounding.
 
 #include <immintrin.h>
 #include <cstdint>
 #include <cstring>
 #include <vector>
+
+#include "tiles.h"
 
 namespace {
 
@@ -198,19 +200,17 @@ extern "C" {
 void dscoder_int4_matmul(const float* x, int64_t M, int64_t K, const uint8_t* q, const uint16_t* scales,
                          const uint16_t* mins, int64_t N, int64_t G, const float* bias, float* y) {
     const QuantizedRows xq(x, M, K);
-    int64_t r = 0;
-    for (; r + 3 <= M; r += 3) int4_rows<3>(xq.slice(r, K), K, q, scales, mins, N, G, bias, y + r * N);
-    if (M - r == 2) int4_rows<2>(xq.slice(r, K), K, q, scales, mins, N, G, bias, y + r * N);
-    if (M - r == 1) int4_rows<1>(xq.slice(r, K), K, q, scales, mins, N, G, bias, y + r * N);
+    over_row_tiles<4>(M, [&](auto R, int64_t r) {
+        int4_rows<decltype(R)::value>(xq.slice(r, K), K, q, scales, mins, N, G, bias, y + r * N);
+    });
 }
 
 void dscoder_int8_matmul(const float* x, int64_t M, int64_t K, const int8_t* q, const float* scale, int64_t N,
                          const float* bias, float* y) {
     const QuantizedRows xq(x, M, K);
-    int64_t r = 0;
-    for (; r + 3 <= M; r += 3) int8_rows<3>(xq.slice(r, K), K, q, scale, N, bias, y + r * N);
-    if (M - r == 2) int8_rows<2>(xq.slice(r, K), K, q, scale, N, bias, y + r * N);
-    if (M - r == 1) int8_rows<1>(xq.slice(r, K), K, q, scale, N, bias, y + r * N);
+    over_row_tiles<4>(M, [&](auto R, int64_t r) {
+        int8_rows<decltype(R)::value>(xq.slice(r, K), K, q, scale, N, bias, y + r * N);
+    });
 }
 
 // The whole fp32 weight [N, K], for prompt processing, where a dense matmul over many rows
