@@ -41,8 +41,11 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not torch.is_grad_enabled() and (y := native.rms_norm(x, self.weight, self.eps)) is not None:
-            return y
+        if not torch.is_grad_enabled():
+            if x.dtype == torch.float32 and (y := native.rms_norm(x, self.weight, self.eps)) is not None:
+                return y
+            if x.dtype != torch.float32 and (y := native.rms_norm(x.float(), None, self.eps)) is not None:
+                return self.weight * y.to(x.dtype)  # normalised in fp32, weighted in x's dtype, as below
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)

@@ -80,11 +80,12 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int4_dequant.argtypes = [p, p, p, i64, i64, i64, p]
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
     lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, i64, i64, ctypes.c_float, p]
+    lib.dscoder_attend_bf16.argtypes = lib.dscoder_attend.argtypes
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
     lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
     for fn in (lib.dscoder_rope, lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant,
-               lib.dscoder_attend, lib.dscoder_f32_matmul, lib.dscoder_bf16_matmul, lib.dscoder_rms_norm):
+               lib.dscoder_attend, lib.dscoder_attend_bf16, lib.dscoder_f32_matmul, lib.dscoder_bf16_matmul, lib.dscoder_rms_norm):
         fn.restype = None
     return lib
 
@@ -106,25 +107,27 @@ ATTEND_MAX_QUERIES = 16
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor | None:
     """Causal attention of q (B, T, H, D) over k/v (B, S, KV, D), query t at position S-T+t.
 
-    k/v may be any strided view whose last dimension is contiguous (a slice of a cache in
-    position-major or head-major layout).  Returns None where the kernel does not apply
-    (many queries, not fp32, a head size that is not a multiple of 32, no kernels); the
-    caller then uses SDPA, which computes the same thing.
+    k/v (fp32 or bf16, computed in fp32) may be any strided view whose last dimension is
+    contiguous (a slice of a cache in position-major or head-major layout).  Returns None
+    where the kernel does not apply (many queries, another dtype, a head size that is not
+    a multiple of 32, no kernels); the caller then uses SDPA, which computes the same thing.
     """
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
-    if (t > ATTEND_MAX_QUERIES or d % 32 or q.dtype != torch.float32 or q.device.type != "cpu"
-            or k.dtype != torch.float32 or v.dtype != torch.float32 or k.stride() != v.stride()
-            or k.stride(3) != 1 or v.shape[-1] != d or h % kv):
+    if (t > ATTEND_MAX_QUERIES or d % 32 or k.dtype not in _ATTEND or v.dtype != k.dtype or q.device.type != "cpu"
+            or k.stride() != v.stride() or k.stride(3) != 1 or v.shape[-1] != d or h % kv):
         return None
     lib = loaded()
     if lib is None:
         return None
-    q = q.contiguous()
-    out = torch.empty_like(q)
-    lib.dscoder_attend(q.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0), k.stride(1),
-                       k.stride(2), s - t, scale, out.data_ptr())
-    return out
+    qf = q.float().contiguous()
+    out = torch.empty_like(qf)
+    getattr(lib, _ATTEND[k.dtype])(qf.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0),
+                                   k.stride(1), k.stride(2), s - t, scale, out.data_ptr())
+    return out if q.dtype == torch.float32 else out.to(q.dtype)
+
+
+_ATTEND = {torch.float32: "dscoder_attend", torch.bfloat16: "dscoder_attend_bf16"}
 
 
 # Rows up to which the native dense kernels beat F.linear (decode, speculative verification).
@@ -152,21 +155,24 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 _DENSE = {torch.float32: "dscoder_f32_matmul", torch.bfloat16: "dscoder_bf16_matmul"}
 
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor | None:
-    """RMSNorm of fp32 x over its last dimension, or None where the kernel does not apply."""
-    if x.dtype != torch.float32 or weight.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous():
+def rms_norm(x: torch.Tensor, weight: torch.Tensor | None, eps: float) -> torch.Tensor | None:
+    """x / rms(x) (times an fp32 `weight` if given) over the last dimension of an fp32 x, or
+    None where the kernel does not apply."""
+    if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous()
+            or (weight is not None and weight.dtype != torch.float32)):
         return None
     lib = loaded()
     if lib is None:
         return None
     y = torch.empty_like(x)
-    lib.dscoder_rms_norm(x.data_ptr(), x.numel() // x.shape[-1], x.shape[-1], weight.data_ptr(), eps, y.data_ptr())
+    lib.dscoder_rms_norm(x.data_ptr(), x.numel() // x.shape[-1], x.shape[-1],
+                         None if weight is None else weight.data_ptr(), eps, y.data_ptr())
     return y
 
 
 def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool) -> torch.Tensor | None:
-    """model.apply_rope for a contiguous fp32 (B, T, H, D) x, or None where the kernel does not apply."""
-    if (x.dtype != torch.float32 or x.device.type != "cpu" or not x.is_contiguous() or x.dim() != 4
+    """model.apply_rope for a (B, T, H, D) x, or None where the kernel does not apply."""
+    if (not x.is_floating_point() or x.device.type != "cpu" or x.dim() != 4
             or any(z.dtype != torch.float32 or not z.is_contiguous() or z.shape != (x.shape[1], x.shape[3])
                    for z in (cos, sin))):
         return None
@@ -174,6 +180,7 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: boo
     if lib is None:
         return None
     b, t, h, d = x.shape
-    out = torch.empty_like(x)
-    lib.dscoder_rope(x.data_ptr(), b, t, h, d, cos.data_ptr(), sin.data_ptr(), int(interleaved), out.data_ptr())
-    return out
+    xf = x.float().contiguous()  # the rotation is computed in fp32 whatever x is, as in apply_rope
+    out = torch.empty_like(xf)
+    lib.dscoder_rope(xf.data_ptr(), b, t, h, d, cos.data_ptr(), sin.data_ptr(), int(interleaved), out.data_ptr())
+    return out if x.dtype == torch.float32 else out.to(x.dtype)

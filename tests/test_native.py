@@ -92,3 +92,26 @@ def test_native_rope_matches_the_pytorch_rotation(interleaved, monkeypatch):
     # rotation preserves the norm of every pair: a check independent of both implementations
     pairs = (lambda t: t.unflatten(-1, (-1, 2))) if interleaved else (lambda t: torch.stack(t.chunk(2, -1), -1))
     torch.testing.assert_close(pairs(fast).norm(dim=-1), pairs(x).norm(dim=-1))
+
+
+def test_native_attention_over_a_bf16_cache_computes_in_fp32():
+    g = torch.Generator().manual_seed(7)
+    k, v = (torch.randn(1, 40, 2, 64, generator=g).bfloat16() for _ in range(2))
+    q = torch.randn(1, 2, 6, 64, generator=g).bfloat16()
+    out = native.attend(q, k, v, 0.125)
+    assert out.dtype == torch.bfloat16
+    reference = sdpa_reference(q.float(), k.float(), v.float(), 0.125)  # the same bf16 values, fp32 arithmetic
+    torch.testing.assert_close(out.float(), reference, rtol=1e-2, atol=1e-2)
+
+
+def test_native_rms_norm_without_weight_and_rope_on_bf16():
+    from dscoder.model import apply_rope, rope_tables
+
+    x = torch.randn(4, 96)
+    torch.testing.assert_close(native.rms_norm(x, None, 1e-6), x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+    angles = torch.rand(3, 16) * 6
+    cos, sin = rope_tables(angles.cos(), angles.sin(), False)
+    xb = torch.randn(1, 3, 2, 32).bfloat16()
+    fast = native.rope(xb, cos, sin, False)
+    assert fast.dtype == torch.bfloat16
+    torch.testing.assert_close(fast, apply_rope(xb.float(), cos, sin, False).bfloat16())

@@ -1,4 +1,4 @@
-// Causal attention of a few new queries over an fp32 KV cache (decode and speculative
+// Causal attention of a few new queries over an fp32 or bf16 KV cache (decode and speculative
 // verification), AVX2 + FMA, OpenMP over chunks of the keys.
 //
 // Why hand-written: for one query row PyTorch 2.13's CPU SDPA runs its flash kernel, which
@@ -17,6 +17,13 @@
 #include <vector>
 
 namespace {
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+
+inline __m256 load8(const uint16_t* p) {  // bf16 -> fp32: the bf16 bits are the top half of an fp32
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -49,15 +56,13 @@ inline __m256 exp_neg(__m256 x) {
 
 }  // namespace
 
-extern "C" {
-
 // Split-K ("flash-decoding"): the keys are cut into chunks of CHUNK positions so that even one
 // query with a handful of kv heads gives both cores work; each (batch, query, kv head,
 // chunk) job reads its K/V rows once for all the query heads that share them and leaves a
 // partial softmax (max, sum, unnormalised output) that a second pass merges.
-void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const float* k, const float* v,
-                    int64_t KV, int64_t batch_stride, int64_t row, int64_t head_stride, int64_t start, float scale,
-                    float* out) {
+template <typename E>
+void attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const E* k, const E* v, int64_t KV,
+            int64_t batch_stride, int64_t row, int64_t head_stride, int64_t start, float scale, float* out) {
     constexpr int64_t CHUNK = 128;
     const int64_t group = H / KV, S = start + T, chunks = (S + CHUNK - 1) / CHUNK;
     const int64_t jobs = B * T * KV * chunks;
@@ -71,8 +76,8 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
                           b = job / (chunks * KV * T);
             const int64_t lo = c * CHUNK, len = start + t + 1, hi = lo + CHUNK < len ? lo + CHUNK : len;
             const float* qg = q + ((b * T + t) * H + kvh * group) * D;
-            const float* kb = k + b * batch_stride + kvh * head_stride;
-            const float* vb = v + b * batch_stride + kvh * head_stride;
+            const E* kb = k + b * batch_stride + kvh * head_stride;
+            const E* vb = v + b * batch_stride + kvh * head_stride;
             float* pmax = &part_max[job * group];
             float* psum = &part_sum[job * group];
             float* pout = &part_out[job * group * D];
@@ -82,7 +87,7 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
             }
             const int64_t n = hi - lo;
             for (int64_t s = 0; s < n; ++s) {
-                const float* ks = kb + (lo + s) * row;
+                const E* ks = kb + (lo + s) * row;
                 for (int64_t d = 0; d < D; d += 16) {  // rows are strided: help the prefetcher
                     _mm_prefetch(reinterpret_cast<const char*>(ks + 8 * row + d), _MM_HINT_T0);
                     _mm_prefetch(reinterpret_cast<const char*>(vb + (lo + s) * row + d), _MM_HINT_T1);
@@ -91,8 +96,8 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
                     const float* qv = qg + i * D;
                     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
                     for (int64_t d = 0; d < D; d += 16) {
-                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d), _mm256_loadu_ps(ks + d), a0);
-                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d + 8), _mm256_loadu_ps(ks + d + 8), a1);
+                        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d), load8(ks + d), a0);
+                        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(qv + d + 8), load8(ks + d + 8), a1);
                     }
                     p[i * CHUNK + s] = hsum(_mm256_add_ps(a0, a1)) * scale;
                 }
@@ -117,11 +122,11 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
                            c3 = _mm256_setzero_ps();
                     for (int64_t j = 0; j < n; ++j) {
                         const __m256 w = _mm256_set1_ps(pi[j]);
-                        const float* vs = vb + (lo + j) * row + d;
-                        c0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vs), c0);
-                        c1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vs + 8), c1);
-                        c2 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vs + 16), c2);
-                        c3 = _mm256_fmadd_ps(w, _mm256_loadu_ps(vs + 24), c3);
+                        const E* vs = vb + (lo + j) * row + d;
+                        c0 = _mm256_fmadd_ps(w, load8(vs), c0);
+                        c1 = _mm256_fmadd_ps(w, load8(vs + 8), c1);
+                        c2 = _mm256_fmadd_ps(w, load8(vs + 16), c2);
+                        c3 = _mm256_fmadd_ps(w, load8(vs + 24), c3);
                     }
                     float* o = pout + i * D + d;
                     _mm256_storeu_ps(o, c0), _mm256_storeu_ps(o + 8, c1);
@@ -151,6 +156,21 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
             for (int64_t d = 0; d < D; ++d) o[d] *= inv;
         }
     }
+}
+
+extern "C" {
+
+void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const float* k, const float* v,
+                    int64_t KV, int64_t batch_stride, int64_t row, int64_t head_stride, int64_t start, float scale,
+                    float* out) {
+    attend(q, B, T, H, D, k, v, KV, batch_stride, row, head_stride, start, scale, out);
+}
+
+// The same over a bf16 cache (widened to fp32 in registers; the arithmetic stays fp32).
+void dscoder_attend_bf16(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const uint16_t* k,
+                         const uint16_t* v, int64_t KV, int64_t batch_stride, int64_t row, int64_t head_stride,
+                         int64_t start, float scale, float* out) {
+    attend(q, B, T, H, D, k, v, KV, batch_stride, row, head_stride, start, scale, out);
 }
 
 }  // extern "C"

@@ -1,4 +1,5 @@
-// RMSNorm over fp32 rows: y = x / sqrt(mean(x^2) + eps) * weight (AVX2 + FMA, OpenMP over rows).
+// RMSNorm over fp32 rows: y = x / sqrt(mean(x^2) + eps) * weight, or without the weight when it is
+// NULL (AVX2 + FMA, OpenMP over rows).
 //
 // Why hand-written: PyTorch 2.13's CPU F.rms_norm is not fused (pow, mean, rsqrt, two
 // copies: ~38 us per call here), and a decode step normalises 2 rows per layer; this loop
@@ -29,9 +30,10 @@ void dscoder_rms_norm(const float* x, int64_t rows, int64_t dim, const float* we
         const __m256 vinv = _mm256_set1_ps(inv);
         float* yr = y + r * dim;
         for (k = 0; k + 8 <= dim; k += 8)
-            _mm256_storeu_ps(yr + k, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv),
-                                                   _mm256_loadu_ps(weight + k)));
-        for (; k < dim; ++k) yr[k] = xr[k] * inv * weight[k];
+            _mm256_storeu_ps(yr + k, weight ? _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv),
+                                                            _mm256_loadu_ps(weight + k))
+                                            : _mm256_mul_ps(_mm256_loadu_ps(xr + k), vinv));
+        for (; k < dim; ++k) yr[k] = weight ? xr[k] * inv * weight[k] : xr[k] * inv;
     }
 }
 
