@@ -141,7 +141,7 @@ def stream(model: Transformer, tokenizer: Tokenizer, prompt: str | Sequence[int]
     device = model.embed_tokens.weight.device
     generator = torch.Generator(device=device).manual_seed(params.seed) if params.seed is not None else None
     cache = model.new_cache(1, len(ids) + params.max_new_tokens)
-    logits, _ = model(torch.tensor([ids], device=device), 0, cache)
+    logits, _ = model(torch.tensor([ids], device=device), 0, cache, logits_to_keep=1)
     logits = logits[0, -1]
     history, output = list(ids), Counter()
     decoder, pending = tokenizer.stream(skip_special_tokens=True), ""

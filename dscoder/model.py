@@ -374,12 +374,15 @@ class Transformer(nn.Module):
         freqs = pos[:, None] * self.inv_freq.to(device)[None, :]
         return rope_tables(freqs.cos() * self.rope_magnitude, freqs.sin() * self.rope_magnitude, self.config.is_mla)
 
-    def forward(self, tokens: torch.Tensor, start_pos: int = 0,
-                cache: list[LayerCache] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: list[LayerCache] | None = None,
+                logits_to_keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, T) at positions start_pos.. -> (logits (B, T, V), MoE aux loss (scalar)).
 
         Without a cache the sequence must start at 0 (training, scoring).  With one, the
         new keys/values are written at start_pos and attention covers everything before.
+        `logits_to_keep=n` computes the output head for the last n positions only (as in
+        transformers): a prompt needs just its last, and the head is a fifth of a small
+        model's prefill.
         """
         b, t = tokens.shape
         if cache is None and start_pos:
@@ -395,6 +398,8 @@ class Transformer(nn.Module):
             x, aux = layer(x, cos, sin, start_pos, cache[i] if cache is not None else None)
             if aux is not None:
                 aux_total = aux_total + aux
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
         return self.lm_head(self.norm(x)), aux_total
 
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype | None = None,

@@ -52,7 +52,8 @@ def _start(target: Transformer, prompt: Sequence[int], max_new_tokens: int, k: i
                                   f"the {name} model's context of {model.config.max_position_embeddings} tokens")
     cache = target.new_cache(1, capacity)
     if len(prompt) > 1:  # each round re-feeds the last accepted token, so the cache stops short of it
-        target(torch.tensor([list(prompt[:-1])], device=target.embed_tokens.weight.device), 0, cache)
+        device = target.embed_tokens.weight.device
+        target(torch.tensor([list(prompt[:-1])], device=device), 0, cache, logits_to_keep=1)
     return cache, capacity
 
 

@@ -42,6 +42,15 @@ def test_greedy_cached_decoding_equals_argmax_of_full_forward(model, tokenizer):
     assert out.text == tokenizer.decode(out.token_ids, skip_special_tokens=True)
 
 
+@torch.no_grad()
+def test_logits_to_keep_computes_only_the_last_positions(model):
+    tokens = torch.randint(0, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1))
+    full = model(tokens)[0]
+    last = model(tokens, logits_to_keep=3)[0]
+    assert last.shape == (2, 3, model.config.vocab_size)
+    torch.testing.assert_close(last, full[:, -3:])
+
+
 def test_stream_deltas_add_up_to_the_completion(model, tokenizer):
     params = SamplingParams(max_new_tokens=48, temperature=1.0, seed=7)
     deltas = list(stream(model, tokenizer, PROMPT, params))
