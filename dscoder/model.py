@@ -134,7 +134,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     """Causal attention over (B, T, H, D) tensors, k/v possibly with fewer (kv) heads; returns (B, T, H, Dv).
 
     `mask` is always `causal_mask(S - T, T, S)`: queries are the last T of S positions.  A
-    few queries over an fp32 cache (decode) go to the native kernel, the rest to SDPA.
+    few queries over an fp32 or bf16 cache (decode) go to the native kernel, the rest to SDPA.
     """
     if not torch.is_grad_enabled() and (out := native.attend(q, k, v, scale)) is not None:
         return out

@@ -1,4 +1,10 @@
-"""The native CPU kernels (decode-sized matmuls, decode attention, RMSNorm, RoPE): compiled on first use, called through ctypes.
+"""Native CPU kernels for decode (few-row matmuls, attention, RMSNorm, RoPE), compiled on first use.
+
+The kernels live in kernels/*.cpp; the helpers below call them through ctypes and return
+None wherever a kernel does not apply, so each caller keeps its PyTorch path.  All of them
+stop at MAX_ROWS rows (decode and speculative verification), and a row's arithmetic never
+depends on how many rows share a call, so a verified token is computed exactly as plain
+decode computes it.
 
 Why not `torch.utils.cpp_extension`: it compiles the whole torch C++ API for a few plain
 loops (a minute or more on two cores) and needs Python headers; these kernels take raw
@@ -84,11 +90,10 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
     lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
-    for fn in (lib.dscoder_rope, lib.dscoder_int4_matmul, lib.dscoder_int8_matmul, lib.dscoder_int4_dequant, lib.dscoder_int8_dequant,
-               lib.dscoder_attend, lib.dscoder_attend_bf16, lib.dscoder_f32_matmul, lib.dscoder_bf16_matmul, lib.dscoder_rms_norm):
-        fn.restype = None
+    for name in ("int4_matmul", "int8_matmul", "int4_dequant", "int8_dequant", "attend", "attend_bf16", "f32_matmul",
+                 "bf16_matmul", "rms_norm", "rope"):
+        getattr(lib, f"dscoder_{name}").restype = None
     return lib
-
 
 
 def loaded() -> ctypes.CDLL | None:
@@ -99,9 +104,9 @@ def loaded() -> ctypes.CDLL | None:
     return None if torch.compiler.is_compiling() else kernels()
 
 
-# Query rows up to which the native attention runs (decode, speculative verification): the same
-# limit as the matmul kernels', so a verified token is computed exactly as plain decode computes it.
-ATTEND_MAX_QUERIES = 16
+# Rows (tokens) up to which the kernels run: decode, speculative verification, small batches.
+# Beyond it (a prompt) PyTorch's GEMM and SDPA are the faster choice.
+MAX_ROWS = 16
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor | None:
@@ -114,7 +119,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
     """
     b, t, h, d = q.shape
     s, kv = k.shape[1], k.shape[2]
-    if (t > ATTEND_MAX_QUERIES or d % 32 or k.dtype not in _ATTEND or v.dtype != k.dtype or q.device.type != "cpu"
+    if (t > MAX_ROWS or d % 32 or k.dtype not in _ATTEND or v.dtype != k.dtype or q.device.type != "cpu"
             or k.stride() != v.stride() or k.stride(3) != 1 or v.shape[-1] != d or h % kv):
         return None
     lib = loaded()
@@ -130,15 +135,11 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
 _ATTEND = {torch.float32: "dscoder_attend", torch.bfloat16: "dscoder_attend_bf16"}
 
 
-# Rows up to which the native dense kernels beat F.linear (decode, speculative verification).
-LINEAR_MAX_ROWS = 16
-
-
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
     """F.linear for a few rows of fp32/bf16 on the CPU, or None where the kernel does not apply."""
     k = weight.shape[-1]
     rows = x.numel() // k
-    if (rows > LINEAR_MAX_ROWS or weight.dtype not in _DENSE or x.device.type != "cpu"
+    if (rows > MAX_ROWS or weight.dtype not in _DENSE or x.device.type != "cpu"
             or not weight.is_contiguous() or (bias is not None and bias.dtype != weight.dtype)):
         return None
     lib = loaded()

@@ -37,14 +37,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError
+from . import native
 from .native import loaded as loaded_kernels
 
 SCHEMES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)
 QUANT_METHOD = "dscoder"
-# Rows up to which the integer kernel beats dequantize-then-matmul; also covers a prompt-lookup
-# verification (1 + 8 draft tokens), so speculation computes exactly what plain decode does.
-NATIVE_MAX_ROWS = 16
+# Rows up to which the integer kernel beats dequantize-then-matmul (native.MAX_ROWS, which also
+# covers a prompt-lookup verification of 1 + 8 tokens).
+NATIVE_MAX_ROWS = native.MAX_ROWS
 NATIVE_MAX_IN_FEATURES = 131072  # the kernel's per-row scale buffer (MAX_BLOCKS * 32)
 
 
@@ -215,7 +216,7 @@ class QuantLinear(nn.Module):
             return F.linear(x, self.dequantize(x.dtype), self.bias)
         # Decode calls this ~200 times a token, so the common case (CPU, kernels loaded) is a
         # few checks and one call with the weights' arguments pre-bound.
-        if self.use_native and x.is_cpu:
+        if self.use_native and x.is_cpu and not torch.compiler.is_compiling():
             call = self.__dict__.get("_bound")
             if call is None or call[0] != self._buffers["qweight"].data_ptr():
                 call = self._bind()
