@@ -1,4 +1,4 @@
-"""`dscoder info` end to end, as a user runs it (a real subprocess)."""
+"""The `dscoder` command end to end, as a user runs it (real subprocesses)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import shared_data
 from dscoder.checkpoint import save_hf_dir
@@ -128,6 +130,19 @@ def test_complete_prints_only_the_generated_text(smollm2_gguf):
     assert out.returncode == 0, out.stderr
     assert out.stdout == " n * factorial(n - 1)"
     assert "tok/s" in out.stderr and "finish: stop" in out.stderr
+
+
+@pytest.mark.parametrize("quant", [None, "int4"])
+def test_complete_without_native_kernels_prints_the_same_text(smollm2_gguf, quant):
+    """DSCODER_NATIVE=0 (a machine without AVX2 or a compiler) runs the PyTorch path of every kernel."""
+    import os
+
+    args = [sys.executable, "-m", "dscoder.cli", "complete", "def is_even(n):\n    return", "-n", "16"]
+    args += ["--quant", quant] if quant else []
+    runs = [subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "DSCODER_NATIVE": flag})
+            for flag in ("1", "0")]
+    assert all(run.returncode == 0 for run in runs), runs[1].stderr
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout.strip()
 
 
 def test_complete_rejects_an_over_long_request(smollm2_gguf):
