@@ -34,10 +34,10 @@ PROMPT_TOKENS, DECODE_TOKENS = 512, 256
 # first few dozen decode steps on this machine run ~30% slower than the rest.
 WARM_PROMPT, WARM_STEPS = 16, 48
 RESULTS = Path(__file__).with_name("RESULTS.md")
-CONTESTANTS = ["ours-fp32", "ours-fp32-compiled", "ours-bf16", "ours-int8", "ours-int4", "llama.cpp",
-               "transformers-fp32"]
+CONTESTANTS = ["ours-fp32", "ours-fp32-compiled", "ours-bf16", "ours-int8", "ours-int4", "ours-int4-kv16",
+               "llama.cpp", "transformers-fp32"]
 BITS = {"ours-fp32": "32", "ours-fp32-compiled": "32", "ours-bf16": "16", "ours-int8": "8 (+head 8)",
-        "ours-int4": "5 (+head 8)",
+        "ours-int4": "5 (+head 8)", "ours-int4-kv16": "5 (+head 8), KV fp16",
         "llama.cpp": "5 (Q4_1, head Q8_0)", "transformers-fp32": "32"}
 
 
@@ -84,9 +84,11 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
     from dscoder.hub import load_model
 
     dtype = torch.bfloat16 if variant == "bf16" else torch.float32
-    quant = variant if variant.startswith("int") else None
+    quant = variant.removesuffix("-kv16") if variant.startswith("int") else None
     start = time.perf_counter()
     model = load_model(gguf_path(), dtype=dtype, quant=quant)
+    if variant.endswith("-kv16"):  # the KV cache in fp16, as llama.cpp keeps it by default
+        model.cache_dtype = torch.float16
     if variant.endswith("compiled"):  # torch.compile traces the PyTorch path (see dscoder/native.py)
         model = torch.compile(model, dynamic=True)
     with torch.no_grad():

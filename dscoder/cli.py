@@ -44,17 +44,24 @@ def _read_text(file: Optional[str]) -> str:
         raise ValueError(f"cannot read {file} as UTF-8 text: {e}") from None
 
 
-def _load_model_and_tokenizer(model: Optional[str], quant: Optional[str] = None):
+def _load_model_and_tokenizer(model: Optional[str], quant: Optional[str] = None, kv_cache: Optional[str] = None):
     """The network and tokenizer of one model argument (resolved, and downloaded, once)."""
+    import torch
+
     from .hub import load_model, resolve
     from .tokenizer import Tokenizer
 
+    if kv_cache is not None and kv_cache not in _DTYPES:
+        raise ConfigError(f"--kv-cache must be one of {', '.join(_DTYPES)}, got {kv_cache!r}")
     path = resolve(model)
-    return load_model(path, quant=quant), Tokenizer.load(path)
+    net = load_model(path, quant=quant)
+    net.cache_dtype = getattr(torch, _DTYPES[kv_cache]) if kv_cache else None
+    return net, Tokenizer.load(path)
 
 
 _QUANT_HELP = ("Quantize the weights while loading: int8 (per channel), int4 (groups of 32), int4-64 or int4-128; "
                "decode runs on native AVX2 kernels.")
+_KV_HELP = "Element type of the KV cache: fp32, bf16 or fp16 (default: the model's; 16 bits halve its memory)."
 
 
 @app.command()
@@ -172,6 +179,7 @@ def complete(
     speculate: Optional[int] = typer.Option(None, "--speculate", help="Tokens proposed per step "
                                                                       "(default 4 with --draft, 8 with --lookup)."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help=_QUANT_HELP),
+    kv_cache: Optional[str] = typer.Option(None, "--kv-cache", help=_KV_HELP),
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     import sys
@@ -187,7 +195,7 @@ def complete(
         if file is not None:
             prompt = _read_text(file)
         start = time.perf_counter()
-        net, tok = _load_model_and_tokenizer(model, quant)
+        net, tok = _load_model_and_tokenizer(model, quant, kv_cache)
         loaded = time.perf_counter() - start
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                                 seed=seed, stop=tuple(stop or ()),
@@ -252,6 +260,7 @@ def infill(
     temperature: float = typer.Option(0.0, "--temperature", "-t"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help=_QUANT_HELP),
+    kv_cache: Optional[str] = typer.Option(None, "--kv-cache", help=_KV_HELP),
 ) -> None:
     """Fill in the code at the cursor; only the middle goes to stdout."""
     import sys
@@ -266,7 +275,7 @@ def infill(
     try:
         if file is not None:
             prefix, suffix = split_at_cursor(_read_text(file), line, col)
-        net, tok = _load_model_and_tokenizer(model, quant)
+        net, tok = _load_model_and_tokenizer(model, quant, kv_cache)
         params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
         rules = InfillRules(max_lines=max_lines, stop_at_dedent=not no_dedent_stop)
         for piece in infill_stream(net, tok, prefix, suffix, params, rules, mode):
@@ -287,6 +296,7 @@ def chat(
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: Optional[int] = typer.Option(None, "--seed"),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help=_QUANT_HELP),
+    kv_cache: Optional[str] = typer.Option(None, "--kv-cache", help=_KV_HELP),
 ) -> None:
     """Chat with the model's own template: one-shot with -m, else interactive (/reset, /exit)."""
     import sys
@@ -295,7 +305,7 @@ def chat(
     from .generate import SamplingParams
 
     try:
-        session = ChatSession(*_load_model_and_tokenizer(model, quant),
+        session = ChatSession(*_load_model_and_tokenizer(model, quant, kv_cache),
                               SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                              seed=seed), system=system)
     except USER_ERRORS as e:

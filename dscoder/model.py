@@ -138,6 +138,8 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     """
     if not torch.is_grad_enabled() and (out := native.attend(q, k, v, scale)) is not None:
         return out
+    if k.dtype != q.dtype:  # a cache kept in another precision (Transformer.cache_dtype)
+        k, v = k.to(q.dtype), v.to(q.dtype)
     groups = q.shape[2] // k.shape[2]
     extra = {}
     if groups > 1 and _NATIVE_GQA:
@@ -219,7 +221,7 @@ class MLA(nn.Module):
         latent = self.kv_a_layernorm(latent)
         k_pe = apply_rope(k_pe.unsqueeze(2), cos, sin, interleaved=True).squeeze(2)
         if cache is not None:
-            latent, k_pe = cache.update(start_pos, latent, k_pe)
+            latent, k_pe = (t.to(x.dtype) for t in cache.update(start_pos, latent, k_pe))
         mask = causal_mask(start_pos, t, latent.shape[1], x.device)
         absorb = self.absorb if self.absorb is not None else (cache is not None and start_pos > 0)
         attend_fn = self._attend_absorbed if absorb else self._attend_expanded
@@ -357,6 +359,11 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
+    # Element type of new caches; None: the model's own dtype.  A 16-bit cache halves the
+    # memory of long contexts and the bytes a decode step's attention reads (llama.cpp's
+    # default is fp16), at the cost of rounding cached keys/values; attention math stays fp32.
+    cache_dtype: torch.dtype | None = None
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
@@ -406,7 +413,7 @@ class Transformer(nn.Module):
                   device: torch.device | str | None = None) -> list[LayerCache]:
         """Per-layer caches: kv heads for V1, the latent c_KV + RoPE key for V2."""
         cfg = self.config
-        dtype = dtype or self.embed_tokens.weight.dtype
+        dtype = dtype or self.cache_dtype or self.embed_tokens.weight.dtype
         device = device or self.embed_tokens.weight.device
         if max_len > cfg.max_position_embeddings:
             raise ValueError(f"cache length {max_len} exceeds max_position_embeddings={cfg.max_position_embeddings}")

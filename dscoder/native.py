@@ -86,11 +86,11 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int4_dequant.argtypes = [p, p, p, i64, i64, i64, p]
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
     lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, i64, i64, ctypes.c_float, p]
-    lib.dscoder_attend_bf16.argtypes = lib.dscoder_attend.argtypes
+    lib.dscoder_attend_bf16.argtypes = lib.dscoder_attend_fp16.argtypes = lib.dscoder_attend.argtypes
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
     lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
-    for name in ("int4_matmul", "int8_matmul", "int4_dequant", "int8_dequant", "attend", "attend_bf16", "f32_matmul",
+    for name in ("int4_matmul", "int8_matmul", "int4_dequant", "int8_dequant", "attend", "attend_bf16", "attend_fp16", "f32_matmul",
                  "bf16_matmul", "rms_norm", "rope"):
         getattr(lib, f"dscoder_{name}").restype = None
     return lib
@@ -112,7 +112,7 @@ MAX_ROWS = 16
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor | None:
     """Causal attention of q (B, T, H, D) over k/v (B, S, KV, D), query t at position S-T+t.
 
-    k/v (fp32 or bf16, computed in fp32) may be any strided view whose last dimension is
+    k/v (fp32, bf16 or fp16; computed in fp32) may be any strided view whose last dimension is
     contiguous (a slice of a cache in position-major or head-major layout).  Returns None
     where the kernel does not apply (many queries, another dtype, a head size that is not
     a multiple of 32, no kernels); the caller then uses SDPA, which computes the same thing.
@@ -132,7 +132,7 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
     return out if q.dtype == torch.float32 else out.to(q.dtype)
 
 
-_ATTEND = {torch.float32: "dscoder_attend", torch.bfloat16: "dscoder_attend_bf16"}
+_ATTEND = {torch.float32: "dscoder_attend", torch.bfloat16: "dscoder_attend_bf16", torch.float16: "dscoder_attend_fp16"}
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:

@@ -121,3 +121,23 @@ def test_real_model_completes_code(tokenizer):
     out = generate(model, tokenizer, "def factorial(n):\n    if n == 0:\n        return 1\n    return",
                    SamplingParams(max_new_tokens=12, stop=("\n",)))[0]
     assert out.text == " n * factorial(n - 1)" and out.finish_reason == "stop"
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("cache_dtype", [torch.float16, torch.bfloat16])
+def test_a_16_bit_cache_halves_its_memory_and_decodes_close_to_full_precision(model, cache_dtype):
+    """Transformer.cache_dtype: keys/values (or the MLA latent) are rounded once when cached."""
+    tokens = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(2))
+    full = model(tokens)[0][0]
+    model.cache_dtype = cache_dtype
+    try:
+        cache = model.new_cache(1, 40)
+        assert cache[0].buffers[0].dtype == cache_dtype
+        fp32 = model.new_cache(1, 1, torch.float32)
+        assert sum(c.nbytes_per_token for c in cache) * 2 == sum(c.nbytes_per_token for c in fp32)
+        logits = [model(tokens[:, :20], 0, cache)[0][0]]  # a prompt, then one token at a time (native decode path)
+        logits += [model(tokens[:, i:i + 1], i, cache)[0][0] for i in range(20, 40)]
+    finally:
+        model.cache_dtype = None
+    error = (torch.cat(logits) - full).abs().max() / full.abs().max()
+    assert 0 < error < 10 * torch.finfo(cache_dtype).eps  # rounding once, amplified a little by the layers

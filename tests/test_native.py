@@ -94,12 +94,13 @@ def test_native_rope_matches_the_pytorch_rotation(interleaved, monkeypatch):
     torch.testing.assert_close(pairs(fast).norm(dim=-1), pairs(x).norm(dim=-1))
 
 
-def test_native_attention_over_a_bf16_cache_computes_in_fp32():
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_native_attention_over_a_16_bit_cache_computes_in_fp32(dtype):
     g = torch.Generator().manual_seed(7)
-    k, v = (torch.randn(1, 40, 2, 64, generator=g).bfloat16() for _ in range(2))
-    q = torch.randn(1, 2, 6, 64, generator=g).bfloat16()
+    k, v = (torch.randn(1, 40, 2, 64, generator=g).to(dtype) for _ in range(2))
+    q = torch.randn(1, 2, 6, 64, generator=g).to(dtype)
     out = native.attend(q, k, v, 0.125)
-    assert out.dtype == torch.bfloat16
+    assert out.dtype == dtype
     reference = sdpa_reference(q.float(), k.float(), v.float(), 0.125)  # the same bf16 values, fp32 arithmetic
     torch.testing.assert_close(out.float(), reference, rtol=1e-2, atol=1e-2)
 

@@ -1,4 +1,4 @@
-// Causal attention of a few new queries over an fp32 or bf16 KV cache (decode and speculative
+// Causal attention of a few new queries over an fp32, bf16 or fp16 KV cache (decode and speculative
 // verification), AVX2 + FMA, OpenMP over chunks of the keys.
 //
 // Why hand-written: for one query row PyTorch 2.13's CPU SDPA runs its flash kernel, which
@@ -24,6 +24,12 @@ inline __m256 load8(const uint16_t* p) {  // bf16 -> fp32: the bf16 bits are the
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+
+struct Half {  // an IEEE fp16 value, distinct from bf16's plain uint16_t
+    uint16_t bits;
+};
+
+inline __m256 load8(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
 
 inline float hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -166,11 +172,18 @@ void dscoder_attend(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, 
     attend(q, B, T, H, D, k, v, KV, batch_stride, row, head_stride, start, scale, out);
 }
 
-// The same over a bf16 cache (widened to fp32 in registers; the arithmetic stays fp32).
+// The same over a bf16 or fp16 cache (widened to fp32 in registers; the arithmetic stays fp32).
 void dscoder_attend_bf16(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const uint16_t* k,
                          const uint16_t* v, int64_t KV, int64_t batch_stride, int64_t row, int64_t head_stride,
                          int64_t start, float scale, float* out) {
     attend(q, B, T, H, D, k, v, KV, batch_stride, row, head_stride, start, scale, out);
+}
+
+void dscoder_attend_fp16(const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const uint16_t* k,
+                         const uint16_t* v, int64_t KV, int64_t batch_stride, int64_t row, int64_t head_stride,
+                         int64_t start, float scale, float* out) {
+    attend(q, B, T, H, D, reinterpret_cast<const Half*>(k), reinterpret_cast<const Half*>(v), KV, batch_stride, row,
+           head_stride, start, scale, out);
 }
 
 }  // extern "C"
