@@ -150,6 +150,11 @@ def test_complete_rejects_an_over_long_request(smollm2_gguf):
     assert out.returncode == 2 and "exceeds the model's context of 8192 tokens" in out.stderr
 
 
+def test_kv_cache_type_is_checked_by_name():
+    out = dscoder("complete", "x = 1", "--kv-cache", "fp8")
+    assert out.returncode == 2 and "--kv-cache must be one of fp32, bf16, fp16, got 'fp8'" in out.stderr
+
+
 def test_complete_with_a_draft_prints_the_same_text(smollm2_gguf):
     prompt = "def factorial(n):\n    if n == 0:\n        return 1\n    return"
     plain = dscoder("complete", prompt, "-n", "12", "--stop", "\n")
