@@ -1,4 +1,7 @@
-"""Decode and prefill speed on the embedded model: ours (fp32, bf16, int8, int4) vs llama.cpp vs transformers.
+"""Decode and prefill speed on the embedded model: ours vs llama.cpp vs transformers.
+
+Ours in fp32 (eager, and under torch.compile), bf16, int8 and int4 (also with an fp16 KV
+cache, as llama.cpp keeps its cache).
 
 Same GGUF file (SmolLM2-135M-Instruct Q4_1), same thread count, same 512-token code
 prompt (this repository's model.py), 256 greedy decode steps.  Each contestant runs in its
