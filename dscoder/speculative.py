@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import native
 from .cache import LayerCache
 from .generate import GenerationError
 from .model import Transformer
@@ -43,6 +44,9 @@ def _start(target: Transformer, prompt: Sequence[int], max_new_tokens: int, k: i
     """Check the request, then prefill a target cache with all of the prompt but its last token."""
     if k < 1 or max_new_tokens < 1:
         raise GenerationError(f"k and max_new_tokens must be at least 1, got k={k}, max_new_tokens={max_new_tokens}")
+    if k + 1 > native.MAX_ROWS:  # beyond it verification leaves the decode kernels' arithmetic: no longer exact
+        raise GenerationError(f"k={k} proposed tokens is too many: at most {native.MAX_ROWS - 1}, so that one "
+                              "verification pass computes exactly what plain decoding computes")
     if not prompt:
         raise GenerationError("the prompt is empty (no tokens)")
     capacity = len(prompt) + max_new_tokens + k + 1

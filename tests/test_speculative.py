@@ -128,6 +128,8 @@ def test_prompt_lookup_stop_token_and_errors():
         prompt_lookup_generate(target, [], 5)
     with pytest.raises(GenerationError, match="k and max_new_tokens must be at least 1"):
         prompt_lookup_generate(target, [5], 5, k=0)
+    with pytest.raises(GenerationError, match="k=16 proposed tokens is too many: at most 15"):
+        prompt_lookup_generate(target, [5], 5, k=16)
     with pytest.raises(GenerationError, match="need 1 <= ngram_min <= ngram_max"):
         prompt_lookup_generate(target, [5], 5, ngram_max=2, ngram_min=3)
     with pytest.raises(GenerationError, match="exceeds the target model's context of 512"):
