@@ -89,19 +89,19 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
     dtype = torch.bfloat16 if variant == "bf16" else torch.float32
     quant = variant.removesuffix("-kv16") if variant.startswith("int") else None
     start = time.perf_counter()
-    model = load_model(gguf_path(), dtype=dtype, quant=quant)
+    net = load_model(gguf_path(), dtype=dtype, quant=quant)
     if variant.endswith("-kv16"):  # the KV cache in fp16, as llama.cpp keeps it by default
-        model.cache_dtype = torch.float16
-    if variant.endswith("compiled"):  # torch.compile traces the PyTorch path (see dscoder/native.py)
-        model = torch.compile(model, dynamic=True)
+        net.cache_dtype = torch.float16
+    # torch.compile traces the PyTorch path (see dscoder/native.py)
+    model = torch.compile(net, dynamic=True) if variant.endswith("compiled") else net
     with torch.no_grad():
-        warm = getattr(model, "_orig_mod", model).new_cache(1, WARM_PROMPT + WARM_STEPS)
+        warm = net.new_cache(1, WARM_PROMPT + WARM_STEPS)
         model(torch.tensor([ids[:WARM_PROMPT]]), 0, warm)
         for pos in range(WARM_PROMPT, WARM_PROMPT + WARM_STEPS):
             model(torch.tensor([[ids[pos]]]), pos, warm)
     loaded = time.perf_counter() - start
     with torch.no_grad():
-        cache = getattr(model, "_orig_mod", model).new_cache(1, len(ids) + DECODE_TOKENS + 1)
+        cache = net.new_cache(1, len(ids) + DECODE_TOKENS + 1)
         start = time.perf_counter()
         logits, _ = model(torch.tensor([ids]), 0, cache, logits_to_keep=1)  # all three peers skip the other 511
         prefill = time.perf_counter() - start
@@ -112,8 +112,7 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
             logits, _ = model(torch.tensor([[token]]), len(ids) + i, cache)
             token = int(logits[0, -1].argmax())
         decode = time.perf_counter() - start
-    return {"load": loaded, "prefill": prefill, "decode": decode,
-            "bytes": decode_bytes_ours(getattr(model, "_orig_mod", model)), "tokens": out}
+    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": decode_bytes_ours(net), "tokens": out}
 
 
 def run_llama_cpp(ids: list[int], threads: int) -> dict:

@@ -38,7 +38,6 @@ from torch import nn
 
 from .errors import ConfigError
 from . import native
-from .native import loaded as loaded_kernels
 
 SCHEMES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)
@@ -198,7 +197,7 @@ class QuantLinear(nn.Module):
         return out
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        lib = loaded_kernels() if self.use_native and self.qweight.device.type == "cpu" else None
+        lib = native.loaded() if self.use_native and self.qweight.device.type == "cpu" else None
         if lib is None:
             return dequantize_weight(self.packed(), self.scheme, self.group_size, dtype)
         out = torch.empty(self.out_features, self.in_features, dtype=torch.float32)
@@ -235,7 +234,7 @@ class QuantLinear(nn.Module):
         The address lets `forward` notice a deepcopy or a move (the bound pointers would be
         stale); replacing a tensor through setattr or `_apply` drops the binding outright.
         """
-        lib = loaded_kernels() if self.qweight.device.type == "cpu" else None
+        lib = native.loaded() if self.qweight.device.type == "cpu" else None
         if lib is None or self.in_features > NATIVE_MAX_IN_FEATURES:
             return None
         bias = None if self.bias is None else self.bias.detach().float().contiguous()

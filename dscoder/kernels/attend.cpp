@@ -8,35 +8,23 @@
 //
 // Shapes: q and out (B, T, H, D) contiguous; k and v hold positions 0..start+T-1 of each
 // kv head with element strides (batch, position `row`, head), the last dimension D
-// contiguous: a slice of a preallocated cache in either layout.  Query t sees keys 0..start+t.  Head h reads kv head
-// h / (H / KV) (GQA/MQA).  D must be a multiple of 32.
+// contiguous: a slice of a preallocated cache in either layout.  Query t sees keys
+// 0..start+t.  Head h reads kv head h / (H / KV) (GQA/MQA).  D must be a multiple of 32.
 
 #include <immintrin.h>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "simd.h"
+
 namespace {
-
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-
-inline __m256 load8(const uint16_t* p) {  // bf16 -> fp32: the bf16 bits are the top half of an fp32
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
 
 struct Half {  // an IEEE fp16 value, distinct from bf16's plain uint16_t
     uint16_t bits;
 };
 
 inline __m256 load8(const Half* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // e^x for x <= 0 (softmax after subtracting the max): 2^n * p(r), r = x - n ln2 in
 // [-ln2/2, ln2/2], p a degree-6 Taylor polynomial (relative error ~2e-7).  Below -87 the

@@ -10,18 +10,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "simd.h"
 #include "tiles.h"
 
 namespace {
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 
 inline float widen(float v) { return v; }
 
@@ -30,11 +22,6 @@ inline float widen(uint16_t bits) {
     float v;
     std::memcpy(&v, &wide, sizeof v);
     return v;
-}
-
-inline __m256 load8(const uint16_t* p) {  // bf16 -> fp32: the bf16 bits are the top half of an fp32
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 // y[r, n] = x[r, :] . w[n, :] (+ bias[n]) for R rows at once, so each weight row is read once.

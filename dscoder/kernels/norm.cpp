@@ -9,6 +9,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "simd.h"
+
 extern "C" {
 
 void dscoder_rms_norm(const float* x, int64_t rows, int64_t dim, const float* weight, float eps, float* y) {
@@ -21,10 +23,7 @@ void dscoder_rms_norm(const float* x, int64_t rows, int64_t dim, const float* we
             const __m256 v = _mm256_loadu_ps(xr + k);
             acc = _mm256_fmadd_ps(v, v, acc);
         }
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        float sum = _mm_cvtss_f32(s);
+        float sum = hsum(acc);
         for (; k < dim; ++k) sum += xr[k] * xr[k];
         const float inv = 1.0f / std::sqrt(sum / static_cast<float>(dim) + eps);
         const __m256 vinv = _mm256_set1_ps(inv);

@@ -24,16 +24,10 @@
 #include <cstring>
 #include <vector>
 
+#include "simd.h"
 #include "tiles.h"
 
 namespace {
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // Not _cvtsh_ss: GCC builds it by inserting into the previous value's register, a
 // loop-carried dependency that cost 7 cycles per block here.
