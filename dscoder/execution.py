@@ -1,0 +1,116 @@
+"""Build and run whole programs in the sandbox, many at a time, and judge each one.
+
+This is the one place that turns "a program and its tests" into a verdict; the
+evaluation harness, GRPO rewards and verified generation all call it, so they agree.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+
+from . import sandbox
+from .languages import Toolchain, toolchain
+
+STATUSES = ("passed", "failed", "timeout", "error")
+STDERR_EXCERPT = 2000
+
+
+@dataclass
+class Program:
+    """Source text in one language, complete with its tests: it passes iff it exits 0."""
+
+    language: str
+    source: str
+
+
+@dataclass
+class Verdict:
+    """passed: built and exited 0 within the limits. failed: ran and exited non-zero (a
+    failed assert, an exception, a killed-by-limit that was not time). timeout: stopped by
+    the wall clock or CPU limit. error: did not build (compile error), or the toolchain
+    could not run at all."""
+
+    status: str
+    stage: str  # "build" or "run"
+    returncode: int | None
+    stderr: str
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _excerpt(outcome: sandbox.Outcome) -> str:
+    text = (outcome.stderr or outcome.stdout).strip()
+    return text if len(text) <= STDERR_EXCERPT else text[:STDERR_EXCERPT // 2] + "\n...\n" + text[-STDERR_EXCERPT // 2:]
+
+
+def execute(program: Program, timeout: float = 10.0, slot: int = 0) -> Verdict:
+    """Build (if the language compiles) and run `program` in a fresh sandboxed directory."""
+    tool = toolchain(program.language)
+    files = {tool.filename: program.source, **tool.support_files()}
+    with sandbox.Workdir(files) as workdir:
+        seconds = 0.0
+        if tool.build:
+            built = sandbox.run(list(tool.build), workdir, tool.limits(tool.build_seconds), env=tool.env,
+                                mounts=tool.mounts(), slot=slot)
+            seconds += built.seconds
+            if not built.ok:
+                status = "timeout" if built.timed_out else "error"
+                return Verdict(status, "build", built.returncode, _excerpt(built), seconds)
+        ran = sandbox.run(list(tool.run), workdir, tool.limits(timeout), env=tool.env, mounts=tool.mounts(), slot=slot)
+        seconds += ran.seconds
+        output = ran.stdout + ran.stderr
+        if ran.timed_out:
+            return Verdict("timeout", "run", ran.returncode, _excerpt(ran), seconds)
+        if ran.returncode != 0 and any(marker in output for marker in tool.build_failure_markers):
+            return Verdict("error", "build", ran.returncode, _excerpt(ran), seconds)
+        failed = ran.returncode != 0 or any(marker in output for marker in tool.failure_markers)
+        return Verdict("failed" if failed else "passed", "run", ran.returncode, _excerpt(ran), seconds)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def execute_many(programs: Iterable[Program], *, timeout: float = 10.0, workers: int | None = None,
+                 ) -> Iterator[tuple[int, Verdict]]:
+    """Yield (index, verdict) in the order programs finish, `workers` at a time.
+
+    Each worker owns a sandbox slot (its own uid when root), so one sample's fork bomb
+    counts against its own process limit only and the post-run reaping cannot touch a
+    neighbour.
+    """
+    workers = workers or default_workers()
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+
+    def one(index: int, program: Program) -> tuple[int, Verdict]:
+        slot = slots.get()
+        try:
+            try:
+                verdict = execute(program, timeout, slot)
+            except (sandbox.SandboxError, OSError) as e:
+                verdict = Verdict("error", "run", None, f"sandbox: {e}", 0.0)
+        finally:
+            slots.put(slot)
+        return index, verdict
+
+    sandbox.isolation()  # probe (and warn) once, before the threads start
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(one, i, p) for i, p in enumerate(programs)]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def check(language: str, source: str, timeout: float = 10.0) -> Verdict:
+    """One program, one verdict: the simplest entry point for callers such as reward functions."""
+    return execute(Program(language, source), timeout)
+
+
+__all__ = ["Program", "Verdict", "execute", "execute_many", "check", "default_workers", "STATUSES", "Toolchain"]

