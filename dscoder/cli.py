@@ -507,3 +507,14 @@ def tokenizer_train(
 
 if __name__ == "__main__":
     app()
+
+
+def _register_eval() -> None:
+    """The evaluation harness lives in its own package; its commands join this app here."""
+    from .eval.command import eval_command, toolchains_command
+
+    app.command("eval")(eval_command)
+    app.command("toolchains")(toolchains_command)
+
+
+_register_eval()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import queue
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 
 from . import sandbox
-from .languages import Toolchain, toolchain
+from .languages import toolchain
 
 STATUSES = ("passed", "failed", "timeout", "error")
 STDERR_EXCERPT = 2000
@@ -77,35 +77,53 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)))
 
 
-def execute_many(programs: Iterable[Program], *, timeout: float = 10.0, workers: int | None = None,
-                 ) -> Iterator[tuple[int, Verdict]]:
-    """Yield (index, verdict) in the order programs finish, `workers` at a time.
+class Executor:
+    """A pool of sandbox workers that programs can be submitted to while other work (such
+    as generating the next completion) goes on.
 
     Each worker owns a sandbox slot (its own uid when root), so one sample's fork bomb
     counts against its own process limit only and the post-run reaping cannot touch a
     neighbour.
     """
-    workers = workers or default_workers()
-    slots: queue.Queue[int] = queue.Queue()
-    for slot in range(workers):
-        slots.put(slot)
 
-    def one(index: int, program: Program) -> tuple[int, Verdict]:
-        slot = slots.get()
+    def __init__(self, workers: int | None = None, timeout: float = 10.0):
+        self.workers = workers or default_workers()
+        self.timeout = timeout
+        self._slots: queue.Queue[int] = queue.Queue()
+        for slot in range(self.workers):
+            self._slots.put(slot)
+        sandbox.isolation()  # probe (and warn) once, before any thread starts
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
+
+    def _one(self, program: Program) -> Verdict:
+        slot = self._slots.get()
         try:
-            try:
-                verdict = execute(program, timeout, slot)
-            except (sandbox.SandboxError, OSError) as e:
-                verdict = Verdict("error", "run", None, f"sandbox: {e}", 0.0)
+            return execute(program, self.timeout, slot)
+        except (sandbox.SandboxError, OSError) as e:
+            return Verdict("error", "run", None, f"sandbox: {e}", 0.0)
         finally:
-            slots.put(slot)
-        return index, verdict
+            self._slots.put(slot)
 
-    sandbox.isolation()  # probe (and warn) once, before the threads start
-    with ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(one, i, p) for i, p in enumerate(programs)]
+    def submit(self, program: Program) -> Future:
+        return self._pool.submit(self._one, program)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def execute_many(programs: Iterable[Program], *, timeout: float = 10.0, workers: int | None = None,
+                 ) -> Iterator[tuple[int, Verdict]]:
+    """Yield (index, verdict) in the order programs finish, `workers` at a time."""
+    with Executor(workers, timeout) as pool:
+        futures = {pool.submit(p): i for i, p in enumerate(programs)}
         for future in as_completed(futures):
-            yield future.result()
+            yield futures[future], future.result()
 
 
 def check(language: str, source: str, timeout: float = 10.0) -> Verdict:
@@ -113,4 +131,4 @@ def check(language: str, source: str, timeout: float = 10.0) -> Verdict:
     return execute(Program(language, source), timeout)
 
 
-__all__ = ["Program", "Verdict", "execute", "execute_many", "check", "default_workers", "STATUSES", "Toolchain"]
+__all__ = ["Program", "Verdict", "Executor", "execute", "execute_many", "check", "default_workers", "STATUSES"]

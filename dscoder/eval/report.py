@@ -1,0 +1,118 @@
+"""The numbers of a run: `summary.json`, a Markdown report and a PNG chart a person can read."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from ..execution import STATUSES
+from .passk import mean_pass_at_k
+from .runner import iter_groups
+
+
+def _counts(rows: list[dict]) -> list[tuple[int, int]]:
+    per_task: dict[str, list[int]] = {}
+    for row in rows:
+        n_c = per_task.setdefault(row["task_id"], [0, 0])
+        n_c[0] += 1
+        n_c[1] += row["status"] == "passed"
+    return [(n, c) for n, c in per_task.values()]
+
+
+def _block(rows: list[dict]) -> dict:
+    statuses = Counter(row["status"] for row in rows)
+    return {"problems": len({row["task_id"] for row in rows}), "samples": len(rows),
+            **mean_pass_at_k(_counts(rows)), "statuses": {s: statuses.get(s, 0) for s in STATUSES}}
+
+
+def summarize(rows: list[dict], config: dict, skipped: dict[str, str] | None = None) -> dict:
+    """pass@k overall and per group (language or split), status counts, and what it cost."""
+    tokens = sum(row.get("gen_tokens", 0) for row in rows)
+    gen_seconds = sum(row.get("gen_seconds", 0.0) for row in rows)
+    groups = {group: _block(items) for group, items in iter_groups(rows)}
+    summary = {"config": config, **_block(rows), "groups": groups, "skipped": skipped or {},
+               "generation": {"tokens": tokens, "seconds": round(gen_seconds, 1),
+                              "tokens_per_second": round(tokens / gen_seconds, 1) if gen_seconds else None},
+               "execution_seconds": round(sum(row.get("exec_seconds", 0.0) for row in rows), 1)}
+    if len(groups) > 1:  # MultiPL-E style: the mean of the per-language scores
+        summary["mean_over_groups"] = {k: sum(g[k] for g in groups.values()) / len(groups)
+                                       for k in groups[next(iter(groups))] if k.startswith("pass@")}
+    return summary
+
+
+def _title(config: dict) -> str:
+    subset = f" ({config['subset']})" if config.get("subset") else ""
+    who = config.get("completions") or config.get("model") or "?"
+    quant = f", {config['quant']}" if config.get("quant") else ""
+    return f"{config['benchmark']}{subset}: {who} [{config['form']}{quant}]"
+
+
+def markdown(summary: dict, chart: str | None) -> str:
+    cfg = summary["config"]
+    ks = [k for k in summary if k.startswith("pass@")]
+    lines = [f"# {_title(cfg)}", "",
+             f"{summary['problems']} problems, {summary['samples']} samples, temperature {cfg['temperature']}; "
+             + ", ".join(f"**{k} = {100 * summary[k]:.2f}%**" for k in ks), ""]
+    header = "| group | problems | " + " | ".join(ks) + " | " + " | ".join(STATUSES) + " |"
+    lines += [header, "|" + "---|" * (2 + len(ks) + len(STATUSES))]
+    for group, block in summary["groups"].items():
+        lines.append(f"| {group} | {block['problems']} | " + " | ".join(f"{100 * block[k]:.2f}%" for k in ks)
+                     + " | " + " | ".join(str(block["statuses"][s]) for s in STATUSES) + " |")
+    for group, why in summary["skipped"].items():
+        lines.append(f"| {group} | skipped: {why} |" + " |" * (len(ks) + len(STATUSES)))
+    if "mean_over_groups" in summary:
+        lines += ["", "Mean over groups: " + ", ".join(f"{k} = {100 * v:.2f}%"
+                                                       for k, v in summary["mean_over_groups"].items())]
+    gen = summary["generation"]
+    if gen["tokens"]:
+        lines += ["", f"Generation: {gen['tokens']} tokens in {gen['seconds']} s ({gen['tokens_per_second']} tok/s). "
+                      f"Execution: {summary['execution_seconds']} s of sandbox time."]
+    if chart:
+        lines += ["", f"![pass rate per group]({chart})"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    """pass@1 per group beside each group's status counts; skipped groups are labelled, not drawn as 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(summary["groups"]) + list(summary["skipped"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(8, 1.1 * len(groups) + 6), 4.2))
+    rates = [100 * summary["groups"][g]["pass@1"] if g in summary["groups"] else 0 for g in groups]
+    bars = left.bar(groups, rates, color=["#3b7dd8" if g in summary["groups"] else "#cccccc" for g in groups])
+    for bar, group, rate in zip(bars, groups, rates):
+        label = "skipped" if group in summary["skipped"] else f"{rate:.1f}"
+        left.text(bar.get_x() + bar.get_width() / 2, rate + 1, label, ha="center", fontsize=8)
+    left.set_ylim(0, 105)
+    left.set_ylabel("pass@1 (%)")
+    left.set_title("pass@1")
+    colors = {"passed": "#2e9e4f", "failed": "#d9534f", "timeout": "#f0ad4e", "error": "#777777"}
+    bottom = [0] * len(summary["groups"])
+    names = list(summary["groups"])
+    for status in STATUSES:
+        counts = [summary["groups"][g]["statuses"][status] for g in names]
+        right.bar(names, counts, bottom=bottom, label=status, color=colors[status])
+        bottom = [b + c for b, c in zip(bottom, counts)]
+    right.set_title("samples by verdict")
+    right.legend(fontsize=8)
+    for axis in (left, right):
+        axis.tick_params(axis="x", rotation=45 if len(groups) > 4 else 0)
+    fig.suptitle(_title(summary["config"]), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(out: Path, rows: list[dict], config: dict, skipped: dict[str, str] | None = None) -> dict:
+    summary = summarize(rows, config, skipped)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    chart = None
+    if rows:
+        plot(summary, out / "chart.png")
+        chart = "chart.png"
+    (out / "report.md").write_text(markdown(summary, chart))
+    return summary

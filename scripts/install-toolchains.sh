@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Debian packages the evaluation sandbox and its benchmark languages need: bubblewrap
+# (the sandbox), util-linux (setpriv, unshare), and the compilers/runtimes of MultiPL-E's
+# languages. Best effort: without root or apt-get it only reports, and the harness then
+# skips the languages it cannot run (never scoring them 0%).
+set -uo pipefail
+want=(bubblewrap util-linux)
+have() { command -v "$1" >/dev/null 2>&1; }
+have g++ || want+=(g++)
+have javac || want+=(default-jdk-headless)
+have node || want+=(nodejs)
+have tsc || want+=(node-typescript)
+have go || want+=(golang-go)
+have rustc || want+=(rustc)
+have php || want+=(php-cli)
+have mcs || want+=(mono-mcs)
+have mono || want+=(mono-runtime)
+have bwrap && want=("${want[@]/bubblewrap}")
+missing=()
+for p in "${want[@]}"; do [ -n "$p" ] && missing+=("$p"); done
+if [ ${#missing[@]} -eq 0 ] || [ "${missing[*]}" = "util-linux" ]; then
+    echo "toolchains: all present"; exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! have apt-get; then
+    echo "toolchains: cannot install ${missing[*]} (needs root and apt-get); those languages will be skipped" >&2
+    exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    && echo "toolchains: installed ${missing[*]}" \
+    || echo "toolchains: apt-get could not install ${missing[*]}; those languages will be skipped" >&2
+exit 0
