@@ -49,20 +49,24 @@ def _excerpt(outcome: sandbox.Outcome) -> str:
     return text if len(text) <= STDERR_EXCERPT else text[:STDERR_EXCERPT // 2] + "\n...\n" + text[-STDERR_EXCERPT // 2:]
 
 
-def execute(program: Program, timeout: float = 10.0, slot: int = 0) -> Verdict:
-    """Build (if the language compiles) and run `program` in a fresh sandboxed directory."""
+def execute(program: Program, timeout: float = 10.0, uid: int | None = None) -> Verdict:
+    """Build (if the language compiles) and run `program` in a fresh sandboxed directory,
+    as the leased sandbox `uid` (None: lease one for this call)."""
+    if uid is None:
+        with sandbox.UidLease() as lease:
+            return execute(program, timeout, lease.uid)
     tool = toolchain(program.language)
     files = {tool.filename: program.source, **tool.support_files()}
     with sandbox.Workdir(files) as workdir:
         seconds = 0.0
         if tool.build:
             built = sandbox.run(list(tool.build), workdir, tool.limits(tool.build_seconds), env=tool.env,
-                                mounts=tool.mounts(), slot=slot)
+                                mounts=tool.mounts(), uid=uid)
             seconds += built.seconds
             if not built.ok:
                 status = "timeout" if built.timed_out else "error"
                 return Verdict(status, "build", built.returncode, _excerpt(built), seconds)
-        ran = sandbox.run(list(tool.run), workdir, tool.limits(timeout), env=tool.env, mounts=tool.mounts(), slot=slot)
+        ran = sandbox.run(list(tool.run), workdir, tool.limits(timeout), env=tool.env, mounts=tool.mounts(), uid=uid)
         seconds += ran.seconds
         output = ran.stdout + ran.stderr
         if ran.timed_out:
@@ -81,34 +85,37 @@ class Executor:
     """A pool of sandbox workers that programs can be submitted to while other work (such
     as generating the next completion) goes on.
 
-    Each worker owns a sandbox slot (its own uid when root), so one sample's fork bomb
-    counts against its own process limit only and the post-run reaping cannot touch a
-    neighbour.
+    Each worker leases its own sandbox uid (when root) for the pool's lifetime, so one
+    sample's fork bomb counts against its own process limit only and the post-run reaping
+    cannot touch a neighbour, in this process or in another evaluation running beside it.
     """
 
     def __init__(self, workers: int | None = None, timeout: float = 10.0):
         self.workers = workers or default_workers()
         self.timeout = timeout
-        self._slots: queue.Queue[int] = queue.Queue()
-        for slot in range(self.workers):
-            self._slots.put(slot)
         sandbox.isolation()  # probe (and warn) once, before any thread starts
+        self._leases = [sandbox.UidLease() for _ in range(self.workers)]
+        self._uids: queue.Queue[int] = queue.Queue()
+        for lease in self._leases:
+            self._uids.put(lease.uid)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
 
     def _one(self, program: Program) -> Verdict:
-        slot = self._slots.get()
+        uid = self._uids.get()
         try:
-            return execute(program, self.timeout, slot)
+            return execute(program, self.timeout, uid)
         except (sandbox.SandboxError, OSError) as e:
             return Verdict("error", "run", None, f"sandbox: {e}", 0.0)
         finally:
-            self._slots.put(slot)
+            self._uids.put(uid)
 
     def submit(self, program: Program) -> Future:
         return self._pool.submit(self._one, program)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        for lease in self._leases:
+            lease.close()
 
     def __enter__(self) -> "Executor":
         return self

