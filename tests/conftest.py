@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from dscoder.checkpoint import save_hf_dir
 from dscoder.config import ModelConfig
+from dscoder.model import Transformer
+from dscoder.presets import get_preset
+from dscoder.tokenizer import Tokenizer
 
 TINY = ["tiny-llama", "tiny-llama-gqa", "tiny-llama-mqa", "tiny-v2-lite", "tiny-v2"]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -53,3 +57,24 @@ def smollm2_gguf() -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
+
+
+@pytest.fixture(scope="session")
+def fim_model_dir(tmp_path_factory):
+    """A random tiny model over the real DeepSeek-Coder vocabulary, saved as a complete HF directory."""
+    tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
+    directory = tmp_path_factory.mktemp("fim-model")
+    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
+                                                  eos_token_id=tok.eos_id)
+    model = randomize_(Transformer(cfg), seed=11, std=0.3)
+    # Let only a few code-like tokens win, newlines and indentation among them, so the
+    # middle has lines for the stop rules to judge.
+    pieces = ["\n", "\n", "    ", "    ", "  ", "return", " a", " +", " b", "x", "print", "(", ")", " ="]
+    allowed = sorted({i for p in pieces for i in tok.encode(p, add_bos=False)})
+    with torch.no_grad():
+        head = torch.zeros_like(model.lm_head.weight)
+        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size, generator=torch.Generator().manual_seed(5))
+        model.lm_head.weight.copy_(head)
+    save_hf_dir(model, directory)
+    tok.save(directory)
+    return directory

@@ -6,15 +6,10 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from dscoder.checkpoint import save_hf_dir
 from dscoder.infill import InfillRules, _LineJudge, infill, split_at_cursor
 from dscoder.generate import SamplingParams
-from dscoder.model import Transformer
-from dscoder.presets import get_preset
 from dscoder.tokenizer import Tokenizer
-from conftest import randomize_, shared_data
 
 def test_split_at_cursor_marker_and_line_col():
     text = "def f(x):\n    return <CURSOR>\n"
@@ -47,27 +42,6 @@ def test_the_suffix_is_never_generated_again():
 
 def test_line_budget():
     assert judge("x = ", "", ["1", "y = 2", "z = 3"], max_lines=2) == [True, True, False]
-
-
-@pytest.fixture(scope="module")
-def fim_model_dir(tmp_path_factory):
-    """A random tiny model over the real DeepSeek-Coder vocabulary, saved as a complete HF directory."""
-    tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
-    directory = tmp_path_factory.mktemp("fim-model")
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id)
-    model = randomize_(Transformer(cfg), seed=11, std=0.3)
-    # Let only a few code-like tokens win, newlines and indentation among them, so the
-    # middle has lines for the stop rules to judge.
-    pieces = ["\n", "\n", "    ", "    ", "  ", "return", " a", " +", " b", "x", "print", "(", ")", " ="]
-    allowed = sorted({i for p in pieces for i in tok.encode(p, add_bos=False)})
-    with torch.no_grad():
-        head = torch.zeros_like(model.lm_head.weight)
-        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size, generator=torch.Generator().manual_seed(5))
-        model.lm_head.weight.copy_(head)
-    save_hf_dir(model, directory)
-    tok.save(directory)
-    return directory
 
 
 @pytest.mark.parametrize("rules", [InfillRules(), InfillRules(max_lines=2), InfillRules(max_lines=1)])
