@@ -304,7 +304,7 @@ def run(argv: list[str], workdir: Path, limits: Limits = Limits(), *, env: dict[
                 timed_out = True
             finally:
                 _kill_group(proc)
-                if iso.drop_uid:
+                if iso.drop_uid and iso.method != "bwrap":  # bwrap: the PID namespace died with it
                     reap_uid(uid)
                 proc.wait()
         seconds = time.monotonic() - start

