@@ -110,6 +110,7 @@ def test_bad_requests_are_named(tmp_path):
         (["eval", "humaneval", "--language", "cobol"], "humaneval has no subset 'cobol'"),
         (["eval", "humaneval", "--form", "chatty", "--completions", str(bad)], "--form must be one of base, instruct"),
         (["eval", "humaneval", "--samples", "4"], "--samples > 1 with --temperature 0"),
+        (["eval", "humaneval-infilling", "--form", "instruct"], "humaneval-infilling has no instruct form"),
         (["eval", "humaneval", "--completions", str(bad), "--out", str(tmp_path / "o")], "bad.jsonl:2: not a sample line"),
     ]
     for argv, message in cases:
@@ -159,6 +160,13 @@ def test_instruct_form_with_the_embedded_chat_model(smollm2_gguf, tmp_path):
         assert row["prompt"].endswith("<|im_start|>assistant\n")
         assert 0 < row["gen_tokens"] <= 48 and row["completion"]
         assert row["status"] in ("passed", "failed", "error", "timeout") and row["stage"] == "run"
+
+
+def test_infilling_a_model_without_fim_tokens_is_refused_before_any_sample(smollm2_gguf, tmp_path):
+    shared_data("infilling")
+    result = cli.invoke(app, ["eval", "humaneval-infilling", "--model", str(smollm2_gguf), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "has no fill-in-the-middle tokens" in result.output
+    assert not (tmp_path / "o" / "samples.jsonl").exists()
 
 
 def test_fim_generation_for_infilling(fim_model_dir, tmp_path):

@@ -89,8 +89,13 @@ def eval_command(
             problems = [p for p in problems if (p.group, p.task_id) in per_task]
         else:
             from ..cli import _load_model_and_tokenizer
+            from ..fim import fim_tokens
 
+            if form == "instruct" and any(p.answer_program is None for p in problems):
+                raise runner.EvalError(f"{benchmark} has no instruct form; use --form base")
             net, tok = _load_model_and_tokenizer(model, quant)
+            if any(p.fim is not None for p in problems):
+                fim_tokens(tok, str(model or "the default model"))  # fail now, not after the first sample
             complete = runner.model_completer(net, tok, config)
         before, started = len(runner.read_samples(target)), time.perf_counter()
         rows = runner.run(problems, complete, config, target, samples_per_task=per_task, workers=workers,
