@@ -150,7 +150,8 @@ def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, str,
         previous = json.loads(saved.read_text())
         if not resume:
             raise EvalError(f"{out} already holds a run; resume it (the default) or choose another --out")
-        differing = {k: (previous.get(k), v) for k, v in asdict(config).items() if previous.get(k) != v}
+        # --limit only chooses how many problems to do now: a quick look can grow into the full run.
+        differing = {k: (previous.get(k), v) for k, v in asdict(config).items() if previous.get(k) != v and k != "limit"}
         if differing:
             detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differing.items())
             raise EvalError(f"{out} holds a run with other settings ({detail}); use another --out")
