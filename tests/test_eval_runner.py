@@ -15,6 +15,7 @@ from dscoder import languages
 from dscoder.cli import app
 from dscoder.eval import humaneval, runner
 from dscoder.eval.passk import mean_pass_at_k, pass_at_k
+from dscoder.generate import GenerationError
 from conftest import shared_data
 
 cli = CliRunner()
@@ -98,6 +99,13 @@ def test_an_interrupted_run_resumes_without_redoing_or_losing_samples(tmp_path):
     assert sorted(asked) == sorted(p.task_id for p in problems if p.task_id not in done_before)
     assert sorted(r["task_id"] for r in rows) == sorted(p.task_id for p in problems)
     assert all(r["status"] == "passed" for r in rows)
+    def too_long(problem, index):
+        raise GenerationError("prompt of 9000 tokens exceeds the model's context of 8192 tokens")
+
+    rows = runner.run(humaneval.problems("python")[:8], too_long, config, out, progress=False)
+    for row in [r for r in rows if r["task_id"] in ("HumanEval/6", "HumanEval/7")]:  # the new ones only
+        assert (row["status"], row["stage"]) == ("error", "generate") and "exceeds the model's context" in row["stderr"]
+    assert sum(r["status"] == "passed" for r in rows) == 6
     with pytest.raises(runner.EvalError, match="temperature: 0.0 there, 0.8 now"):
         runner.run(problems, complete, runner.EvalConfig("humaneval", "python", model="fake", temperature=0.8), out,
                    progress=False)

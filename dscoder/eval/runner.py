@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..execution import Executor, Program, Verdict
+from ..generate import GenerationError
 from .problem import FORMS, Problem
 
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
@@ -170,6 +171,7 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
     """Evaluate every (problem, sample) not yet in `out/samples.jsonl`; return all rows."""
     config.check()
     done = _prepare(out, config, resume)
+
     def count(p: Problem) -> int:
         return samples_per_task.get((p.group, p.task_id), 0) if samples_per_task is not None else config.samples
 
@@ -195,7 +197,15 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
 
         for problem, index in todo:
             start = time.perf_counter()
-            prompt, completion, tokens = complete(problem, index)
+            try:
+                prompt, completion, tokens = complete(problem, index)
+            except GenerationError as e:  # e.g. a prompt longer than the model's context: this sample only
+                row = dict(task_id=problem.task_id, sample=index, group=problem.group, prompt=problem.prompt,
+                           completion="", gen_tokens=0, gen_seconds=0.0, status="error", stage="generate",
+                           returncode=None, stderr=str(e), exec_seconds=0.0)
+                sink.write(json.dumps(row) + "\n")
+                advance(row)
+                continue
             seconds = time.perf_counter() - start
             if config.form == "instruct" and problem.answer_program is not None:
                 source = problem.answer_program(completion)
