@@ -3,6 +3,7 @@ int8 and int4, and append one table with the quantization deltas to benchmarks/R
 
     python benchmarks/eval_default.py                 # HumanEval base+instruct x fp32/int8/int4, MBPP base+instruct fp32
     python benchmarks/eval_default.py --runs 5        # only the first five of those
+    python benchmarks/eval_default.py --report        # no new runs: the table of those already finished
     python benchmarks/eval_default.py --only humaneval
 
 Each run is an ordinary `dscoder eval` command (printed, so any row can be reproduced
@@ -36,16 +37,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=["humaneval", "mbpp"])
     parser.add_argument("--runs", type=int, default=len(RUNS), help="Only the first N runs of the list.")
+    parser.add_argument("--report", action="store_true", help="Run nothing; tabulate the runs already finished.")
     args = parser.parse_args()
     rows = []
     for bench, form, quant in RUNS[:args.runs]:
         if args.only and bench != args.only:
             continue
         argv = command(bench, form, quant)
-        print("$", " ".join(argv), flush=True)
-        subprocess.run(argv, check=True)
-        summary = json.loads((Path(argv[argv.index("--out") + 1]) / "summary.json").read_text())
-        rows.append((bench, form, quant or "fp32", summary, " ".join(argv)))
+        summary_file = Path(argv[argv.index("--out") + 1]) / "summary.json"
+        if not args.report:
+            print("$", " ".join(argv), flush=True)
+            subprocess.run(argv, check=True)
+        elif not summary_file.exists():
+            continue
+        rows.append((bench, form, quant or "fp32", json.loads(summary_file.read_text()), " ".join(argv)))
     base = {(b, f): s["pass@1"] for b, f, q, s, _ in rows if q == "fp32"}
     lines = [f"\n## Evaluation of the embedded model (SmolLM2-135M-Instruct), {datetime.date.today()}\n",
              f"`python benchmarks/eval_default.py`: greedy, n=1, at most {MAX_TOKENS} new tokens, 2 threads.\n",
