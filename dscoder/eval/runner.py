@@ -92,7 +92,7 @@ def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
             prompt = chat_prompt(tokenizer, [{"role": "user", "content": problem.instruction}])
             params = SamplingParams(stop_token_ids=tuple(stop_token_ids(tokenizer)), **common)
         else:
-            prompt = problem.prompt
+            prompt = problem.prompt.rstrip() if problem.strip_prompt else problem.prompt
             params = SamplingParams(stop=problem.stops, stop_token_ids=eos, **common)
         chat = config.form == "instruct" and problem.fim is None  # the template writes its own BOS
         ids = tokenizer.encode(prompt, add_bos=False if chat else None)
@@ -100,6 +100,8 @@ def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
         for delta in stream(model, tokenizer, ids, params):
             text += delta.text
             tokens += delta.token_id is not None
+        if problem.strip_prompt and config.form == "base" and problem.fim is None:
+            text = "\n" + text
         return prompt, text, tokens
 
     return complete
