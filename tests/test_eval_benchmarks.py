@@ -84,8 +84,13 @@ def test_mbpp_protocol_and_reference_solutions():
     problems = mbpp.problems()
     assert [p.task_id for p in problems][:2] == ["MBPP/11", "MBPP/12"] and len(problems) == 500
     prompt = problems[0].prompt
-    assert prompt.count("[BEGIN]") == 4 and prompt.count("[DONE]") == 3 and prompt.endswith("[BEGIN]\n")
-    assert problems[0].stops == ("[DONE]",)
+    assert prompt.count("[BEGIN]") == 4 and prompt.count("[DONE]") == 3 and prompt.endswith("[BEGIN]")
+    assert prompt.startswith("You are an expert Python programmer, and here is your task: Write a function to find "
+                             "the similar elements from the given two tuple lists.")  # task 2, the first shot
+    assert "[DONE]\nYou are an expert" in prompt and problems[0].stops == ("[DONE]",)
+    chat = problems[0].instruction
+    assert chat.count(">>> Problem:") == 4 and chat.count("```python") == 3 and "- Example 3:" in chat
+    assert chat.endswith('assert remove_Occ("PHP","P") == "H"')
     sample = problems[::5]  # 100 of the 500 here; all 500 in the slow run
     assert verdicts([Program("python", p.program(p.reference)) for p in sample]) == ["passed"] * len(sample)
     assert "passed" not in verdicts([Program("python", p.program("def nothing():\n    pass\n")) for p in sample])
