@@ -21,10 +21,10 @@ import sys
 from pathlib import Path
 
 MAX_TOKENS = 256  # per sample; the instruct answers' code fits well within it
-# The chat form first: this is a chat model, and its base-form HumanEval is near 0 at every precision.
+# The chat form first, then the base form, MBPP's long 3-shot chat prompts last.
 RUNS = [("humaneval", "instruct", quant) for quant in (None, "int8", "int4")] + \
-       [("humaneval", "base", None), ("mbpp", "base", None), ("mbpp", "instruct", None),
-        ("humaneval", "base", "int8"), ("humaneval", "base", "int4")]
+       [("humaneval", "base", quant) for quant in (None, "int8", "int4")] + \
+       [("mbpp", "base", None), ("mbpp", "instruct", None)]
 
 
 def command(bench: str, form: str, quant: str | None) -> list[str]:

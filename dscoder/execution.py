@@ -10,7 +10,7 @@ import os
 import queue
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from . import sandbox
 from .languages import toolchain
@@ -39,9 +39,6 @@ class Verdict:
     returncode: int | None
     stderr: str
     seconds: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def _excerpt(outcome: sandbox.Outcome) -> str:
@@ -133,9 +130,4 @@ def execute_many(programs: Iterable[Program], *, timeout: float = 10.0, workers:
             yield futures[future], future.result()
 
 
-def check(language: str, source: str, timeout: float = 10.0) -> Verdict:
-    """One program, one verdict: the simplest entry point for callers such as reward functions."""
-    return execute(Program(language, source), timeout)
-
-
-__all__ = ["Program", "Verdict", "Executor", "execute", "execute_many", "check", "default_workers", "STATUSES"]
+__all__ = ["Program", "Verdict", "Executor", "execute", "execute_many", "default_workers", "STATUSES"]
