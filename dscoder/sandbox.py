@@ -224,8 +224,12 @@ def reap_uid(uid: int) -> None:
     """SIGKILL every process of `uid` (kill(-1) as that uid): the escape hatch for anything
     that left its process group, such as a double-forked daemon outside bwrap."""
     if os.geteuid() == 0 and uid != 0:
-        subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "kill", "-KILL", "-1"],
-                       capture_output=True)
+        deadline = time.monotonic() + 5
+        # Until they are gone: dying processes still count against the next program's RLIMIT_NPROC.
+        while _count_processes(uid) and time.monotonic() < deadline:
+            subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "kill", "-KILL", "-1"],
+                           capture_output=True)
+            time.sleep(0.01)
 
 
 class UidLease:
