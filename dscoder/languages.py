@@ -176,9 +176,6 @@ def _table() -> dict[str, Toolchain]:
     }
 
 
-LANGUAGES = tuple(_table())
-
-
 def toolchain(language: str) -> Toolchain:
     table = _table()
     if language not in table:

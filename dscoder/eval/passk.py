@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
-
 KS = (1, 10, 100)
 
 
@@ -18,11 +16,15 @@ def pass_at_k(n: int, c: int, k: int) -> float:
         raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
     if n - c < k:
         return 1.0
+    import numpy as np  # here, not at CLI start-up
+
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
 def mean_pass_at_k(counts: Iterable[tuple[int, int]], ks: Iterable[int] = KS) -> dict[str, float]:
     """pass@k averaged over problems, for each k no larger than the smallest sample count."""
+    import numpy as np
+
     counts = list(counts)
     if not counts:
         return {}

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..execution import Executor, Program, Verdict
-from ..generate import GenerationError
 from .problem import FORMS, Problem
 
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
@@ -171,6 +170,8 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
         samples_per_task: dict[tuple[str, str], int] | None = None, workers: int | None = None, timeout: float = 10.0,
         resume: bool = True, progress: bool = True) -> list[dict]:
     """Evaluate every (problem, sample) not yet in `out/samples.jsonl`; return all rows."""
+    from ..generate import GenerationError  # imports torch: not at CLI start-up
+
     config.check()
     done = _prepare(out, config, resume)
 
