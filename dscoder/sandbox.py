@@ -146,13 +146,18 @@ def hidden_dirs() -> list[Path]:
     return sorted(d for d in dirs if d.is_dir() and d != Path("/"))
 
 
+def _as_uid(uid: int) -> list[str]:
+    """The prefix that runs a command as `uid` with no groups and, as a non-root uid, no capabilities."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"]
+
+
 def _wrap(argv: list[str], method: str, workdir: Path, mounts: tuple[Path, ...], env: dict[str, str],
           uid: int | None) -> list[str]:
     """The full command line for `method`. As root, the namespaces are built with root's
     rights (so toolchains under a 0700 /root can be bound back), then `setpriv` drops to
     `uid` with no capabilities: a real unprivileged uid, which RLIMIT_NPROC does bind
     (inside a user namespace created by root it would still count as root)."""
-    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"] if uid is not None else []
+    drop = _as_uid(uid) if uid is not None else []
     if method == "rlimits":
         return drop + argv
     if method == "unshare":
@@ -163,12 +168,13 @@ def _wrap(argv: list[str], method: str, workdir: Path, mounts: tuple[Path, ...],
     else:
         wrapped = ["bwrap", "--unshare-all"]
     wrapped += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    for hidden in hidden_dirs():
-        wrapped += ["--tmpfs", str(hidden)]
+    hidden = hidden_dirs()
+    for directory in hidden:
+        wrapped += ["--tmpfs", str(directory)]
     made: set[Path] = set()
     for mount in mounts:  # toolchains under a hidden directory, bound back read-only
         for parent in reversed(mount.parents):  # bwrap would make missing parents 0700
-            if parent not in made and any(parent.is_relative_to(h) and parent != h for h in hidden_dirs()):
+            if parent not in made and any(parent.is_relative_to(h) and parent != h for h in hidden):
                 wrapped += ["--perms", "0755", "--dir", str(parent)]
                 made.add(parent)
         wrapped += ["--ro-bind", str(mount), str(mount)]
@@ -227,8 +233,7 @@ def reap_uid(uid: int) -> None:
         deadline = time.monotonic() + 5
         # Until they are gone: dying processes still count against the next program's RLIMIT_NPROC.
         while _count_processes(uid) and time.monotonic() < deadline:
-            subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "kill", "-KILL", "-1"],
-                           capture_output=True)
+            subprocess.run(_as_uid(uid) + ["kill", "-KILL", "-1"], capture_output=True)
             time.sleep(0.01)
 
 
@@ -313,8 +318,7 @@ def run(argv: list[str], workdir: Path, limits: Limits = Limits(), *, env: dict[
                 proc.wait()
         seconds = time.monotonic() - start
         code = proc.returncode
-        if code is not None and code < 0 and -code in (signal.SIGXCPU, signal.SIGKILL) and not timed_out:
-            timed_out = -code == signal.SIGXCPU
+        timed_out = timed_out or code == -signal.SIGXCPU  # the CPU limit is a timeout too
         return Outcome(code, _read_capped(out_path, limits.output_bytes), _read_capped(err_path, limits.output_bytes),
                        seconds, timed_out)
 
