@@ -43,13 +43,18 @@ def test_instruct_answers_are_spliced_into_the_prompt_surroundings():
     assert verdicts([Program("python", p.answer_program(a)) for p, a in zip(problems, body_only)]) == ["passed"] * 20
 
 
-@pytest.mark.parametrize("language", MULTIPL_E)
-def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
+def multipl_e_problems(language: str):
+    """The language's MultiPL-E problems; the test skips when its toolchain or data is missing."""
     why = languages.toolchain(language).missing()
     if why:
         pytest.skip(f"{language}: {why}")
     shared_data("humaneval", f"humaneval-{language}.jsonl")
-    by_name = {p.task_id: p for p in humaneval.problems(language)}
+    return humaneval.problems(language)
+
+
+@pytest.mark.parametrize("language", MULTIPL_E)
+def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
+    by_name = {p.task_id: p for p in multipl_e_problems(language)}
     cases = json.loads(FIXTURES.read_text())[language]
     programs, expected = [], []
     for name, case in cases.items():
@@ -69,11 +74,7 @@ def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
 @pytest.mark.parametrize("language", MULTIPL_E)
 def test_an_empty_completion_fails_every_multipl_e_problem_sampled(language):
     """A model that writes nothing must score 0: no test passes on an empty body (10 problems a language)."""
-    why = languages.toolchain(language).missing()
-    if why:
-        pytest.skip(f"{language}: {why}")
-    shared_data("humaneval", f"humaneval-{language}.jsonl")
-    problems = humaneval.problems(language)[::16][:10]
+    problems = multipl_e_problems(language)[::16][:10]
     closing = {"js": "}\n", "ts": "}\n", "php": "}\n", "go": "}\n"}.get(language, "")
     statuses = verdicts([Program(language, p.program(closing)) for p in problems], timeout=30)
     assert "passed" not in statuses, [p.task_id for p, s in zip(problems, statuses) if s == "passed"]

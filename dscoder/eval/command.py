@@ -91,8 +91,7 @@ def eval_command(
             from ..cli import _load_model_and_tokenizer
             from ..fim import fim_tokens
 
-            if form == "instruct" and any(p.answer_program is None for p in problems):
-                raise runner.EvalError(f"{benchmark} has no instruct form; use --form base")
+            runner.check_form(problems, config)  # before the model loads
             net, tok = _load_model_and_tokenizer(model, quant)
             if any(p.fim is not None for p in problems):
                 fim_tokens(tok, str(model or "the default model"))  # fail now, not after the first sample

@@ -12,7 +12,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..execution import Executor, Program, Verdict
@@ -52,23 +52,6 @@ class EvalConfig:
                             "set a temperature (DeepSeek-Coder and Codex used 0.2 for pass@1, 0.8 for pass@100)")
 
 
-@dataclass
-class Sample:
-    task_id: str
-    sample: int
-    group: str
-    prompt: str
-    completion: str
-    status: str
-    stage: str
-    returncode: int | None
-    stderr: str
-    exec_seconds: float
-    gen_tokens: int = 0
-    gen_seconds: float = 0.0
-    extra: dict = field(default_factory=dict)
-
-
 Completer = Callable[[Problem, int], tuple[str, str, int]]  # (problem, sample index) -> (prompt, completion, tokens)
 
 
@@ -84,23 +67,22 @@ def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
         limit = config.max_new_tokens or problem.max_new_tokens
         common = dict(max_new_tokens=limit, temperature=config.temperature,
                       top_p=config.top_p if config.temperature > 0 else 1.0, seed=config.seed + index)
+        add_bos, rejoin = None, ""
         if problem.fim is not None:
             prompt = fim_prompt(*problem.fim, fim_tokens(tokenizer))
             params = SamplingParams(stop_token_ids=eos, **common)
         elif config.form == "instruct":
             prompt = chat_prompt(tokenizer, [{"role": "user", "content": problem.instruction}])
             params = SamplingParams(stop_token_ids=tuple(stop_token_ids(tokenizer)), **common)
+            add_bos = False  # the template writes its own BOS
         else:
             prompt = problem.prompt.rstrip() if problem.strip_prompt else problem.prompt
             params = SamplingParams(stop=problem.stops, stop_token_ids=eos, **common)
-        chat = config.form == "instruct" and problem.fim is None  # the template writes its own BOS
-        ids = tokenizer.encode(prompt, add_bos=False if chat else None)
-        text, tokens = "", 0
-        for delta in stream(model, tokenizer, ids, params):
+            rejoin = "\n" if problem.strip_prompt else ""
+        text, tokens = rejoin, 0
+        for delta in stream(model, tokenizer, tokenizer.encode(prompt, add_bos=add_bos), params):
             text += delta.text
             tokens += delta.token_id is not None
-        if problem.strip_prompt and config.form == "base" and problem.fim is None:
-            text = "\n" + text
         return prompt, text, tokens
 
     return complete
@@ -130,6 +112,14 @@ def file_completer(path: Path, groups: set[str]) -> tuple[Completer, dict[tuple[
         return problem.prompt, by_task[(problem.group, problem.task_id)][index], 0
 
     return complete, {key: len(items) for key, items in by_task.items()}
+
+
+def check_form(problems: list[Problem], config: EvalConfig) -> None:
+    """Refuse the instruct form for problems that have none (FIM), naming one."""
+    if config.form == "instruct":
+        lacking = [p.task_id for p in problems if p.answer_program is None]
+        if lacking:
+            raise EvalError(f"{config.benchmark} has no instruct form (e.g. {lacking[0]}); use --form base")
 
 
 def read_samples(out: Path) -> list[dict]:
@@ -179,10 +169,7 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
         return samples_per_task.get((p.group, p.task_id), 0) if samples_per_task is not None else config.samples
 
     todo = [(p, i) for p in problems for i in range(count(p)) if (p.group, p.task_id, i) not in done]
-    if config.form == "instruct":
-        lacking = [p.task_id for p, _ in todo if p.answer_program is None]
-        if lacking:
-            raise EvalError(f"{config.benchmark} has no instruct form (e.g. {lacking[0]}); use --form base")
+    check_form([p for p, _ in todo], config)
     with Executor(workers, timeout) as pool, open(out / SAMPLES_FILE, "a", encoding="utf-8") as sink, \
             _progress(len(todo), len(done), progress) as advance:
         pending: list[tuple[object, dict]] = []
