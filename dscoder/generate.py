@@ -126,6 +126,37 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return best
 
 
+class TextReleaser:
+    """Token ids in, final text out: holds back half UTF-8 characters and possible starts of stop strings.
+
+    `push` returns (text now final, whether a stop string completed); the text before a
+    stop string is released and the stop string itself never is.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, stops: Sequence[str]):
+        self.decoder, self.stops, self.pending = tokenizer.stream(skip_special_tokens=True), stops, ""
+
+    def push(self, token: int) -> tuple[str, bool]:
+        self.pending += self.decoder.push(token)
+        cut = first_stop(self.pending, self.stops)
+        if cut is not None:
+            return self.pending[:cut], True
+        keep = _held_back(self.pending, self.stops)
+        release, self.pending = self.pending[:len(self.pending) - keep], self.pending[len(self.pending) - keep:]
+        return release, False
+
+    def flush(self) -> str:
+        """Everything held back (the generation ended without completing a stop string)."""
+        text, self.pending = self.pending + self.decoder.flush(), ""
+        return text
+
+
+def check_length(prompt_tokens: int, max_new_tokens: int, limit: int) -> None:
+    if prompt_tokens + max_new_tokens > limit:
+        raise GenerationError(f"prompt of {prompt_tokens} tokens + max_new_tokens={max_new_tokens} exceeds "
+                              f"the model's context of {limit} tokens")
+
+
 @torch.no_grad()
 def stream(model: Transformer, tokenizer: Tokenizer, prompt: str | Sequence[int],
            params: SamplingParams = SamplingParams()) -> Iterator[Delta]:
@@ -134,38 +165,31 @@ def stream(model: Transformer, tokenizer: Tokenizer, prompt: str | Sequence[int]
     ids = tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
     if not ids:
         raise GenerationError("the prompt is empty (no tokens)")
-    limit = model.config.max_position_embeddings
-    if len(ids) + params.max_new_tokens > limit:
-        raise GenerationError(f"prompt of {len(ids)} tokens + max_new_tokens={params.max_new_tokens} exceeds "
-                              f"the model's context of {limit} tokens")
+    check_length(len(ids), params.max_new_tokens, model.config.max_position_embeddings)
     device = model.embed_tokens.weight.device
     generator = torch.Generator(device=device).manual_seed(params.seed) if params.seed is not None else None
     cache = model.new_cache(1, len(ids) + params.max_new_tokens)
     logits, _ = model(torch.tensor([ids], device=device), 0, cache, logits_to_keep=1)
     logits = logits[0, -1]
     history, output = list(ids), Counter()
-    decoder, pending = tokenizer.stream(skip_special_tokens=True), ""
+    releaser = TextReleaser(tokenizer, params.stop)
     stop_ids = set(params.stop_token_ids)
     for step in range(params.max_new_tokens):
         token = choose(next_token_scores(logits, history, output, params), params, generator)
         logprob = float(logits.float().log_softmax(-1)[token]) if params.logprobs else None
         if token in stop_ids:  # not part of the output; release what was held back for stop strings
-            yield Delta(pending + decoder.flush(), None, None, "stop")
+            yield Delta(releaser.flush(), None, None, "stop")
             return
         history.append(token)
         output[token] += 1
-        pending += decoder.push(token)
-        last = step == params.max_new_tokens - 1
-        cut = first_stop(pending, params.stop)
-        if cut is not None:
-            yield Delta(pending[:cut], token, logprob, "stop")
+        text, stopped = releaser.push(token)
+        if stopped:
+            yield Delta(text, token, logprob, "stop")
             return
-        if last:
-            yield Delta(pending + decoder.flush(), token, logprob, "length")
+        if step == params.max_new_tokens - 1:
+            yield Delta(text + releaser.flush(), token, logprob, "length")
             return
-        keep = _held_back(pending, params.stop)
-        release, pending = pending[:len(pending) - keep], pending[len(pending) - keep:]
-        yield Delta(release, token, logprob)
+        yield Delta(text, token, logprob)
         logits, _ = model(torch.tensor([[token]], device=device), len(history) - 1, cache)
         logits = logits[0, -1]
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import native
-from .cache import LayerCache, LatentCache, DenseCache
+from .cache import LayerCache, LatentCache, DenseCache, PagedLayer
 from .config import ModelConfig, yarn_mscale
 
 
@@ -166,11 +166,13 @@ class Attention(nn.Module):
         self.o_proj = Linear(self.n_heads * d, h, bias=cfg.attention_bias)
         self.scale = d ** -0.5
 
-    def forward(self, x, cos, sin, start_pos: int, cache: DenseCache | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, start_pos: int, cache: DenseCache | PagedLayer | None) -> torch.Tensor:
         b, t, _ = x.shape
         q = apply_rope(self.q_proj(x).view(b, t, self.n_heads, self.head_dim), cos, sin, interleaved=False)
         k = apply_rope(self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim), cos, sin, interleaved=False)
         v = self.v_proj(x).view(b, t, self.n_kv_heads, self.head_dim)
+        if isinstance(cache, PagedLayer):  # continuous batching: rows of many sequences
+            return self.o_proj(cache.attend(q, k, v, self.scale).reshape(b, t, -1))
         if cache is not None:
             k, v = cache.update(start_pos, k, v)
         out = attend(q, k, v, causal_mask(start_pos, t, k.shape[1], x.device), self.scale)
@@ -212,7 +214,7 @@ class MLA(nn.Module):
         if scaling.get("type", "default") != "default" and scaling.get("mscale_all_dim"):
             self.scale *= yarn_mscale(scaling["factor"], scaling["mscale_all_dim"]) ** 2
 
-    def forward(self, x, cos, sin, start_pos: int, cache: LatentCache | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, start_pos: int, cache: LatentCache | PagedLayer | None) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.q_lora_rank else self.q_proj(x)
         q_nope, q_pe = q.view(b, t, self.n_heads, -1).split([self.nope_dim, self.rope_dim], dim=-1)
@@ -220,6 +222,8 @@ class MLA(nn.Module):
         latent, k_pe = self.kv_a_proj_with_mqa(x).split([self.kv_lora_rank, self.rope_dim], dim=-1)
         latent = self.kv_a_layernorm(latent)
         k_pe = apply_rope(k_pe.unsqueeze(2), cos, sin, interleaved=True).squeeze(2)
+        if isinstance(cache, PagedLayer):  # continuous batching: each sequence attends over its own latents
+            return self.o_proj(cache.attend_latent(self, q_nope, q_pe, latent, k_pe).reshape(b, t, -1))
         if cache is not None:
             latent, k_pe = (t.to(x.dtype) for t in cache.update(start_pos, latent, k_pe))
         mask = causal_mask(start_pos, t, latent.shape[1], x.device)
@@ -375,14 +379,14 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
         self.inv_freq, self.rope_magnitude = rope_frequencies(cfg)
 
-    def rope(self, start_pos: int, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """The `apply_rope` tables for positions start_pos.. (fp32, (length, rope_dim))."""
-        pos = torch.arange(start_pos, start_pos + length, device=device, dtype=torch.float32)
-        freqs = pos[:, None] * self.inv_freq.to(device)[None, :]
+    def rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The `apply_rope` tables (fp32, (len(positions), rope_dim)) for the given positions."""
+        device = positions.device
+        freqs = positions.float()[:, None] * self.inv_freq.to(device)[None, :]
         return rope_tables(freqs.cos() * self.rope_magnitude, freqs.sin() * self.rope_magnitude, self.config.is_mla)
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: list[LayerCache] | None = None,
-                logits_to_keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+                logits_to_keep: int = 0, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, T) at positions start_pos.. -> (logits (B, T, V), MoE aux loss (scalar)).
 
         Without a cache the sequence must start at 0 (training, scoring).  With one, the
@@ -390,16 +394,23 @@ class Transformer(nn.Module):
         `logits_to_keep=n` computes the output head for the last n positions only (as in
         transformers): a prompt needs just its last, and the head is a fifth of a small
         model's prefill.
+
+        Continuous batching passes `positions` (T,) instead of `start_pos`: tokens (1, T) are
+        rows of several sequences, each at its own position, and `cache` is a list of
+        `PagedLayer` views that know which row belongs to which sequence.
         """
         b, t = tokens.shape
         if cache is None and start_pos:
             raise ValueError("start_pos > 0 needs a cache holding the earlier positions")
-        end = start_pos + t
+        if positions is None:
+            positions, end = torch.arange(start_pos, start_pos + t, device=tokens.device), start_pos + t
+        else:
+            end = int(positions.max()) + 1
         if end > self.config.max_position_embeddings:
             raise ValueError(f"positions up to {end} exceed max_position_embeddings="
                              f"{self.config.max_position_embeddings}")
         x = self.embed_tokens(tokens)
-        cos, sin = self.rope(start_pos, t, tokens.device)
+        cos, sin = self.rope(positions)
         aux_total = torch.zeros((), device=tokens.device)
         for i, layer in enumerate(self.layers):
             x, aux = layer(x, cos, sin, start_pos, cache[i] if cache is not None else None)

@@ -21,6 +21,7 @@ CPU lacks AVX2/FMA/F16C, no C++ compiler is found, or DSCODER_NATIVE=0.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -29,6 +30,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import torch
@@ -87,11 +89,15 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_int8_dequant.argtypes = [p, p, i64, i64, p]
     lib.dscoder_attend.argtypes = [p, i64, i64, i64, i64, p, p, i64, i64, i64, i64, i64, ctypes.c_float, p]
     lib.dscoder_attend_bf16.argtypes = lib.dscoder_attend_fp16.argtypes = lib.dscoder_attend.argtypes
+    lib.dscoder_paged_attend.argtypes = [p, i64, i64, i64, p, p, i64, p, p, i64, p, i64, i64, i64, i64, i64,
+                                         ctypes.c_float, p]
+    lib.dscoder_paged_attend_bf16.argtypes = lib.dscoder_paged_attend_fp16.argtypes = lib.dscoder_paged_attend.argtypes
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
     lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
-    for name in ("int4_matmul", "int8_matmul", "int4_dequant", "int8_dequant", "attend", "attend_bf16", "attend_fp16", "f32_matmul",
-                 "bf16_matmul", "rms_norm", "rope"):
+    for name in ("int4_matmul", "int8_matmul", "int4_dequant", "int8_dequant", "attend", "attend_bf16", "attend_fp16",
+                 "paged_attend", "paged_attend_bf16", "paged_attend_fp16", "f32_matmul", "bf16_matmul", "rms_norm",
+                 "rope"):
         getattr(lib, f"dscoder_{name}").restype = None
     return lib
 
@@ -135,11 +141,67 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
 _ATTEND = {torch.float32: "dscoder_attend", torch.bfloat16: "dscoder_attend_bf16", torch.float16: "dscoder_attend_fp16"}
 
 
+def paged_attend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, seq: torch.Tensor, pos: torch.Tensor,
+                 tables: torch.Tensor, scale: float) -> torch.Tensor | None:
+    """Attention of N independent query rows q (N, H, D) over a paged cache, or None where it cannot run.
+
+    Row r belongs to sequence seq[r] (int64) and sits at position pos[r] (int64), seeing that
+    sequence's positions 0..pos[r]; position s of sequence b lives in block tables[b, s // bs]
+    (int32) at slot s % bs of the pools (num_blocks, bs, KV, D).  Any number of rows: each
+    is computed alone, so the result of a row never depends on the others.
+    """
+    n, h, d = q.shape
+    kv, block = k_pool.shape[2], k_pool.shape[1]
+    if (d % 32 or k_pool.dtype not in _ATTEND or v_pool.dtype != k_pool.dtype or q.device.type != "cpu"
+            or not k_pool.is_contiguous() or not v_pool.is_contiguous() or v_pool.shape[-1] != d or h % kv):
+        return None
+    lib = loaded()
+    if lib is None:
+        return None
+    qf = q.float().contiguous()
+    out = torch.empty_like(qf)
+    fn = getattr(lib, "dscoder_paged_" + _ATTEND[k_pool.dtype].removeprefix("dscoder_"))
+    fn(qf.data_ptr(), n, h, d, k_pool.data_ptr(), v_pool.data_ptr(), kv, seq.data_ptr(), pos.data_ptr(),
+       int(pos.max()) + 1, tables.data_ptr(), tables.shape[1], block, k_pool.stride(0), k_pool.stride(1),
+       k_pool.stride(2), scale, out.data_ptr())
+    return out if q.dtype == torch.float32 else out.to(q.dtype)
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def row_invariant():
+    """Within it (on this thread), products of more than MAX_ROWS rows also run on the kernels,
+    MAX_ROWS rows per call, instead of going to a GEMM.
+
+    The serving engine decodes a varying batch of sequences in one forward; on the kernels a
+    row's arithmetic never depends on the others, so a request's greedy tokens are the same
+    alone or in a busy batch (a GEMM rounds differently for 1 row and for 40).
+    """
+    before = getattr(_local, "row_invariant", False)
+    _local.row_invariant = True
+    try:
+        yield
+    finally:
+        _local.row_invariant = before
+
+
+def row_chunks(rows: int) -> list[tuple[int, int]] | None:
+    """(start, count) spans of at most MAX_ROWS rows covering `rows`, or None when a GEMM should take them."""
+    if rows <= MAX_ROWS:
+        return [(0, rows)]
+    if not getattr(_local, "row_invariant", False):
+        return None
+    return [(i, min(MAX_ROWS, rows - i)) for i in range(0, rows, MAX_ROWS)]
+
+
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:
     """F.linear for a few rows of fp32/bf16 on the CPU, or None where the kernel does not apply."""
     k = weight.shape[-1]
     rows = x.numel() // k
-    if (rows > MAX_ROWS or weight.dtype not in _DENSE or x.device.type != "cpu"
+    spans = row_chunks(rows)
+    if (spans is None or weight.dtype not in _DENSE or x.device.type != "cpu"
             or not weight.is_contiguous() or (bias is not None and bias.dtype != weight.dtype)):
         return None
     lib = loaded()
@@ -147,9 +209,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
         return None
     flat = x if x.dtype == torch.float32 and x.is_contiguous() else x.float().contiguous()
     b = None if bias is None else bias.float().contiguous()
-    y = torch.empty((*x.shape[:-1], weight.shape[0]))
-    getattr(lib, _DENSE[weight.dtype])(flat.data_ptr(), rows, k, weight.data_ptr(), weight.shape[0],
-                                       None if b is None else b.data_ptr(), y.data_ptr())
+    n = weight.shape[0]
+    y = torch.empty((*x.shape[:-1], n))
+    fn = getattr(lib, _DENSE[weight.dtype])
+    for start, count in spans:
+        fn(flat.data_ptr() + 4 * start * k, count, k, weight.data_ptr(), n, None if b is None else b.data_ptr(),
+           y.data_ptr() + 4 * start * n)
     return y if x.dtype == torch.float32 else y.to(x.dtype)
 
 

@@ -211,7 +211,8 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
-        if rows > NATIVE_MAX_ROWS:
+        spans = native.row_chunks(rows)
+        if spans is None:
             return F.linear(x, self.dequantize(x.dtype), self.bias)
         # Decode calls this ~200 times a token, so the common case (CPU, kernels loaded) is a
         # few checks and one call with the weights' arguments pre-bound.
@@ -222,7 +223,9 @@ class QuantLinear(nn.Module):
             if call is not None:
                 flat = x if x.dtype is torch.float32 and x.is_contiguous() else x.float().contiguous()
                 y = torch.empty(*x.shape[:-1], self.out_features)
-                call[1](flat.data_ptr(), rows, y.data_ptr())
+                for start, count in spans:
+                    call[1](flat.data_ptr() + 4 * start * self.in_features, count,
+                            y.data_ptr() + 4 * start * self.out_features)
                 return y if x.dtype is torch.float32 else y.to(x.dtype)
         y = _integer_matmul(x.reshape(rows, self.in_features).float(), self.packed(), self.scheme, self.group_size)
         y = y if self.bias is None else y + self.bias.float()

@@ -1,0 +1,357 @@
+"""The serving engine: one thread that runs the model for every request at once.
+
+`submit` (from any thread, or from an asyncio handler) checks a request, queues it and
+returns a `RequestHandle` to iterate over, synchronously or with `async for`.  The engine
+thread loops: take new requests and cancellations, ask the scheduler for the step's work,
+run one batched forward for all decoding sequences and one per prompt chunk over the
+paged KV cache, sample each sequence's next token, and hand each its released text.
+
+Decoding rows go through the kernels one row at a time in arithmetic (`native.row_invariant`),
+and prompt chunks are cut at fixed positions, so a greedy request produces the same tokens
+alone or in a full batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence as Seq
+from dataclasses import dataclass, field
+
+import torch
+
+from .. import native
+from ..cache import PagedKV, PagedRows
+from ..generate import GenerationError, SamplingParams, TextReleaser, check_length, choose, next_token_scores
+from ..model import Transformer
+from ..tokenizer import Tokenizer
+from .blocks import BlockManager
+from .metrics import EngineMetrics
+from .scheduler import Scheduler, Sequence, Work
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    block_size: int = 16
+    kv_cache_bytes: int = 1 << 30  # the pool's size; num_blocks overrides it
+    num_blocks: int | None = None
+    max_running: int = 64  # sequences decoding together
+    max_waiting: int = 256  # queued beyond it, submit raises EngineBusy
+    prefill_chunk: int = 256
+    prefill_budget: int = 256  # prompt tokens read per step, beside the decodes
+    prefix_caching: bool = True
+    max_model_len: int | None = None  # default: the model's max_position_embeddings
+
+
+class EngineBusy(RuntimeError):
+    """The waiting queue is full; try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class Output:
+    """What one step released for one request."""
+
+    text: str
+    token_id: int | None  # None on a final output that carries no token (a stop token, a cancel)
+    logprob: float | None = None
+    top_logprobs: list[tuple[int, float]] | None = None
+    finish_reason: str | None = None  # "stop", "length", "cancelled" or "error"
+
+
+@dataclass(eq=False)
+class RequestHandle:
+    """A submitted request: iterate for its outputs (the last one has a finish_reason); `cancel` to stop it."""
+
+    request_id: str
+    prompt_tokens: int
+    _engine: "Engine"
+    _seq: Sequence
+    _sync: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _async: asyncio.Queue | None = None
+    prompt_logprobs: list[float | None] | None = None
+    done: bool = False
+
+    def _push(self, out: Output) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._async.put_nowait, out)
+            except RuntimeError:  # the loop is closed: nobody is listening
+                pass
+        else:
+            self._sync.put(out)
+
+    def __iter__(self) -> Iterator[Output]:
+        if self._loop is not None:
+            raise RuntimeError("this handle was submitted from an event loop; use `async for`")
+        while not self.done:
+            out = self._sync.get()
+            self.done = out.finish_reason is not None
+            yield out
+
+    async def __aiter__(self) -> AsyncIterator[Output]:
+        if self._async is None:
+            raise RuntimeError("this handle was submitted outside an event loop; iterate it synchronously")
+        while not self.done:
+            out = await self._async.get()
+            self.done = out.finish_reason is not None
+            yield out
+
+    def cancel(self) -> None:
+        """Stop generating and free the request's blocks (a no-op once it has finished)."""
+        if not self.done:
+            self._engine._commands.put(("cancel", self._seq))
+
+
+@dataclass
+class Stats:
+    running: int
+    waiting: int
+    blocks_used: int
+    blocks_total: int
+    blocks_cached: int
+    prefix_hit_rate: float
+    preemptions: int
+    rejections: int
+
+
+class Engine:
+    def __init__(self, model: Transformer, tokenizer: Tokenizer, config: EngineConfig = EngineConfig(),
+                 metrics: EngineMetrics | None = None):
+        self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
+        cfg = model.config
+        self.device = model.embed_tokens.weight.device
+        dtype = model.cache_dtype or model.embed_tokens.weight.dtype
+        per_block = PagedKV.bytes_per_block(cfg, config.block_size, dtype)
+        num_blocks = config.num_blocks or max(1, config.kv_cache_bytes // per_block)
+        self.kv = PagedKV(cfg, num_blocks, config.block_size, dtype, self.device)
+        self.blocks = BlockManager(num_blocks, config.block_size, config.prefix_caching)
+        self.scheduler = Scheduler(self.blocks, config.max_running, config.prefill_chunk, config.prefill_budget)
+        self.max_model_len = min(config.max_model_len or cfg.max_position_embeddings, cfg.max_position_embeddings)
+        self.metrics = metrics or EngineMetrics()
+        self.metrics.blocks_total.set(num_blocks)
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued = 0  # submitted, not yet admitted
+        self._lock = threading.Lock()
+        self._rejections = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._step_seconds = 0.05  # running mean, for Retry-After
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> "Engine":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="dscoder-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._commands.put(("wake", None))
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def __enter__(self) -> "Engine":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def submit(self, prompt: str | Seq[int], params: SamplingParams = SamplingParams(), *, request_id: str | None = None,
+               top_logprobs: int = 0, prompt_logprobs: bool = False, deadline: float | None = None) -> RequestHandle:
+        """Queue one request.  GenerationError names what is wrong with it; EngineBusy when the queue is full.
+
+        `deadline` (time.monotonic()): once passed, the request ends ("length") at its next
+        newline, as llama.cpp's t_max_predict_ms does.
+        """
+        params.validate()
+        ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        if not ids:
+            raise GenerationError("the prompt is empty (no tokens)")
+        if not 0 <= top_logprobs <= 20:
+            raise GenerationError(f"top_logprobs must be in [0, 20], got {top_logprobs}")
+        vocab = self.model.config.vocab_size
+        if bad := [i for i in ids if not 0 <= i < vocab]:
+            raise GenerationError(f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})")
+        check_length(len(ids), params.max_new_tokens, self.max_model_len)
+        need = self.blocks.blocks_for(len(ids) + params.max_new_tokens)
+        if need > self.blocks.num_blocks:
+            raise GenerationError(f"prompt of {len(ids)} tokens + max_new_tokens={params.max_new_tokens} needs {need} "
+                                  f"KV blocks of {self.config.block_size} tokens; this server has "
+                                  f"{self.blocks.num_blocks} in all")
+        with self._lock:
+            if self._queued >= self.config.max_waiting:
+                self._rejections += 1
+                self.metrics.rejections.inc()
+                retry = max(1.0, math.ceil(self._step_seconds * 32))
+                raise EngineBusy(f"the server's queue is full ({self._queued} requests waiting); retry later", retry)
+            self._queued += 1
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(params.seed)
+        seq = Sequence(tokens=list(ids), prompt_len=len(ids), params=params,
+                       releaser=TextReleaser(self.tokenizer, params.stop), generator=generator,
+                       top_logprobs=top_logprobs, prompt_logprobs=prompt_logprobs, deadline=deadline)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        handle = RequestHandle(request_id or f"req-{seq.id}", len(ids), self, seq, _loop=loop,
+                               _async=asyncio.Queue() if loop else None)
+        if prompt_logprobs:
+            handle.prompt_logprobs = [None]
+        seq.on_output = handle
+        self.metrics.queued.inc()
+        self._commands.put(("add", seq))
+        return handle
+
+    def stats(self) -> Stats:
+        preempted = sum(1 for s in self.scheduler.waiting if s.admitted)
+        return Stats(running=len(self.scheduler.running), waiting=self._queued + preempted,
+                     blocks_used=self.blocks.num_used, blocks_total=self.blocks.num_blocks,
+                     blocks_cached=len(self.blocks.by_hash), prefix_hit_rate=self.blocks.hit_rate(),
+                     preemptions=self.scheduler.preemptions, rejections=self._rejections)
+
+    def generate(self, prompts: Seq[str | Seq[int]], params: SamplingParams = SamplingParams()) -> list[str]:
+        """Complete several prompts together (offline batch use); returns their texts in order."""
+        handles = [self.submit(p, params) for p in prompts]
+        return ["".join(out.text for out in handle) for handle in handles]
+
+    # ------------------------------------------------------------------ the engine thread
+    def _loop(self) -> None:
+        torch.set_grad_enabled(False)
+        while not self._stop.is_set():
+            self._take_commands(block=not self.scheduler.has_work())
+            if self._stop.is_set():
+                break
+            if not self.scheduler.has_work():
+                continue
+            started = time.perf_counter()
+            try:
+                self._step()
+            except Exception as e:  # a bug, not bad input (that was refused at submit): fail the step's requests
+                log.exception("engine step failed")
+                for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
+                    self._finish(seq, "error", text=f"{type(e).__name__}: {e}")
+            self._step_seconds = 0.9 * self._step_seconds + 0.1 * (time.perf_counter() - started)
+        for seq in list(self.scheduler.running) + list(self.scheduler.waiting):
+            self._finish(seq, "cancelled")
+
+    def _take_commands(self, block: bool) -> None:
+        while True:
+            try:
+                kind, seq = self._commands.get(block=block, timeout=None)
+            except queue.Empty:
+                return
+            block = False
+            if kind == "add":
+                self.scheduler.add(seq)
+            elif kind == "cancel" and seq.finish_reason is None:
+                self._finish(seq, "cancelled")
+            if self._stop.is_set():
+                return
+
+    def _step(self) -> None:
+        plan = self.scheduler.schedule()
+        for work in plan.prefill:
+            if not work.seq.admitted:
+                self._dequeue(work.seq)
+        if plan.preempted:
+            self.metrics.preemptions.inc(len(plan.preempted))
+        sampled: list[tuple[Work, torch.Tensor]] = []
+        if plan.decode:
+            with native.row_invariant():
+                logits = self._forward(plan.decode, keep=len(plan.decode))
+            sampled += [(work, logits[i]) for i, work in enumerate(plan.decode)]
+        for work in plan.prefill:
+            keep = work.count if work.seq.prompt_logprobs else 1
+            logits = self._forward([work], keep=keep)
+            if work.seq.prompt_logprobs:
+                self._record_prompt_logprobs(work, logits)
+            if work.samples:
+                sampled.append((work, logits[-1]))
+        for work in plan.decode + plan.prefill:
+            seq = work.seq
+            seq.computed = work.start + work.count
+            self.blocks.name_computed(seq.alloc, seq.tokens, seq.computed)
+        for work, row in sampled:
+            self._sample(work.seq, row)
+        self.metrics.observe(self.stats())
+
+    def _forward(self, works: list[Work], keep: int) -> torch.Tensor:
+        """Logits (keep, V) of the last `keep` rows of one batched forward over the works' tokens."""
+        rows = PagedRows([(w.seq.alloc.table, w.start, w.count) for w in works], self.blocks.block_size, self.device)
+        tokens = [t for w in works for t in w.seq.tokens[w.start:w.start + w.count]]
+        logits, _ = self.model(torch.tensor([tokens], device=self.device), cache=self.kv.views(rows),
+                               positions=rows.pos, logits_to_keep=keep)
+        return logits[0]
+
+    def _record_prompt_logprobs(self, work: Work, logits: torch.Tensor) -> None:
+        seq, handle = work.seq, work.seq.on_output
+        targets = seq.tokens[work.start + 1:min(work.start + work.count + 1, seq.prompt_len)]
+        if targets and work.start < seq.prompt_len:
+            lp = logits[:len(targets)].float().log_softmax(-1)
+            handle.prompt_logprobs += lp.gather(1, torch.tensor(targets)[:, None])[:, 0].tolist()
+
+    def _sample(self, seq: Sequence, logits: torch.Tensor) -> None:
+        params = seq.params
+        token = choose(next_token_scores(logits, seq.tokens, seq.output_counts, params), params, seq.generator)
+        logprob, top = None, None
+        if params.logprobs or seq.top_logprobs:
+            lp = logits.float().log_softmax(-1)
+            logprob = float(lp[token])
+            if seq.top_logprobs:
+                values, ids = lp.topk(seq.top_logprobs)
+                top = list(zip(ids.tolist(), values.tolist()))
+        now = time.monotonic()
+        if seq.first_token_at is None:
+            seq.first_token_at = now
+            self.metrics.ttft.observe(now - seq.arrived_at)
+        else:
+            self.metrics.itl.observe(now - seq.last_token_at)
+        seq.last_token_at = now
+        self.metrics.generated_tokens.inc()
+        if token in params.stop_token_ids:
+            self._finish(seq, "stop", text=seq.releaser.flush(), logprob=logprob, top=top)
+            return
+        seq.tokens.append(token)
+        seq.output_counts[token] += 1
+        text, stopped = seq.releaser.push(token)
+        if stopped:
+            self._finish(seq, "stop", text=text, token=token, logprob=logprob, top=top)
+            return
+        seq.seen_newline = seq.seen_newline or "\n" in text
+        out_of_time = seq.deadline is not None and now > seq.deadline and seq.seen_newline
+        if seq.generated >= params.max_new_tokens or len(seq.tokens) >= self.max_model_len or out_of_time:
+            self._finish(seq, "length", text=text + seq.releaser.flush(), token=token, logprob=logprob, top=top)
+            return
+        seq.on_output._push(Output(text, token, logprob, top))
+
+    def _dequeue(self, seq: Sequence) -> None:
+        seq.admitted = True
+        with self._lock:
+            self._queued -= 1
+        self.metrics.queued.dec()
+
+    def _finish(self, seq: Sequence, reason: str, text: str = "", token: int | None = None,
+                logprob: float | None = None, top=None) -> None:
+        if seq.finish_reason is not None:
+            return
+        seq.finish_reason = reason
+        if not seq.admitted:
+            self._dequeue(seq)
+        self.scheduler.remove(seq)
+        self.metrics.e2e.observe(time.monotonic() - seq.arrived_at)
+        self.metrics.finished.labels(reason).inc()
+        seq.on_output._push(Output(text, token, logprob, top, reason))
