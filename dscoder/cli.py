@@ -505,16 +505,17 @@ def tokenizer_train(
               f"vocabulary {tok.vocab_size:,}; wrote {out}")
 
 
-if __name__ == "__main__":
-    app()
-
-
-def _register_eval() -> None:
-    """The evaluation harness lives in its own package; its commands join this app here."""
+def _register_subcommands() -> None:
+    """The evaluation harness and the server live in their own packages; their commands join this app here."""
     from .eval.command import eval_command, toolchains_command
+    from .serve.command import serve_command
 
     app.command("eval")(eval_command)
     app.command("toolchains")(toolchains_command)
+    app.command("serve")(serve_command)
 
 
-_register_eval()
+_register_subcommands()
+
+if __name__ == "__main__":
+    app()

@@ -23,6 +23,10 @@ class GenerationError(ValueError):
     """A request that cannot be served as asked (too long, bad parameter); the message names it."""
 
 
+class ContextLengthError(GenerationError):
+    """The prompt plus the tokens asked for do not fit the context (or the server's KV cache)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     max_new_tokens: int = 256
@@ -153,7 +157,7 @@ class TextReleaser:
 
 def check_length(prompt_tokens: int, max_new_tokens: int, limit: int) -> None:
     if prompt_tokens + max_new_tokens > limit:
-        raise GenerationError(f"prompt of {prompt_tokens} tokens + max_new_tokens={max_new_tokens} exceeds "
+        raise ContextLengthError(f"prompt of {prompt_tokens} tokens + max_new_tokens={max_new_tokens} exceeds "
                               f"the model's context of {limit} tokens")
 
 

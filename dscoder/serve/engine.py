@@ -26,7 +26,7 @@ import torch
 
 from .. import native
 from ..cache import PagedKV, PagedRows
-from ..generate import GenerationError, SamplingParams, TextReleaser, check_length, choose, next_token_scores
+from ..generate import ContextLengthError, GenerationError, SamplingParams, TextReleaser, check_length, choose, next_token_scores
 from ..model import Transformer
 from ..tokenizer import Tokenizer
 from .blocks import BlockManager
@@ -187,7 +187,7 @@ class Engine:
         check_length(len(ids), params.max_new_tokens, self.max_model_len)
         need = self.blocks.blocks_for(len(ids) + params.max_new_tokens)
         if need > self.blocks.num_blocks:
-            raise GenerationError(f"prompt of {len(ids)} tokens + max_new_tokens={params.max_new_tokens} needs {need} "
+            raise ContextLengthError(f"prompt of {len(ids)} tokens + max_new_tokens={params.max_new_tokens} needs {need} "
                                   f"KV blocks of {self.config.block_size} tokens; this server has "
                                   f"{self.blocks.num_blocks} in all")
         with self._lock:

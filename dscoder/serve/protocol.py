@@ -1,0 +1,140 @@
+"""Request bodies of the HTTP API: OpenAI's completions and chat, and llama.cpp's /infill.
+
+Fields and defaults follow the APIs they copy (so their clients work unchanged); ranges are
+checked here so a bad value is a 400 naming the field.  Unknown fields are ignored, as
+OpenAI's server does.  Extensions beyond OpenAI (top_k, min_p, repetition_penalty) are the
+ones vLLM also accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Stop = Union[str, list[str], None]
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    min_p: float = Field(0.0, ge=0, le=1)
+    repetition_penalty: float = Field(1.0, gt=0, le=10)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    presence_penalty: float = Field(0.0, ge=-2, le=2)
+    n: int = Field(1, ge=1, le=16)
+    stop: Stop = None
+    stream: bool = False
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    user: str | None = None
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v: Stop) -> Stop:
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > 16:
+            raise ValueError("at most 16 stop strings")
+        if any(not s for s in stops):
+            raise ValueError("stop strings must not be empty")
+        return v
+
+    def stops(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+
+Prompt = Union[str, Annotated[list[str], Field(min_length=1)], Annotated[list[int], Field(min_length=1)],
+               Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]]
+
+
+class CompletionRequest(_Request):
+    prompt: Prompt
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
+    suffix: str | None = None  # fill-in-the-middle: the model's own FIM tokens
+    echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=20)
+
+    def prompts(self) -> list[str | list[int]]:
+        p = self.prompt
+        if isinstance(p, str):
+            return [p]
+        if p and isinstance(p[0], int):
+            return [p]
+        return list(p)
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(part.text for part in self.content)
+        return self.content or ""
+
+
+class ChatRequest(_Request):
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    max_completion_tokens: int | None = Field(None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class InputExtra(BaseModel):
+    filename: str = ""
+    text: str = ""
+
+
+class InfillRequest(BaseModel):
+    """llama.cpp server's /infill (the fields llama.vscode and similar editor plugins send)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input_prefix: str = ""
+    input_suffix: str = ""
+    input_extra: list[InputExtra] = []
+    prompt: str = ""  # text placed after the prefix, before the middle (llama.cpp: the current line's start)
+    n_predict: int = Field(-1, ge=-1)  # -1: until the model ends the middle or the context is full
+    n_indent: int = Field(0, ge=0)
+    t_max_predict_ms: int = Field(0, ge=0)
+    cache_prompt: bool = True  # prefix caching is always on; accepted for compatibility
+    stream: bool = False
+    temperature: float = Field(0.0, ge=0, le=2)  # editors want the likeliest middle
+    top_p: float = Field(1.0, gt=0, le=1)
+    top_k: int = Field(0, ge=0)
+    min_p: float = Field(0.0, ge=0, le=1)
+    seed: int | None = Field(None, ge=-1, le=2**63 - 1)
+    stop: list[str] = []
+    model: str | None = None
+
+
+class TokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    content: str | None = None  # llama.cpp's name
+    prompt: str | None = None  # vLLM's name
+    add_special: bool = False
+    model: str | None = None
+
+
+class DetokenizeRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tokens: list[int]
+    model: str | None = None
