@@ -137,15 +137,15 @@ async function sendChat() {
   const input = $("chat-input");
   const text = input.value;
   if (!text.trim() || state.chatAbort) return;
+  const ctl = new AbortController();
+  state.chatAbort = ctl;
+  setChatBusy(true);
   if (!state.model) await refreshStatus();
   input.value = "";
   const history = state.messages;  // Clear starts a new array; a late answer stays in the old one
   history.push({ role: "user", content: text });
   const userEl = addMessage("user", text);
   const el = addMessage("assistant", "");
-  const ctl = new AbortController();
-  state.chatAbort = ctl;
-  setChatBusy(true);
   let answer = "", finish = null;
   try {
     const resp = await fetch("/v1/chat/completions", {
@@ -165,11 +165,13 @@ async function sendChat() {
     }
     if (finish === "length") el.append(note(" (max tokens reached)"));
   } catch (err) {
-    if (!ctl.signal.aborted) {
+    if (ctl.signal.aborted) {
+      if (answer) el.append(note(" (stopped)"));
+    } else if (answer) {  // what came stays, with what went wrong after it
+      el.append(note(` (${err.message})`));
+    } else {
       el.className = "msg error";
       el.textContent = err.message;
-    } else if (answer) {
-      el.append(note(" (stopped)"));
     }
   } finally {
     if (answer) {
@@ -208,6 +210,12 @@ function setCodeBusy(busy) {
   code.classList.toggle("busy", busy);
 }
 
+// The cursor line's indentation: the middle ends where a later line starts left of it (llama.cpp's n_indent).
+function indentAt(prefix, suffix) {
+  const line = prefix.slice(prefix.lastIndexOf("\n") + 1) + suffix.split("\n", 1)[0];
+  return line.length - line.replace(/^[ \t]+/, "").length;
+}
+
 async function complete() {
   if (state.codeAbort) return;
   const start = code.selectionStart, end = code.selectionEnd;
@@ -224,7 +232,7 @@ async function complete() {
     const s = settings();
     const resp = await fetch("/infill", {
       method: "POST", headers: headers(), signal: ctl.signal,
-      body: JSON.stringify({ input_prefix: prefix, input_suffix: suffix, input_extra: [],
+      body: JSON.stringify({ input_prefix: prefix, input_suffix: suffix, input_extra: [], n_indent: indentAt(prefix, suffix),
                              n_predict: s.max_tokens, temperature: s.temperature, stream: true }),
     });
     if (!resp.ok) throw await errorOf(resp);
