@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +37,15 @@ from .protocol import ChatRequest, CompletionRequest, DetokenizeRequest, InfillR
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/", "/health", "/static")  # reachable without the API key (the playground asks for it)
+# pydantic names the member of a union that failed ("prompt.str", "messages.0.content.list[TextPart].0.type"):
+# not a field of the request, so left out of the `param` a client sees.
+_UNION_MEMBER = re.compile(r"^(str|int|float|bool|none|[A-Za-z-]+\[.*\])$")
+# Sampling runs in float32, where a tiny (or denormal) parameter becomes inf or 0 and the
+# probabilities NaN.  Below 1e-5 a temperature is greedy decoding (vLLM's rule); below 1e-6
+# top_p keeps only the likeliest token anyway (no vocabulary is large enough for that token to
+# be less likely), so raising it there changes nothing; a repetition penalty below 1e-6 is as
+# extreme as any smaller one.
+_GREEDY_BELOW, _FLOAT32_SAFE = 1e-5, 1e-6
 
 
 class ApiError(Exception):
@@ -69,8 +80,10 @@ class ServerState:
 
 
 def _params(body, max_tokens: int, stop_ids: list[int], logprobs: bool) -> SamplingParams:
-    return SamplingParams(max_new_tokens=max_tokens, temperature=body.temperature, top_k=body.top_k, top_p=body.top_p,
-                          min_p=body.min_p, repetition_penalty=getattr(body, "repetition_penalty", 1.0),
+    temperature = body.temperature if body.temperature >= _GREEDY_BELOW else 0.0
+    return SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_k=body.top_k,
+                          top_p=max(body.top_p, _FLOAT32_SAFE), min_p=body.min_p,
+                          repetition_penalty=max(getattr(body, "repetition_penalty", 1.0), _FLOAT32_SAFE),
                           frequency_penalty=getattr(body, "frequency_penalty", 0.0),
                           presence_penalty=getattr(body, "presence_penalty", 0.0),
                           seed=body.seed if body.seed is None or body.seed >= 0 else None,
@@ -128,13 +141,18 @@ async def _until_disconnect(request: Request) -> None:
         pass
 
 
-async def _collect(request: Request, handles: list[RequestHandle]) -> list[list[Output]]:
-    """All outputs of every handle; a client that disconnects first cancels them all."""
+async def _collect(request: Request, handles: list[RequestHandle],
+                   until: Callable[[int, Output], bool] | None = None) -> list[list[Output]]:
+    """All outputs of every handle; a client that disconnects first cancels them all, and so does
+    `until` returning True for an output (the outputs so far are returned)."""
     results: list[list[Output]] = [[] for _ in handles]
 
     async def gather() -> None:
-        async for i, out in _merged(handles):
-            results[i].append(out)
+        async with aclosing(_merged(handles)) as outputs:  # closing it cancels what still runs
+            async for i, out in outputs:
+                results[i].append(out)
+                if until is not None and until(i, out):
+                    return
 
     work, gone = asyncio.ensure_future(gather()), asyncio.ensure_future(_until_disconnect(request))
     done, _ = await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -195,7 +213,7 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
     @app.exception_handler(RequestValidationError)
     async def _invalid(_, e: RequestValidationError):
         first = e.errors()[0] if e.errors() else {}
-        where = [str(p) for p in first.get("loc", ()) if p != "body"]
+        where = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.match(str(p))]
         param = ".".join(where) or None
         message = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
@@ -426,9 +444,13 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
         indent = IndentCut(body.n_indent)
         started = time.perf_counter()
 
-        def final(content: str, predicted: int, reason: str | None) -> dict:
+        def final(content: str, predicted: int, last: Output, cut: bool) -> dict:
+            # llama.cpp's stop types: "eos" (end of middle), "word" (a stop string), "limit" (n_predict,
+            # t_max_predict_ms, the context, or the n_indent cut)
             elapsed = (time.perf_counter() - started) * 1000
-            stop_type = {"stop": "eos", "length": "limit"}.get(reason, "none")
+            reason = last.finish_reason
+            stop_type = ("limit" if cut or reason == "length" else
+                         ("word" if last.token_id is not None else "eos") if reason == "stop" else "none")
             return {"content": content, "stop": True, "model": state.model_name, "tokens_predicted": predicted,
                     "tokens_evaluated": len(ids), "stop_type": stop_type, "truncated": False,
                     "timings": {"prompt_n": len(ids), "predicted_n": predicted, "predicted_ms": elapsed,
@@ -444,26 +466,28 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
                         yield _sse({"content": text, "stop": False})
                     if cut or out.finish_reason is not None:
                         handle.cancel()
-                        yield _sse(final("", predicted, "stop" if cut else out.finish_reason))
+                        yield _sse(final("", predicted, out, cut))
                         return
             return StreamingResponse(events(), media_type="text/event-stream")
 
-        [outs] = await _collect(request, [handle])
-        content, reason = "", outs[-1].finish_reason
-        for out in outs:
+        pieces, cut = [], False
+
+        def take(_: int, out: Output) -> bool:
+            nonlocal cut
             text, cut = indent.push(out.text)
-            content += text
-            if cut:
-                reason = "stop"
-                break
-        return final(content, sum(o.token_id is not None for o in outs), reason)
+            pieces.append(text)
+            return cut  # the middle ends at the cut: stop generating there
+
+        [outs] = await _collect(request, [handle], until=take)
+        return final("".join(pieces), sum(o.token_id is not None for o in outs), outs[-1], cut)
 
     return app
 
 
 class IndentCut:
     """llama.cpp's n_indent: once a new line starts with less indentation than n_indent, the
-    middle ends there (its newline and indentation kept, as llama.cpp keeps them)."""
+    middle ends there (its newline and indentation kept, as llama.cpp keeps them).  As in
+    llama.cpp, a blank (or whitespace-only) line counts: its indentation is what precedes its newline."""
 
     def __init__(self, n_indent: int):
         self.n_indent, self.seen_newline, self.column, self.in_indent = n_indent, False, 0, False
@@ -473,6 +497,8 @@ class IndentCut:
             return text, False
         for i, ch in enumerate(text):
             if ch == "\n":
+                if self.in_indent and self.seen_newline and self.column < self.n_indent:
+                    return text[:i], True
                 self.seen_newline, self.column, self.in_indent = True, 0, True
             elif self.in_indent and ch in " \t":
                 self.column += 1
@@ -512,16 +538,17 @@ def _completion_logprobs(tok, outs: list[Output], offset: int) -> dict:
 
 
 def _merge_prompt_logprobs(tok, handle: RequestHandle, lp: dict) -> dict:
-    """echo + logprobs: the prompt's tokens come first, the first one without a logprob (as in OpenAI)."""
+    """echo + logprobs: the prompt's tokens come first, the first one without a logprob (as in OpenAI);
+    text offsets run on over all the tokens' texts (as vLLM's do), a BOS included."""
     ids = handle._seq.tokens[:handle.prompt_tokens]
     texts = [_token_text(tok, i) for i in ids]
     offsets, at = [], 0
-    for t in texts:
+    for t in texts + lp["tokens"]:
         offsets.append(at)
         at += len(t)
     values = (handle.prompt_logprobs or [None]) + [None] * len(ids)
     return {"tokens": texts + lp["tokens"], "token_logprobs": values[:len(ids)] + lp["token_logprobs"],
-            "top_logprobs": [None] * len(ids) + lp["top_logprobs"], "text_offset": offsets + lp["text_offset"]}
+            "top_logprobs": [None] * len(ids) + lp["top_logprobs"], "text_offset": offsets}
 
 
 def _chat_logprobs(tok, outs: list[Output]) -> list[dict]:
