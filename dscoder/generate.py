@@ -103,6 +103,7 @@ def next_token_scores(logits: torch.Tensor, history: Sequence[int], output: Coun
         sorted_scores, order = scores.sort(descending=True)
         cumulative = sorted_scores.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_scores.softmax(-1) >= params.top_p  # keep the token that crosses top_p
+        drop[0] = False  # and always the likeliest (a top_p that rounds to 0 in fp32 would drop them all)
         scores = scores.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
     return scores
 

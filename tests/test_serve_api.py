@@ -885,8 +885,6 @@ def test_client_going_away_cancels_its_generation(http, live, tiny, endpoint, st
     assert delta("dscoder_generation_tokens_total") < 400
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: the gauges are refreshed only at the end of an engine step, and "
-                                       "a cancel that no step follows leaves running/kv_blocks_used stale")
 def test_metrics_gauges_return_to_zero_after_the_last_request_is_cancelled(http, live, tiny):
     with slowed(tiny[0], 0.005):
         req = RawRequest(live.port, C, {"model": MODEL, "prompt": "x = ", "max_tokens": 480, "stream": True})

@@ -338,15 +338,20 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
                     for i, text in enumerate(echoes):
                         yield _sse({**head, "choices": [{"index": i, "text": text, "logprobs": None,
                                                          "finish_reason": None}]})
+                offsets = [len(e) for e in echoes] if echoes else [0] * len(handles)
                 async for i, out in _merged(handles):
                     completion_tokens += out.token_id is not None
                     if out.finish_reason == "error":
                         yield _sse({"error": {"message": out.text, "type": "server_error", "param": None,
                                               "code": None}})
                         continue
-                    if not out.text and out.finish_reason is None:
+                    scored = want_lp and out.token_id is not None
+                    if not out.text and out.finish_reason is None and not scored:
                         continue
-                    lp = _completion_logprobs(tok, [out], 0) if want_lp and out.token_id is not None else None
+                    lp = None
+                    if scored:  # text offsets run on over the choice's tokens, as in the non-streamed answer
+                        lp = _completion_logprobs(tok, [out], offsets[i])
+                        offsets[i] += len(lp["tokens"][0])
                     yield _sse({**head, "choices": [{"index": i, "text": out.text, "logprobs": lp,
                                                      "finish_reason": _finish(out.finish_reason)}]})
                 if body.stream_options and body.stream_options.include_usage:
@@ -461,6 +466,10 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
                 predicted = 0
                 async for _, out in _merged([handle]):
                     predicted += out.token_id is not None
+                    if out.finish_reason == "error":
+                        yield _sse({"error": {"message": out.text, "type": "server_error", "param": None,
+                                              "code": None}})
+                        return
                     text, cut = indent.push(out.text)
                     if text:
                         yield _sse({"content": text, "stop": False})

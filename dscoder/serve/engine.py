@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence as Seq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -147,6 +147,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._step_seconds = 0.05  # running mean, for Retry-After
+        self._publish()
 
     # ------------------------------------------------------------------ public API
     def start(self) -> "Engine":
@@ -172,8 +173,8 @@ class Engine:
                top_logprobs: int = 0, prompt_logprobs: bool = False, deadline: float | None = None) -> RequestHandle:
         """Queue one request.  GenerationError names what is wrong with it; EngineBusy when the queue is full.
 
-        `deadline` (time.monotonic()): once passed, the request ends ("length") at its next
-        newline, as llama.cpp's t_max_predict_ms does.
+        `deadline` (time.monotonic()): once passed, the request ends ("length") as soon as it has
+        written a newline, as llama.cpp's t_max_predict_ms does (a first line is always finished).
         """
         params.validate()
         ids = self.tokenizer.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
@@ -217,11 +218,17 @@ class Engine:
         return handle
 
     def stats(self) -> Stats:
-        preempted = sum(1 for s in self.scheduler.waiting if s.admitted)
-        return Stats(running=len(self.scheduler.running), waiting=self._queued + preempted,
-                     blocks_used=self.blocks.num_used, blocks_total=self.blocks.num_blocks,
-                     blocks_cached=len(self.blocks.by_hash), prefix_hit_rate=self.blocks.hit_rate(),
-                     preemptions=self.scheduler.preemptions, rejections=self._rejections)
+        """The state after the engine thread's last step or command (safe from any thread)."""
+        return replace(self._snapshot, waiting=self._queued + self._snapshot.waiting, rejections=self._rejections)
+
+    def _publish(self) -> None:
+        """Snapshot the scheduler's state for other threads (engine thread only) and refresh the gauges."""
+        self._snapshot = Stats(running=len(self.scheduler.running),
+                               waiting=sum(1 for s in self.scheduler.waiting if s.admitted),  # preempted ones
+                               blocks_used=self.blocks.num_used, blocks_total=self.blocks.num_blocks,
+                               blocks_cached=len(self.blocks.by_hash), prefix_hit_rate=self.blocks.hit_rate(),
+                               preemptions=self.scheduler.preemptions, rejections=0)
+        self.metrics.observe(self._snapshot)
 
     def generate(self, prompts: Seq[str | Seq[int]], params: SamplingParams = SamplingParams()) -> list[str]:
         """Complete several prompts together (offline batch use); returns their texts in order."""
@@ -233,6 +240,7 @@ class Engine:
         torch.set_grad_enabled(False)
         while not self._stop.is_set():
             self._take_commands(block=not self.scheduler.has_work())
+            self._publish()  # a cancel may have emptied the batch: no step would follow to show it
             if self._stop.is_set():
                 break
             if not self.scheduler.has_work():
@@ -262,6 +270,7 @@ class Engine:
             if self._stop.is_set():
                 return
 
+    @torch.inference_mode()
     def _step(self) -> None:
         plan = self.scheduler.schedule()
         for work in plan.prefill:
@@ -286,8 +295,12 @@ class Engine:
             seq.computed = work.start + work.count
             self.blocks.name_computed(seq.alloc, seq.tokens, seq.computed)
         for work, row in sampled:
-            self._sample(work.seq, row)
-        self.metrics.observe(self.stats())
+            try:
+                self._sample(work.seq, row)
+            except Exception as e:  # one sequence's failure (a bug) ends that sequence, not the batch
+                log.exception("sampling failed")
+                self._finish(work.seq, "error", text=f"{type(e).__name__}: {e}")
+        self._publish()
 
     def _forward(self, works: list[Work], keep: int) -> torch.Tensor:
         """Logits (keep, V) of the last `keep` rows of one batched forward over the works' tokens."""

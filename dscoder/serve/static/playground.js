@@ -34,13 +34,16 @@ function settings() {
 }
 
 async function errorOf(resp) {
-  let message = `HTTP ${resp.status}`;
+  let message = `HTTP ${resp.status}`, code = null;
   try {
     const body = await resp.json();
     if (body.error) message += ": " + (body.error.message || JSON.stringify(body.error));
     else if (body.detail) message += ": " + JSON.stringify(body.detail);
+    code = body.error && body.error.code;
   } catch (_) { /* not JSON */ }
-  return new Error(message);
+  const err = new Error(message);
+  err.code = code;
+  return err;
 }
 
 async function refreshStatus() {
@@ -230,23 +233,37 @@ async function complete() {
   let middle = "";
   try {
     const s = settings();
-    const resp = await fetch("/infill", {
+    let resp = await fetch("/infill", {
       method: "POST", headers: headers(), signal: ctl.signal,
       body: JSON.stringify({ input_prefix: prefix, input_suffix: suffix, input_extra: [], n_indent: indentAt(prefix, suffix),
                              n_predict: s.max_tokens, temperature: s.temperature, stream: true }),
     });
-    if (!resp.ok) throw await errorOf(resp);
+    let note = "";
+    if (!resp.ok) {
+      const err = await errorOf(resp);
+      if (err.code !== "fim_unsupported") throw err;
+      // A model without FIM tokens (the embedded SmolLM2 is one) can only continue the text before
+      // the cursor: do that, up to the end of the paragraph, and say so.
+      note = " (this model has no FIM tokens: it continued the text before the cursor, ignoring what follows)";
+      resp = await fetch("/v1/completions", {
+        method: "POST", headers: headers(), signal: ctl.signal,
+        body: JSON.stringify({ model: state.model, prompt: prefix, max_tokens: s.max_tokens,
+                               temperature: s.temperature, stop: ["\n\n"], stream: true }),
+      });
+      if (!resp.ok) throw await errorOf(resp);
+    }
     for await (const event of sse(resp)) {
-      if (event.content) {
-        middle += event.content;
+      const piece = event.content ?? (event.choices && event.choices[0] ? event.choices[0].text : "");
+      if (piece) {
+        middle += piece;
         code.value = prefix + middle + suffix;
         code.setSelectionRange(prefix.length, prefix.length + middle.length);  // the insertion stays selected
       }
       if (event.stop) break;
     }
     state.insertion = { before, after: code.value, end: prefix.length + middle.length };
-    codeInfo(middle ? `inserted ${middle.length} characters: Tab or typing keeps them, Escape undoes`
-                    : "the model had nothing to insert here");
+    codeInfo((middle ? `inserted ${middle.length} characters: Tab or typing keeps them, Escape undoes`
+                     : "the model had nothing to insert here") + note);
   } catch (err) {
     code.value = before.value;
     code.setSelectionRange(before.start, before.end);
