@@ -17,9 +17,10 @@ PIP := $(PYTHON) -m pip
 
 setup: .setup-done
 
+# The main job: the embedded model behind the OpenAI-compatible API, with the playground at
+# http://127.0.0.1:8000/ (Ctrl+C stops it).
 run: setup
-	dscoder info
-	dscoder complete "$$(printf 'def is_prime(n):\n    ')" --max-tokens 64 --stop "$$(printf '\nprint')"
+	dscoder serve --host 127.0.0.1 --port 8000
 
 test: setup
 	$(PYTHON) -m pytest -q
