@@ -247,3 +247,17 @@ def test_async_consumers_get_the_same_outputs(tokenizer):
     with Engine(model, tokenizer, EngineConfig(num_blocks=64)) as engine:
         assert asyncio.run(run(engine)) == want
         assert threading.current_thread() is threading.main_thread()
+
+
+def test_prompt_logprobs_cover_every_position_even_when_the_prefix_is_cached(tokenizer):
+    model = tiny("tiny-llama-gqa", tokenizer)
+    prompt = PROMPTS[4]  # several blocks long
+    ids = tokenizer.encode(prompt)
+    with torch.no_grad():
+        want = model(torch.tensor([ids]))[0][0].log_softmax(-1)[:-1].gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+    with Engine(model, tokenizer, EngineConfig(num_blocks=64, block_size=8, prefill_chunk=16, prefill_budget=16)) as engine:
+        engine.generate([prompt], SamplingParams(max_new_tokens=2))  # now its blocks are cached
+        handle = engine.submit(prompt, SamplingParams(max_new_tokens=2), prompt_logprobs=True)
+        list(handle)
+    assert len(handle.prompt_logprobs) == len(ids) and handle.prompt_logprobs[0] is None
+    torch.testing.assert_close(torch.tensor(handle.prompt_logprobs[1:]), want, atol=1e-4, rtol=1e-4)

@@ -91,14 +91,15 @@ class BlockManager:
             found.append(block_id)
         return found
 
-    def can_allocate(self, tokens: list[int]) -> bool:
-        cached = self._cached_prefix(tokens)
+    def can_allocate(self, tokens: list[int], reuse: bool = True) -> bool:
+        cached = self._cached_prefix(tokens) if reuse else []
         reclaimed = sum(1 for b in cached if b in self.free)  # cached but idle blocks are counted as free
         return self.blocks_for(len(tokens)) - len(cached) <= self.num_free - reclaimed
 
-    def allocate(self, tokens: list[int]) -> Allocation:
-        """Blocks for all of `tokens`, reusing cached prefix blocks; the caller checked can_allocate."""
-        cached = self._cached_prefix(tokens)
+    def allocate(self, tokens: list[int], reuse: bool = True) -> Allocation:
+        """Blocks for all of `tokens`, reusing cached prefix blocks unless told not to (a request that
+        wants its prompt's logprobs must compute every position); the caller checked can_allocate."""
+        cached = self._cached_prefix(tokens) if reuse else []
         table = []
         for block_id in cached:
             block = self.blocks[block_id]

@@ -136,10 +136,11 @@ class Scheduler:
         # Then admit waiting requests while there is a running slot, prompt budget and room.
         while self.waiting and budget > 0 and len(self.running) < self.max_running and not preempted:
             seq = self.waiting[0]
-            if not self.blocks.can_allocate(seq.tokens):
+            reuse = not seq.prompt_logprobs
+            if not self.blocks.can_allocate(seq.tokens, reuse):
                 break
             self.waiting.popleft()
-            seq.alloc = self.blocks.allocate(seq.tokens)
+            seq.alloc = self.blocks.allocate(seq.tokens, reuse)
             seq.computed = seq.alloc.cached_tokens
             seq.admitted_at = time.monotonic()
             self.running.append(seq)
