@@ -10,7 +10,9 @@ Each contestant is a server subprocess on a free loopback port, started, waited 
 
 The load generator (asyncio + httpx, in this process) sends streaming `POST /v1/completions`
 (`max_tokens` 128, temperature 0, `stream_options.include_usage`) at concurrency 1, 4, 16
-and 64: a closed loop of C clients working through 2×C requests per level.  Every request
+and 64: a closed loop of C clients working through `requests_for(C)` requests: 2×C, at
+least 8 (a steadier single-stream reference) and at most max(64, C) (llama-cpp-python's
+server runs them one after the other: 128 requests take it 10 minutes here).  Every request
 has its own code prompt of 100-300 tokens (slices of this repository's sources, none
 sharing a prefix), the same sequence for every contestant.  Generation is not forced past
 end-of-sequence (not every server can), so tokens are the ones actually received: the
@@ -74,6 +76,10 @@ def gguf_path() -> Path:
     from dscoder.hub import default_model_path
 
     return default_model_path()
+
+
+def requests_for(concurrency: int) -> int:
+    return max(8, concurrency, min(2 * concurrency, 64))
 
 
 def make_prompts(model: Path, count: int) -> list[tuple[str, int]]:
@@ -287,8 +293,8 @@ def measure(name: str, model_path: Path, prompts: list[str], levels, max_tokens:
         out = {"ready_s": ready, "levels": {}}
         used = 0
         for c in levels:
-            batch = prompts[used:used + 2 * c]
-            used += 2 * c
+            batch = prompts[used:used + requests_for(c)]
+            used += len(batch)
             results, wall = asyncio.run(run_level(server.base, model, batch, c, max_tokens))
             out["levels"][c] = summary = summarize(results, wall)
             print(f"{name} c={c}: {summary['tok_s']:.1f} tok/s, {summary['tokens']} tokens in {wall:.1f} s, "
@@ -305,7 +311,8 @@ def fmt_pct(values: list[float] | None, scale: float, digits: int) -> str:
     return " / ".join(f"{v * scale:.{digits}f}" for v in values) if values else "-"
 
 
-def render(results: dict, levels, max_tokens: int, threads: int, load: float, quick: bool) -> str:
+def render(results: dict, levels, max_tokens: int, threads: int, load: float, quick: bool,
+           prompt_tokens: float) -> str:
     import torch
 
     cpp = results.get("llama.cpp", {}).get("levels", {})
@@ -318,8 +325,10 @@ def render(results: dict, levels, max_tokens: int, threads: int, load: float, qu
              f"{os.cpu_count()} cores, torch {torch.__version__}, llama-cpp-python {cpp_version}",
              "",
              f"SmolLM2-135M-Instruct (Q4_1 GGUF), streaming /v1/completions, max_tokens {max_tokens}, temperature 0, "
-             f"code prompts of {PROMPT_MIN}-{PROMPT_MAX} tokens (each different), 2×concurrency requests per level "
-             f"from a closed loop of `concurrency` clients on loopback (the client shares the {os.cpu_count()} cores). "
+             f"code prompts of {PROMPT_MIN}-{PROMPT_MAX} tokens (mean {prompt_tokens:.0f}, each different; prompt "
+             f"processing is part of every level's wall time), requests per level: 2×concurrency, at least 8, at "
+             f"most 64 (or concurrency), from a closed loop of `concurrency` clients on loopback (the client shares "
+             f"the {os.cpu_count()} cores). "
              f"llama.cpp: {threads} threads, n_ctx {N_CTX}. Load average before the run: {load:.1f}. Tokens are those "
              "received (usage.completion_tokens, else non-empty chunks; end-of-sequence ends a request early). "
              "TTFT in s, ITL (gap between content chunks) in ms, as p50 / p90 / p99.",
@@ -358,7 +367,8 @@ def render(results: dict, levels, max_tokens: int, threads: int, load: float, qu
             lines.append(f"{name} /metrics after the run (settled): {shown or metrics}.")
             if metrics.get("dscoder_kv_blocks_used", 0) != 0:
                 lines.append(f"**{name}: KV blocks still used after the run.**")
-    lines += ["", "Command:", "", f"    {shlex.join(['python', 'benchmarks/serve.py', *sys.argv[1:]])}", ""]
+    command = shlex.join(["python", "benchmarks/serve.py", *(a for a in sys.argv[1:] if a != "--no-save")])
+    lines += ["", "Command:", "", f"    {command}", ""]
     return "\n".join(lines)
 
 
@@ -380,7 +390,9 @@ def main() -> None:
     if "llama.cpp" in args.only:
         ensure_llama_cpp_server()
     load = os.getloadavg()[0]
-    prompts = [text for text, _ in make_prompts(model, sum(2 * c for c in levels))]
+    prompts = make_prompts(model, sum(requests_for(c) for c in levels))
+    prompt_tokens = sum(n for _, n in prompts) / len(prompts)
+    prompts = [text for text, _ in prompts]
     results = {}
     with tempfile.TemporaryDirectory(prefix="dscoder-serve-bench-") as logdir:
         for name in args.only:
@@ -390,7 +402,7 @@ def main() -> None:
                 print(f"{name} failed: {e}", file=sys.stderr)
     if not results:
         sys.exit("no contestant ran")
-    table = render(results, levels, max_tokens, args.threads, load, args.quick)
+    table = render(results, levels, max_tokens, args.threads, load, args.quick, prompt_tokens)
     print(table)
     if not (args.no_save or args.quick):
         with RESULTS.open("a") as f:
