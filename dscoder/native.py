@@ -187,13 +187,13 @@ def row_invariant():
         _local.row_invariant = before
 
 
-def row_chunks(rows: int) -> list[tuple[int, int]] | None:
-    """(start, count) spans of at most MAX_ROWS rows covering `rows`, or None when a GEMM should take them."""
-    if rows <= MAX_ROWS:
+def row_chunks(rows: int, limit: int = MAX_ROWS) -> list[tuple[int, int]] | None:
+    """(start, count) spans of at most `limit` rows covering `rows`, or None when a GEMM should take them."""
+    if rows <= limit:
         return [(0, rows)]
-    if not getattr(_local, "row_invariant", False):
+    if limit < 1 or not getattr(_local, "row_invariant", False):
         return None
-    return [(i, min(MAX_ROWS, rows - i)) for i in range(0, rows, MAX_ROWS)]
+    return [(i, min(limit, rows - i)) for i in range(0, rows, limit)]
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor | None:

@@ -211,7 +211,7 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // self.in_features
-        spans = native.row_chunks(rows)
+        spans = native.row_chunks(rows, NATIVE_MAX_ROWS)
         if spans is None:
             return F.linear(x, self.dequantize(x.dtype), self.bias)
         # Decode calls this ~200 times a token, so the common case (CPU, kernels loaded) is a

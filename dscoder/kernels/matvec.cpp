@@ -8,6 +8,7 @@
 
 #include <immintrin.h>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 
 #include "simd.h"
@@ -24,11 +25,11 @@ inline float widen(uint16_t bits) {
     return v;
 }
 
-// y[r, n] = x[r, :] . w[n, :] (+ bias[n]) for R rows at once, so each weight row is read once.
+// y[r, n] = x[r, :] . w[n, :] (+ bias[n]) for R rows and the weight rows n0..n1, so each weight row is
+// read once per tile of R rows.
 template <int R, typename W>
-void rows(const float* x, int64_t K, const W* w, int64_t N, const float* bias, float* y) {
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
+void rows(const float* x, int64_t K, const W* w, int64_t n0, int64_t n1, int64_t N, const float* bias, float* y) {
+    for (int64_t n = n0; n < n1; ++n) {
         __m256 acc[R][2];
         for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
         const W* row = w + n * K;
@@ -48,9 +49,22 @@ void rows(const float* x, int64_t K, const W* w, int64_t N, const float* bias, f
     }
 }
 
+// The weight is walked in slabs of ~128 KiB, and every row tile runs over a slab while it is
+// in cache: with more than one tile (7+ rows) a large weight (the output head: 113 MB in
+// fp32 for SmolLM2) is then streamed from memory once instead of once per tile.  Each
+// y[r, n] is computed by the same instructions whatever the slab or tile, so results do
+// not depend on how many rows share the call.
 template <typename W>
 void matmul(const float* x, int64_t M, int64_t K, const W* w, int64_t N, const float* bias, float* y) {
-    over_row_tiles<6>(M, [&](auto R, int64_t r) { rows<decltype(R)::value>(x + r * K, K, w, N, bias, y + r * N); });
+    const int64_t slab = std::max<int64_t>(8, (int64_t(1) << 17) / (K * int64_t(sizeof(W))));
+    const int64_t slabs = (N + slab - 1) / slab;
+#pragma omp parallel for schedule(static)
+    for (int64_t s = 0; s < slabs; ++s) {
+        const int64_t n0 = s * slab, n1 = std::min(N, n0 + slab);
+        over_row_tiles<6>(M, [&](auto R, int64_t r) {
+            rows<decltype(R)::value>(x + r * K, K, w, n0, n1, N, bias, y + r * N);
+        });
+    }
 }
 
 }  // namespace

@@ -40,7 +40,8 @@ def serve_command(
     block_size: int = typer.Option(16, help="Tokens per KV block."),
     max_running: int = typer.Option(64, help="Sequences decoding together."),
     max_waiting: int = typer.Option(256, help="Requests queued beyond the running batch; more are refused (429)."),
-    prefill_chunk: int = typer.Option(256, help="Prompt tokens read per chunk (chunked prefill)."),
+    prefill_chunk: int = typer.Option(128, help="Prompt tokens read per step beside the running decodes "
+                                                "(chunked prefill): larger reads prompts faster, smaller stalls streams less."),
     max_model_len: Optional[int] = typer.Option(None, help="Longest prompt + completion (default: the model's "
                                                            "context)."),
     no_prefix_cache: bool = typer.Option(False, "--no-prefix-cache", help="Do not reuse KV blocks across requests."),

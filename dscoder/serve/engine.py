@@ -43,8 +43,8 @@ class EngineConfig:
     num_blocks: int | None = None
     max_running: int = 64  # sequences decoding together
     max_waiting: int = 256  # queued beyond it, submit raises EngineBusy
-    prefill_chunk: int = 256
-    prefill_budget: int = 256  # prompt tokens read per step, beside the decodes
+    prefill_chunk: int = 128
+    prefill_budget: int = 128  # prompt tokens read per step, beside the decodes (each is a stall for them)
     prefix_caching: bool = True
     max_model_len: int | None = None  # default: the model's max_position_embeddings
 
