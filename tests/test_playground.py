@@ -233,12 +233,28 @@ def test_playground_chat_and_infill_in_chromium(browser, server, fim_model_dir, 
     # A refused infill leaves the code as it was and says why.
     page.route("**/infill", lambda route: route.fulfill(
         status=400, content_type="application/json",
-        body=json.dumps({"error": {"message": "no FIM tokens", "type": "invalid_request_error",
-                                   "param": "input_prefix", "code": "fim_unsupported"}})))
+        body=json.dumps({"error": {"message": "n_predict: too large", "type": "invalid_request_error",
+                                   "param": "n_predict", "code": None}})))
     before = page.input_value("#code")
     page.click("#complete")
-    expect(page.locator("#code-info")).to_have_text("error: HTTP 400: no FIM tokens")
+    expect(page.locator("#code-info")).to_have_text("error: HTTP 400: n_predict: too large")
     expect(page.locator("#complete")).to_be_enabled()
     assert page.input_value("#code") == before
+
+    # A model without FIM tokens (the embedded SmolLM2) continues the text before the cursor
+    # through /v1/completions instead, and says so.
+    page.unroute("**/infill")
+    page.route("**/infill", lambda route: route.fulfill(
+        status=400, content_type="application/json",
+        body=json.dumps({"error": {"message": "no FIM tokens", "type": "invalid_request_error",
+                                   "param": "input_prefix", "code": "fim_unsupported"}})))
+    cursor = page.evaluate("() => document.getElementById('code').selectionStart")
+    with page.expect_request("**/v1/completions") as fallback:
+        page.click("#complete")
+    sent = json.loads(fallback.value.post_data)
+    assert sent["prompt"] == before[:cursor] and sent["stream"] is True and sent["stop"] == ["\n\n"]
+    expect(page.locator("#code-info")).to_contain_text("this model has no FIM tokens")
+    after = page.input_value("#code")
+    assert after.startswith(before[:cursor]) and after.endswith(before[cursor:])
     assert page_errors == []
     page.close()
