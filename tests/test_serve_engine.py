@@ -261,3 +261,20 @@ def test_prompt_logprobs_cover_every_position_even_when_the_prefix_is_cached(tok
         list(handle)
     assert len(handle.prompt_logprobs) == len(ids) and handle.prompt_logprobs[0] is None
     torch.testing.assert_close(torch.tensor(handle.prompt_logprobs[1:]), want, atol=1e-4, rtol=1e-4)
+
+
+def test_prompt_logprobs_survive_preemption(tokenizer):
+    model = tiny("tiny-llama-gqa", tokenizer)
+    prompts = [PROMPTS[4], PROMPTS[0], PROMPTS[2], PROMPTS[3]]
+    with Engine(model, tokenizer, EngineConfig(num_blocks=20, block_size=8)) as engine:
+        handles = [engine.submit(p, SamplingParams(max_new_tokens=40), prompt_logprobs=True) for p in prompts]
+        for handle in handles:
+            list(handle)
+        assert engine.stats().preemptions > 0
+    for prompt, handle in zip(prompts, handles):
+        ids = tokenizer.encode(prompt)
+        with torch.no_grad():
+            logits = model(torch.tensor([ids]))[0][0].log_softmax(-1)
+        want = logits[:-1].gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+        assert len(handle.prompt_logprobs) == len(ids)
+        torch.testing.assert_close(torch.tensor(handle.prompt_logprobs[1:]), want, atol=1e-4, rtol=1e-4)

@@ -311,11 +311,14 @@ class Engine:
         return logits[0]
 
     def _record_prompt_logprobs(self, work: Work, logits: torch.Tensor) -> None:
+        """Score the prompt tokens this chunk predicts; positions already scored (a sequence that was
+        preempted and recomputes its prompt) are not scored twice."""
         seq, handle = work.seq, work.seq.on_output
-        targets = seq.tokens[work.start + 1:min(work.start + work.count + 1, seq.prompt_len)]
-        if targets and work.start < seq.prompt_len:
-            lp = logits[:len(targets)].float().log_softmax(-1)
-            handle.prompt_logprobs += lp.gather(1, torch.tensor(targets)[:, None])[:, 0].tolist()
+        first, end = len(handle.prompt_logprobs), min(work.start + work.count + 1, seq.prompt_len)
+        if first >= end:
+            return
+        lp = logits[first - 1 - work.start:end - 1 - work.start].float().log_softmax(-1)
+        handle.prompt_logprobs += lp.gather(1, torch.tensor(seq.tokens[first:end])[:, None])[:, 0].tolist()
 
     def _sample(self, seq: Sequence, logits: torch.Tensor) -> None:
         params = seq.params
