@@ -9,6 +9,7 @@ run in chunks from any position and decode can append several tokens at once.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -100,11 +101,19 @@ class PagedRows:
         self.slots = (self.tables.long()[self.seq, self.pos // block_size] * block_size + self.pos % block_size)
         self.few_rows_each = all(count <= native.MAX_ROWS for _, _, count in spans)
 
-    def positions_of(self, b: int, length: int) -> torch.Tensor:
-        """Pool slots holding positions 0..length-1 of sequence b."""
-        blocks = self.tables[b, : -(-length // self.block_size)].long()
-        offsets = torch.arange(self.block_size, device=blocks.device)
-        return (blocks[:, None] * self.block_size + offsets).flatten()[:length]
+    @functools.cached_property
+    def sequences(self) -> list[tuple[slice, int, int, torch.Tensor]]:
+        """(rows slice, first position, row count, pool slots of positions 0..last) per sequence,
+        built once per forward for all layers (the paths that gather a sequence's keys use it)."""
+        out, r = [], 0
+        offsets = torch.arange(self.block_size, device=self.tables.device)
+        for b, (_, start, count) in enumerate(self.spans):
+            length = start + count
+            blocks = self.tables[b, : -(-length // self.block_size)].long()
+            slots = (blocks[:, None] * self.block_size + offsets).flatten()[:length]
+            out.append((slice(r, r + count), start, count, slots))
+            r += count
+        return out
 
 
 class PagedLayer:
@@ -119,13 +128,6 @@ class PagedLayer:
         b.index_copy_(0, self.rows.slots, second[0].to(b.dtype))
         return a, b
 
-    def _sequences(self):
-        """(rows slice, first position, row count, pool slots of positions 0..last) per sequence."""
-        r = 0
-        for b, (_, start, count) in enumerate(self.rows.spans):
-            yield slice(r, r + count), start, count, self.rows.positions_of(b, start + count)
-            r += count
-
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
         """Dense attention for rows q/k/v (1, N, heads, D); returns (1, N, H, D)."""
         from .model import attend, causal_mask
@@ -137,7 +139,7 @@ class PagedLayer:
             if out is not None:
                 return out[None]
         outs = []
-        for rows, start, count, slots in self._sequences():  # a prompt chunk: gather its keys, then SDPA
+        for rows, start, count, slots in self.rows.sequences:  # a prompt chunk: gather its keys, then SDPA
             mask = causal_mask(start, count, start + count, q.device)
             outs.append(attend(q[:, rows], k_flat[slots][None], v_flat[slots][None], mask, scale))
         return torch.cat(outs, dim=1)
@@ -148,7 +150,7 @@ class PagedLayer:
 
         lat_flat, pe_flat = self._write(latent, k_pe)
         outs = []
-        for rows, start, count, slots in self._sequences():
+        for rows, start, count, slots in self.rows.sequences:
             mask = causal_mask(start, count, start + count, q_nope.device)
             absorb = mla.absorb if mla.absorb is not None else start > 0
             fn = mla._attend_absorbed if absorb else mla._attend_expanded

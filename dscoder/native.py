@@ -128,13 +128,19 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> t
     if (t > MAX_ROWS or d % 32 or k.dtype not in _ATTEND or v.dtype != k.dtype or q.device.type != "cpu"
             or k.stride() != v.stride() or k.stride(3) != 1 or v.shape[-1] != d or h % kv):
         return None
+    return _attend_call(q, lambda lib, qp, op: getattr(lib, _ATTEND[k.dtype])(
+        qp, b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0), k.stride(1), k.stride(2), s - t, scale, op))
+
+
+def _attend_call(q: torch.Tensor, call) -> torch.Tensor | None:
+    """Run an attention kernel on q widened to fp32 (`call(lib, q_ptr, out_ptr)`); out in q's dtype,
+    or None without the kernels."""
     lib = loaded()
     if lib is None:
         return None
     qf = q.float().contiguous()
     out = torch.empty_like(qf)
-    getattr(lib, _ATTEND[k.dtype])(qf.data_ptr(), b, t, h, d, k.data_ptr(), v.data_ptr(), kv, k.stride(0),
-                                   k.stride(1), k.stride(2), s - t, scale, out.data_ptr())
+    call(lib, qf.data_ptr(), out.data_ptr())
     return out if q.dtype == torch.float32 else out.to(q.dtype)
 
 
@@ -155,16 +161,10 @@ def paged_attend(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, se
     if (d % 32 or k_pool.dtype not in _ATTEND or v_pool.dtype != k_pool.dtype or q.device.type != "cpu"
             or not k_pool.is_contiguous() or not v_pool.is_contiguous() or v_pool.shape[-1] != d or h % kv):
         return None
-    lib = loaded()
-    if lib is None:
-        return None
-    qf = q.float().contiguous()
-    out = torch.empty_like(qf)
-    fn = getattr(lib, "dscoder_paged_" + _ATTEND[k_pool.dtype].removeprefix("dscoder_"))
-    fn(qf.data_ptr(), n, h, d, k_pool.data_ptr(), v_pool.data_ptr(), kv, seq.data_ptr(), pos.data_ptr(),
-       int(pos.max()) + 1, tables.data_ptr(), tables.shape[1], block, k_pool.stride(0), k_pool.stride(1),
-       k_pool.stride(2), scale, out.data_ptr())
-    return out if q.dtype == torch.float32 else out.to(q.dtype)
+    name = "dscoder_paged_" + _ATTEND[k_pool.dtype].removeprefix("dscoder_")
+    return _attend_call(q, lambda lib, qp, op: getattr(lib, name)(
+        qp, n, h, d, k_pool.data_ptr(), v_pool.data_ptr(), kv, seq.data_ptr(), pos.data_ptr(), int(pos.max()) + 1,
+        tables.data_ptr(), tables.shape[1], block, k_pool.stride(0), k_pool.stride(1), k_pool.stride(2), scale, op))
 
 
 _local = threading.local()

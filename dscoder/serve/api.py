@@ -177,6 +177,11 @@ def _sse(obj) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
+def _sse_error(message: str) -> str:
+    """An engine failure after the stream's 200 went out: the envelope as an event, as vLLM sends it."""
+    return _sse({"error": {"message": message, "type": "server_error", "param": None, "code": None}})
+
+
 def _finish(reason: str | None) -> str | None:
     return {"cancelled": "abort"}.get(reason, reason)
 
@@ -286,9 +291,7 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
     async def detokenize(body: DetokenizeRequest):
         engine = state.ready()
         state.check_model(body.model)
-        vocab = engine.model.config.vocab_size
-        if bad := [t for t in body.tokens if not 0 <= t < vocab]:
-            raise ApiError(400, f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})", param="tokens")
+        _check_ids(engine, body.tokens, "tokens")
         return {"content": engine.tokenizer.decode(body.tokens)}
 
     # ------------------------------------------------------------------ completions
@@ -313,7 +316,7 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
             elif isinstance(prompt, str):
                 jobs.append((tok.encode(prompt), prompt))
             else:
-                _check_ids(engine, prompt)
+                _check_ids(engine, prompt, "prompt")
                 jobs.append((list(prompt), tok.decode(prompt)))
         want_lp = body.logprobs is not None
         handles, prompt_tokens = [], 0
@@ -342,8 +345,7 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
                 async for i, out in _merged(handles):
                     completion_tokens += out.token_id is not None
                     if out.finish_reason == "error":
-                        yield _sse({"error": {"message": out.text, "type": "server_error", "param": None,
-                                              "code": None}})
+                        yield _sse_error(out.text)
                         continue
                     scored = want_lp and out.token_id is not None
                     if not out.text and out.finish_reason is None and not scored:
@@ -403,8 +405,7 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
                 async for i, out in _merged(handles):
                     completion_tokens += out.token_id is not None
                     if out.finish_reason == "error":
-                        yield _sse({"error": {"message": out.text, "type": "server_error", "param": None,
-                                              "code": None}})
+                        yield _sse_error(out.text)
                         continue
                     if out.text:
                         lp = {"content": _chat_logprobs(tok, [out])} if want_lp and out.token_id is not None else None
@@ -467,8 +468,7 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
                 async for _, out in _merged([handle]):
                     predicted += out.token_id is not None
                     if out.finish_reason == "error":
-                        yield _sse({"error": {"message": out.text, "type": "server_error", "param": None,
-                                              "code": None}})
+                        yield _sse_error(out.text)
                         return
                     text, cut = indent.push(out.text)
                     if text:
@@ -518,10 +518,11 @@ class IndentCut:
         return text, False
 
 
-def _check_ids(engine: Engine, ids: list[int]) -> None:
+def _check_ids(engine: Engine, ids: list[int], param: str) -> None:
+    """Before ids are decoded (echo, detokenize): the tokenizer would fail on one outside the vocabulary."""
     vocab = engine.model.config.vocab_size
     if bad := [t for t in ids if not 0 <= t < vocab]:
-        raise ApiError(400, f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})", param="prompt")
+        raise ApiError(400, f"token id {bad[0]} is outside the vocabulary (0..{vocab - 1})", param=param)
 
 
 def _usage(prompt: int, completion: int) -> dict:

@@ -48,9 +48,6 @@ class _Request(BaseModel):
             raise ValueError("stop strings must not be empty")
         return v
 
-    def stops(self) -> tuple[str, ...]:
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
-
 
 Prompt = Union[str, Annotated[list[str], Field(min_length=1)], Annotated[list[int], Field(min_length=1)],
                Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]]

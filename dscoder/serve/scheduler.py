@@ -43,7 +43,6 @@ class Sequence:
     id: int = field(default_factory=lambda: next(_ids))
     alloc: Allocation = field(default_factory=Allocation)
     computed: int = 0  # leading tokens whose keys/values are in the cache
-    admitted_at: float = 0.0
     arrived_at: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     last_token_at: float | None = None
@@ -142,7 +141,6 @@ class Scheduler:
             self.waiting.popleft()
             seq.alloc = self.blocks.allocate(seq.tokens, reuse)
             seq.computed = seq.alloc.cached_tokens
-            seq.admitted_at = time.monotonic()
             self.running.append(seq)
             count = self._chunk(seq)
             prefill.append(Work(seq, seq.computed, count))
