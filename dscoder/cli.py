@@ -506,10 +506,12 @@ def tokenizer_train(
 
 
 def _register_subcommands() -> None:
-    """The evaluation harness and the server live in their own packages; their commands join this app here."""
+    """The data pipeline, the evaluation harness and the server live in their own packages; their commands join this app here."""
     from .eval.command import eval_command, toolchains_command
+    from .data.command import data_app
     from .serve.command import serve_command
 
+    app.add_typer(data_app, name="data")
     app.command("eval")(eval_command)
     app.command("toolchains")(toolchains_command)
     app.command("serve")(serve_command)

@@ -1,0 +1,21 @@
+"""The repository-level code data pipeline: raw repositories in, packed FIM-ready token shards out.
+
+DeepSeek-Coder's data departs from file-level corpora: a repository is the unit. Its files are
+filtered, near-deduplicated at repository level and concatenated in dependency order, so the
+model sees a file's imports before the file. The stages, one module each:
+
+    ingest    repositories (local trees, git clones) -> decoded source files
+    langid    file name -> language (the 87 languages of DeepSeek-Coder V1, and more)
+    filters   the papers' heuristic rules (line lengths, alphabetic share, XML/HTML/JSON/YAML, generated)
+    pii       emails, IP addresses and secrets -> placeholders
+    decontam  files sharing a 10-gram with an evaluation benchmark are dropped
+    dedup     exact (content hash) and near-duplicate repositories (MinHash-LSH)
+    deps      in-repository import graph -> the order files are concatenated in
+    fim       fill-in-the-middle rewriting of documents (PSM/SPM)
+    pack      tokens -> fixed-length sequences in uint16/uint32 shards + manifest.json
+    pipeline  the stages run in parallel, resumably, deterministically (local processes or Ray)
+    stats     what a built corpus holds, printed and plotted
+
+Language names are GitHub Linguist's ("Python", "C++", "C#", "JavaScript", "JSON", ...), the
+names DeepSeek-Coder's language table uses.
+"""

@@ -1,0 +1,107 @@
+"""Where a stage's parts run: local worker processes, or a Ray cluster through Ray Data.
+
+A stage is a function `work(state, task) -> result` over independent parts; `state` is built
+once per worker by `setup(arg)` (the decontamination index, the tokenizer), because building it
+per part would cost more than the part. Each part writes its own output files under the build
+directory and returns only its counts, so both engines need nothing but "run these tasks
+somewhere and hand back the results"; results arrive in completion order and the caller keys
+them by part id. For Ray the build directory must be on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from typing import Any
+
+ENGINES = ("local", "ray")
+
+_state: Any = None
+
+
+def _init(setup: Callable[[Any], Any], arg: Any) -> None:
+    global _state
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one worker per core already; no nested thread pools
+    _state = setup(arg)
+
+
+def _call(work: Callable[[Any, Any], Any], task: Any) -> Any:
+    return work(_state, task)
+
+
+def run_local(work, setup, arg, tasks: list, workers: int) -> Iterator[Any]:
+    """Tasks on a pool of `workers` spawned processes (spawn: no inherited threads or locks)."""
+    if not tasks:
+        return
+    if workers <= 1:
+        state = setup(arg)
+        for task in tasks:
+            yield work(state, task)
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init,
+                             initargs=(setup, arg)) as pool:
+        # At most two tasks in flight per worker keeps memory bounded on huge task lists.
+        pending = iter(tasks)
+        running = set()
+        for task in pending:
+            running.add(pool.submit(_call, work, task))
+            if len(running) >= 2 * workers:
+                break
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+                nxt = next(pending, None)
+                if nxt is not None:
+                    running.add(pool.submit(_call, work, nxt))
+
+
+class _RayWorker:
+    """A Ray Data actor: builds the worker state once, then runs one task per row."""
+
+    def __init__(self, work, setup, arg) -> None:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        self.work, self.state = work, setup(arg)
+
+    def __call__(self, batch: dict) -> dict:
+        return {"result": [json.dumps(self.work(self.state, json.loads(task))) for task in batch["task"]]}
+
+
+def run_ray(work, setup, arg, tasks: list, workers: int, address: str | None = None) -> Iterator[Any]:
+    """The same tasks as a Ray Dataset mapped by a pool of `workers` actors.
+
+    Without `address` (or $RAY_ADDRESS) a local Ray instance with `workers` CPUs is started;
+    with one, the build joins that cluster.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise RuntimeError("--engine ray needs Ray Data: pip install 'dscoder[ray]'") from e
+    if not tasks:
+        return
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        kwargs = {"address": address} if address else {"num_cpus": workers, "include_dashboard": False}
+        ray.init(logging_level=logging.WARNING, log_to_driver=False, configure_logging=False, **kwargs)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    # Tasks and results cross as JSON text: Arrow would otherwise coerce nested lists and dicts.
+    dataset = ray.data.from_items([{"task": json.dumps(t)} for t in tasks], override_num_blocks=len(tasks))
+    mapped = dataset.map_batches(_RayWorker, fn_constructor_args=(work, setup, arg), batch_size=1,
+                                 concurrency=max(1, min(workers, len(tasks))), num_cpus=1)
+    for row in mapped.iter_rows():
+        yield json.loads(row["result"])
+
+
+def run(engine: str, work, setup, arg, tasks: list, workers: int, address: str | None = None) -> Iterator[Any]:
+    if engine == "local":
+        return run_local(work, setup, arg, tasks, workers)
+    if engine == "ray":
+        return run_ray(work, setup, arg, tasks, workers, address)
+    raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")

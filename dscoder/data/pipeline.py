@@ -1,0 +1,463 @@
+"""`dscoder data build`: the stages run over many repositories, in parallel, resumably, reproducibly.
+
+Four steps, each leaving files under `OUT/work/` that the next reads:
+
+1. **plan** (main process): the repositories and their files, listed in a fixed sorted order and
+   cut into parts of about `part_bytes`. Written once; a resumed build reuses it, so parts mean
+   the same files whatever happened in between.
+2. **scan** (parallel, per part): read, language id, filters, decontamination, PII redaction,
+   content hash and MinHash signature of each file. Kept text goes to `scan/part-N.jsonl`, its
+   index and counts to `scan/part-N.json` (written last, atomically: a part is done exactly
+   when that file exists).
+3. **dedup** (main process, from the indexes only): near-duplicate repositories by MinHash-LSH,
+   then exact duplicate files; cheap, so recomputed on every run.
+4. **encode** (parallel, per part of repositories): each repository's files in dependency
+   order, joined into one document, FIM-rewritten, tokenized: `tokens/part-N.bin` + `.json`.
+
+Then **pack** (main process) splits documents into train and validation by a seeded hash of the
+repository name, cuts the streams into `seq_len` rows and writes the shards and `manifest.json`.
+
+An interrupted build (Ctrl+C, a killed worker, a lost machine) is resumed by running the same
+command again: finished parts are kept, unfinished ones redone from scratch, so no document is
+duplicated or lost. Every random choice is seeded by the build seed and a document's name, so
+the shards are byte-identical for any number of workers and either engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import dedup, deps, engines, filters, fim, ingest, langid, pii
+from .decontam import Decontaminator
+from .fim import Segment
+from .pack import DocumentEncoder, ShardWriter, _atomic_write, token_dtype, tokenizer_digest
+
+FORMAT = "dscoder-corpus/1"
+
+
+class BuildError(ValueError):
+    """A build cannot start or resume as asked (settings changed, no tokenizer, nothing to read)."""
+
+
+@dataclass
+class BuildConfig:
+    sources: list[str]
+    out: str
+    tokenizer: str
+    split: bool = False  # each child directory of a source is its own repository
+    seq_len: int = 4096
+    shard_sequences: int = 8192  # rows per shard (4096 x 8192 = 32M tokens, 64 MiB in uint16)
+    fim_rate: float = 0.5  # DeepSeek-Coder V1: FIM on 50% of documents...
+    spm_rate: float = 0.0  # ...all in PSM form (the paper's ablation preferred PSM)
+    val_fraction: float = 0.01
+    seed: int = 0
+    max_file_bytes: int = ingest.MAX_FILE_BYTES
+    dedup_threshold: float = dedup.THRESHOLD
+    decontaminate: bool = True
+    benchmark_data: str | None = None  # where the eval benchmarks live (default: the harness's own)
+    redact_pii: bool = True
+    part_bytes: int = 4 << 20
+    # How the work runs, not what it produces: free to change when resuming.
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={"run": True})
+    engine: str = field(default="local", metadata={"run": True})
+    ray_address: str | None = field(default=None, metadata={"run": True})
+    keep_work: bool = field(default=False, metadata={"run": True})
+
+    def settings(self) -> dict:
+        """What determines the output; a resumed build must match it exactly."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("run")}
+
+
+# ---- scan -------------------------------------------------------------------------------------
+
+def _scan_setup(arg: dict) -> dict:
+    return arg
+
+
+def scan_part(state: dict, task: dict) -> dict:
+    """Read, identify, filter, decontaminate and redact one part's files; write what is kept."""
+    work = Path(state["work"])
+    decontaminator: Decontaminator | None = state["decontaminator"]
+    dropped: Counter = Counter()
+    dropped_bytes: Counter = Counter()
+    notes: Counter = Counter()
+    pii_counts: Counter = Counter()
+    index, signatures, contaminated, drops = [], [], [], []
+    bytes_in = 0
+    path = work / "scan" / f"part-{task['part']:05d}.jsonl"
+    with open(path.with_suffix(".jsonl.tmp"), "wb") as out:
+        for repo, root, rel in task["files"]:
+            text, why, size = ingest.read_text(Path(root) / rel, state["max_file_bytes"])
+            bytes_in += size
+            if text is None:
+                dropped[f"ingest.{why}"] += 1
+                dropped_bytes[f"ingest.{why}"] += size
+                drops.append((repo, rel, f"ingest.{why}"))
+                continue
+            if why:
+                notes[why] += 1
+            language = langid.identify(rel)
+            rule = "langid.unknown_language" if language is None else None
+            if rule is None:
+                failed = filters.check(text, language)
+                rule = f"filter.{failed}" if failed else None
+            if rule is None and decontaminator is not None:
+                hit = decontaminator.match(text)
+                if hit:
+                    rule = "decontam.benchmark_ngram"
+                    contaminated.append({"repo": repo, "path": rel, "problem": hit})
+            if rule:
+                dropped[rule] += 1
+                dropped_bytes[rule] += size
+                drops.append((repo, rel, rule))
+                continue
+            if state["redact_pii"]:
+                text, found = pii.redact(text)
+                pii_counts.update(found)
+            data = json.dumps({"text": text}, ensure_ascii=False).encode() + b"\n"
+            index.append({"repo": repo, "path": rel, "language": language, "bytes": len(text.encode()),
+                          "sha1": dedup.content_hash(text), "offset": out.tell(), "length": len(data)})
+            out.write(data)
+            signatures.append(dedup.signature(text))
+    os.replace(path.with_suffix(".jsonl.tmp"), path)
+    np.save(work / "scan" / f"part-{task['part']:05d}.sig.npy",
+            np.stack(signatures) if signatures else np.zeros((0, dedup.NUM_PERM), np.uint64))
+    result = {"part": task["part"], "files_in": len(task["files"]), "bytes_in": bytes_in, "kept": len(index),
+              "dropped": dict(dropped), "dropped_bytes": dict(dropped_bytes), "notes": dict(notes),
+              "pii": dict(pii_counts), "contaminated": contaminated}
+    _atomic_write(work / "scan" / f"part-{task['part']:05d}.json",
+                  json.dumps({**result, "index": index, "drops": drops}).encode())
+    return result
+
+
+# ---- encode -----------------------------------------------------------------------------------
+
+def _encode_setup(arg: dict) -> dict:
+    from ..tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(arg["tokenizer"])
+    return {**arg, "encoder": DocumentEncoder(tokenizer, need_fim=arg["fim_rate"] > 0)}
+
+
+def _read_files(work: Path, refs: list[dict]) -> list[str]:
+    texts = []
+    handles: dict[int, object] = {}
+    try:
+        for ref in refs:
+            f = handles.get(ref["part"])
+            if f is None:
+                f = handles[ref["part"]] = open(work / "scan" / f"part-{ref['part']:05d}.jsonl", "rb")
+            f.seek(ref["offset"])
+            texts.append(json.loads(f.read(ref["length"]))["text"])
+    finally:
+        for f in handles.values():
+            f.close()
+    return texts
+
+
+def encode_part(state: dict, task: dict) -> dict:
+    """One part's repositories as documents: dependency order, path comments, FIM, tokens."""
+    work = Path(state["work"])
+    encoder: DocumentEncoder = state["encoder"]
+    documents, chunks = [], []
+    for repo in task["repos"]:
+        texts = _read_files(work, repo["files"])
+        files = [(ref["path"], ref["language"], text) for ref, text in zip(repo["files"], texts)]
+        order = deps.order(files)
+        segments = [Segment(fim.file_block(files[i][0], files[i][2]), files[i][1]) for i in order]
+        mode, parts = fim.rewrite(segments, repo["name"], seed=state["seed"], rate=state["fim_rate"],
+                                  spm_rate=state["spm_rate"])
+        ids, per_language = encoder.encode(mode, parts)
+        chunks.append(ids)
+        documents.append({"repo": repo["name"], "tokens": int(len(ids)), "fim": mode, "languages": per_language,
+                          "files": len(files)})
+    stream = np.concatenate(chunks) if chunks else np.empty(0, encoder.dtype)
+    _atomic_write(work / "tokens" / f"part-{task['part']:05d}.bin", stream)
+    result = {"part": task["part"], "documents": documents}
+    _atomic_write(work / "tokens" / f"part-{task['part']:05d}.json", json.dumps(result).encode())
+    return result
+
+
+# ---- the build --------------------------------------------------------------------------------
+
+def _parts_by_size(items: list, size_of, limit: int) -> list[list]:
+    parts, current, held = [], [], 0
+    for item in items:
+        current.append(item)
+        held += size_of(item)
+        if held >= limit:
+            parts.append(current)
+            current, held = [], 0
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _plan(config: BuildConfig, work: Path) -> dict:
+    path = work / "plan.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    repos = ingest.discover(config.sources, split=config.split, clone_dir=work / "clones")
+    if not repos:
+        raise BuildError(f"no repositories found in {', '.join(config.sources)}")
+    files, skipped, skipped_files = [], Counter(), []
+    for repo in repos:
+        for rel in repo.files:
+            why = ingest.skipped_path(rel)
+            if why:
+                skipped[f"ingest.{why}"] += 1
+                skipped_files.append((repo.name, rel, f"ingest.{why}"))
+                continue
+            try:
+                size = (Path(repo.root) / rel).lstat().st_size
+            except OSError:
+                size = 0
+            files.append((repo.name, repo.root, rel, size))
+    parts = _parts_by_size(files, lambda f: f[3], config.part_bytes)
+    plan = {"repositories": [r.name for r in repos], "skipped": dict(skipped), "skipped_files": skipped_files,
+            "files": len(files),
+            "parts": [[f[:3] for f in part] for part in parts]}
+    _atomic_write(path, json.dumps(plan).encode())
+    return plan
+
+
+def _check_settings(config: BuildConfig, out: Path, work: Path, restart: bool) -> None:
+    settings = config.settings()
+    recorded = work / "settings.json"
+    if restart:
+        shutil.rmtree(work, ignore_errors=True)
+        (out / "manifest.json").unlink(missing_ok=True)
+    if recorded.exists():
+        before = json.loads(recorded.read_text())
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        if changed:
+            raise BuildError(f"{out} holds an unfinished build with other settings ({', '.join(changed)}); "
+                             f"run it again with the same settings to resume, or pass --restart to start over")
+    for sub in ("scan", "tokens"):
+        (work / sub).mkdir(parents=True, exist_ok=True)
+    _atomic_write(recorded, json.dumps(settings, indent=1).encode())
+
+
+def _done(directory: Path, part: int) -> dict | None:
+    marker = directory / f"part-{part:05d}.json"
+    return json.loads(marker.read_text()) if marker.exists() else None
+
+
+def _run_stage(config: BuildConfig, label: str, work_fn, setup, arg, tasks: list, weight, progress) -> list[dict]:
+    """Run the tasks not yet done; return every task's recorded result, in part order."""
+    results = {}
+    todo = []
+    for task in tasks:
+        done = _done(Path(arg["work"]) / label, task["part"])
+        if done is None:
+            todo.append(task)
+        else:
+            results[task["part"]] = done
+    total = sum(weight(t) for t in tasks)
+    bar = progress.add_task(f"{label} ({config.engine}, {config.workers} workers)", total=total or 1,
+                            completed=total - sum(weight(t) for t in todo))
+    by_part = {t["part"]: t for t in todo}
+    for result in engines.run(config.engine, work_fn, setup, arg, todo, config.workers, config.ray_address):
+        results[result["part"]] = result
+        progress.advance(bar, weight(by_part[result["part"]]))
+    return [results[t["part"]] for t in tasks]
+
+
+def _dedup(scans: list[dict], work: Path, threshold: float) -> tuple[list[dict], dict]:
+    """The kept repositories with their kept files (build order), and what dedup dropped."""
+    files_by_repo: dict[str, list[dict]] = {}
+    sigs: dict[str, list[np.ndarray]] = {}
+    for scan in scans:
+        matrix = np.load(work / "scan" / f"part-{scan['part']:05d}.sig.npy")
+        for row, entry in zip(matrix, scan["index"]):
+            files_by_repo.setdefault(entry["repo"], []).append({**entry, "part": scan["part"]})
+            sigs.setdefault(entry["repo"], []).append(row)
+    signatures = {name: dedup.union(rows) for name, rows in sigs.items()}
+    sizes = {name: sum(f["bytes"] for f in files) for name, files in files_by_repo.items()}
+    near = dedup.near_duplicate_repositories(signatures, sizes, threshold)
+    seen: set[str] = set()
+    kept, exact, exact_bytes, drops = [], 0, 0, []
+    for name, files in files_by_repo.items():
+        if name in near:
+            drops.extend((name, f["path"], "dedup.near_duplicate_repository") for f in files)
+            continue
+        unique = []
+        for f in files:
+            if f["sha1"] in seen:
+                exact += 1
+                exact_bytes += f["bytes"]
+                drops.append((name, f["path"], "dedup.exact_duplicate"))
+                continue
+            seen.add(f["sha1"])
+            unique.append(f)
+        if unique:
+            kept.append({"name": name, "files": unique, "bytes": sum(f["bytes"] for f in unique)})
+    report = {
+        "near_duplicate_repositories": {k: near[k] for k in sorted(near)},
+        "drops": drops,
+        "dropped": {"dedup.near_duplicate_repository": sum(len(files_by_repo[n]) for n in near),
+                    "dedup.exact_duplicate": exact},
+        "dropped_bytes": {"dedup.near_duplicate_repository": sum(sizes[n] for n in near),
+                          "dedup.exact_duplicate": exact_bytes},
+    }
+    return kept, report
+
+
+def _validation(names: list[str], seed: int, fraction: float) -> set[str]:
+    """Held-out repositories: a seeded hash below `fraction`; at least one when there are two or more."""
+    score = {n: int(hashlib.sha1(f"{seed}/{n}".encode()).hexdigest()[:12], 16) / 16 ** 12 for n in names}
+    held = {n for n in names if score[n] < fraction}
+    if not held and len(names) >= 2 and fraction > 0:
+        held = {min(names, key=score.get)}
+    return held
+
+
+def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
+    """Run (or resume) a build; returns the manifest."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from ..tokenizer import Tokenizer
+
+    out = Path(config.out)
+    work = out / "work"
+    manifest_path = out / "manifest.json"
+    if manifest_path.exists() and not restart:
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("settings") == config.settings():
+            return manifest
+        raise BuildError(f"{out} already holds a corpus built with other settings; pass --restart to replace it")
+    if not 0 <= config.fim_rate <= 1 or not 0 <= config.spm_rate <= 1 or not 0 <= config.val_fraction < 1:
+        raise BuildError("--fim-rate and --spm-rate must lie in [0, 1], --val-fraction in [0, 1)")
+    if config.seq_len < 2:
+        raise BuildError(f"--seq-len must be at least 2, got {config.seq_len}")
+    tokenizer = Tokenizer.load(config.tokenizer)
+    DocumentEncoder(tokenizer, need_fim=config.fim_rate > 0)  # fails now, not after the scan
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(config, out, work, restart)
+    started = time.perf_counter()
+
+    decontaminator = None
+    if config.decontaminate:
+        data = Path(config.benchmark_data) if config.benchmark_data else None
+        decontaminator = Decontaminator.from_benchmarks(data)
+    plan = _plan(config, work)
+
+    own = progress is None
+    progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    scan_tasks = [{"part": i, "files": part} for i, part in enumerate(plan["parts"])]
+    scan_arg = {"work": str(work), "decontaminator": decontaminator, "redact_pii": config.redact_pii,
+                "max_file_bytes": config.max_file_bytes}
+    with progress if own else _nothing():
+        t0 = time.perf_counter()
+        scans = _run_stage(config, "scan", scan_part, _scan_setup, scan_arg, scan_tasks,
+                           lambda t: len(t["files"]), progress)
+        scan_seconds = time.perf_counter() - t0
+        scans = [json.loads((work / "scan" / f"part-{s['part']:05d}.json").read_text()) if "index" not in s else s
+                 for s in scans]
+        kept, dedup_report = _dedup(scans, work, config.dedup_threshold)
+        encode_tasks = [{"part": i, "repos": [{"name": r["name"], "files": [
+            {k: f[k] for k in ("part", "offset", "length", "path", "language")} for f in r["files"]]} for r in part]}
+            for i, part in enumerate(_parts_by_size(kept, lambda r: r["bytes"], config.part_bytes))]
+        encode_arg = {"work": str(work), "tokenizer": config.tokenizer, "seed": config.seed,
+                      "fim_rate": config.fim_rate, "spm_rate": config.spm_rate}
+        t0 = time.perf_counter()
+        encoded = _run_stage(config, "tokens", encode_part, _encode_setup, encode_arg, encode_tasks,
+                             lambda t: len(t["repos"]), progress)
+        encode_seconds = time.perf_counter() - t0
+
+    manifest = _pack(config, out, work, tokenizer, plan, scans, kept, dedup_report, encoded, decontaminator)
+    manifest["timing"] = {"scan_seconds": round(scan_seconds, 2), "encode_seconds": round(encode_seconds, 2),
+                          "total_seconds": round(time.perf_counter() - started, 2)}
+    _atomic_write(manifest_path, json.dumps(manifest, indent=1).encode())
+    if not config.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, scans: list[dict], kept: list[dict],
+          dedup_report: dict, encoded: list[dict], decontaminator: Decontaminator | None) -> dict:
+    dtype = token_dtype(tokenizer.vocab_size)
+    names = [d["repo"] for part in encoded for d in part["documents"]]
+    held = _validation(names, config.seed, config.val_fraction)
+    for stale in list(out.glob("train-*.bin")) + list(out.glob("validation-*.bin")):
+        stale.unlink()
+    writers = {split: ShardWriter(out, split, seq_len=config.seq_len, shard_sequences=config.shard_sequences,
+                                  dtype=dtype, eos=tokenizer.eos_id) for split in ("train", "validation")}
+    languages: dict[str, dict[str, int]] = {}
+    fim_modes: Counter = Counter()
+    for part in encoded:
+        stream = np.fromfile(work / "tokens" / f"part-{part['part']:05d}.bin", dtype=dtype)
+        at = 0
+        for doc in part["documents"]:
+            writers["validation" if doc["repo"] in held else "train"].add(stream[at:at + doc["tokens"]])
+            at += doc["tokens"]
+            fim_modes[doc["fim"]] += 1
+            for language, n in doc["languages"].items():
+                languages.setdefault(language, {"files": 0, "bytes": 0, "tokens": 0})["tokens"] += n
+    for repo in kept:
+        for f in repo["files"]:
+            entry = languages.setdefault(f["language"], {"files": 0, "bytes": 0, "tokens": 0})
+            entry["files"] += 1
+            entry["bytes"] += f["bytes"]
+    dropped: Counter = Counter(plan["skipped"])
+    dropped_bytes: Counter = Counter()
+    notes: Counter = Counter()
+    pii_counts: Counter = Counter()
+    contaminated = []
+    for scan in scans:
+        dropped.update(scan["dropped"])
+        dropped_bytes.update(scan["dropped_bytes"])
+        notes.update(scan["notes"])
+        pii_counts.update(scan["pii"])
+        contaminated.extend(scan["contaminated"])
+    dropped.update(dedup_report["dropped"])
+    dropped_bytes.update(dedup_report["dropped_bytes"])
+    drops = [*plan["skipped_files"], *(d for scan in scans for d in scan["drops"]), *dedup_report["drops"]]
+    _atomic_write(out / "dropped.jsonl", "".join(
+        json.dumps({"repository": r, "path": p, "rule": rule}) + "\n" for r, p, rule in drops).encode())
+    splits = {split: w.close() for split, w in writers.items()}
+    return {
+        "format": FORMAT,
+        "dtype": dtype.name,
+        "seq_len": config.seq_len,
+        "tokenizer": {"source": str(tokenizer.source), "sha256": tokenizer_digest(tokenizer),
+                      "vocab_size": tokenizer.vocab_size, "eos_id": tokenizer.eos_id},
+        "settings": config.settings(),
+        "splits": splits,
+        "validation_repositories": sorted(held),
+        "repositories": {"listed": len(plan["repositories"]), "near_duplicates": len(dedup_report["near_duplicate_repositories"]),
+                         "kept": len(names)},
+        "files": {"listed": plan["files"] + sum(plan["skipped"].values()),
+                  "kept": sum(len(r["files"]) for r in kept)},
+        "bytes": {"read": sum(s["bytes_in"] for s in scans), "kept": sum(r["bytes"] for r in kept)},
+        "dropped": dict(sorted(dropped.items())),
+        "dropped_bytes": dict(sorted(dropped_bytes.items())),
+        "notes": dict(notes),
+        "pii_redacted": dict(pii_counts),
+        "decontamination": {"benchmarks": decontaminator.sources if decontaminator else {},
+                            "skipped": decontaminator.skipped if decontaminator else {},
+                            "hits": contaminated},
+        "near_duplicate_repositories": dedup_report["near_duplicate_repositories"],
+        "fim": dict(fim_modes),
+        "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1]["tokens"])),
+    }
