@@ -74,19 +74,22 @@ def main() -> None:
                 ("local, 2 workers", dict(engine="local", workers=2)),
                 ("ray data, 2 actors", dict(engine="ray", workers=2))]
         lines += [f"**Scaling** on the stdlib ({stdlib}, each child directory a repository):", "",
-                  "| engine | wall s | MB/s read | files/s | vs 1 worker | shards identical |", "|---|---:|---:|---:|---:|:-:|"]
+                  "| engine | wall s | scan s | tokens s | MB/s read | files/s | vs 1 worker | shards identical |",
+                  "|---|---:|---:|---:|---:|---:|---:|:-:|"]
         base_seconds = reference = None
         for label, run in runs:
             try:
                 manifest, seconds = _build([stdlib], workdir / "scaling", tokenizer, fim_rate, **run)
             except RuntimeError as e:  # Ray missing
-                lines.append(f"| {label} | — | — | — | — | {e} |")
+                lines.append(f"| {label} | — | — | — | — | — | — | {e} |")
                 continue
             shards = _shards(workdir / "scaling")
             reference = reference or shards
             base_seconds = base_seconds or seconds
             mb = manifest["bytes"]["read"] / 1e6
-            row = (f"| {label} | {seconds:.1f} | {mb / seconds:.2f} | {manifest['files']['listed'] / seconds:.0f} | "
+            timing = manifest["timing"]
+            row = (f"| {label} | {seconds:.1f} | {timing['scan_seconds']:.1f} | {timing['encode_seconds']:.1f} | "
+                   f"{mb / seconds:.2f} | {manifest['files']['listed'] / seconds:.0f} | "
                    f"{base_seconds / seconds:.2f}× | {'yes' if shards == reference else 'NO'} |")
             lines.append(row)
             print(row, flush=True)

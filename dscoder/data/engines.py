@@ -25,7 +25,6 @@ _state: Any = None
 
 def _init(setup: Callable[[Any], Any], arg: Any) -> None:
     global _state
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one worker per core already; no nested thread pools
     _state = setup(arg)
 
 
@@ -37,10 +36,18 @@ def run_local(work, setup, arg, tasks: list, workers: int) -> Iterator[Any]:
     """Tasks on a pool of `workers` spawned processes (spawn: no inherited threads or locks)."""
     if not tasks:
         return
-    if workers <= 1:
-        state = setup(arg)
-        for task in tasks:
-            yield work(state, task)
+    if workers <= 1:  # in this process, on one core: the tokenizer's own thread pool is held to one thread too
+        before = os.environ.get("TOKENIZERS_PARALLELISM")
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+        try:
+            state = setup(arg)
+            for task in tasks:
+                yield work(state, task)
+        finally:
+            if before is None:
+                os.environ.pop("TOKENIZERS_PARALLELISM", None)
+            else:
+                os.environ["TOKENIZERS_PARALLELISM"] = before
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init,
@@ -65,7 +72,6 @@ class _RayWorker:
     """A Ray Data actor: builds the worker state once, then runs one task per row."""
 
     def __init__(self, work, setup, arg) -> None:
-        os.environ["TOKENIZERS_PARALLELISM"] = "false"
         self.work, self.state = work, setup(arg)
 
     def __call__(self, batch: dict) -> dict:

@@ -96,7 +96,7 @@ def scan_part(state: dict, task: dict) -> dict:
     bytes_in = 0
     path = work / "scan" / f"part-{task['part']:05d}.jsonl"
     with open(path.with_suffix(".jsonl.tmp"), "wb") as out:
-        for repo, root, rel in task["files"]:
+        for repo, root, rel, _ in task["files"]:
             text, why, size = ingest.read_text(Path(root) / rel, state["max_file_bytes"])
             bytes_in += size
             if text is None:
@@ -226,7 +226,7 @@ def _plan(config: BuildConfig, work: Path) -> dict:
     parts = _parts_by_size(files, lambda f: f[3], config.part_bytes)
     plan = {"repositories": [r.name for r in repos], "skipped": dict(skipped), "skipped_files": skipped_files,
             "files": len(files),
-            "parts": [[f[:3] for f in part] for part in parts]}
+            "parts": parts}
     _atomic_write(path, json.dumps(plan).encode())
     return plan
 
@@ -254,7 +254,11 @@ def _done(directory: Path, part: int) -> dict | None:
 
 
 def _run_stage(config: BuildConfig, label: str, work_fn, setup, arg, tasks: list, weight, progress) -> list[dict]:
-    """Run the tasks not yet done; return every task's recorded result, in part order."""
+    """Run the tasks not yet done, largest first; return every task's recorded result, in part order.
+
+    Largest first because a part is as big as its biggest repository: started last, one huge
+    repository would run alone while the other workers idle.
+    """
     results = {}
     todo = []
     for task in tasks:
@@ -264,8 +268,9 @@ def _run_stage(config: BuildConfig, label: str, work_fn, setup, arg, tasks: list
         else:
             results[task["part"]] = done
     total = sum(weight(t) for t in tasks)
-    bar = progress.add_task(f"{label} ({config.engine}, {config.workers} workers)", total=total or 1,
+    bar = progress.add_task(f"{label:<6} ({config.engine}, {config.workers} workers)", total=total or 1,
                             completed=total - sum(weight(t) for t in todo))
+    todo.sort(key=lambda t: -weight(t))
     by_part = {t["part"]: t for t in todo}
     for result in engines.run(config.engine, work_fn, setup, arg, todo, config.workers, config.ray_address):
         results[result["part"]] = result
@@ -324,8 +329,8 @@ def _validation(names: list[str], seed: int, fraction: float) -> set[str]:
 
 def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     """Run (or resume) a build; returns the manifest."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn, TransferSpeedColumn)
 
     from ..tokenizer import Tokenizer
 
@@ -354,27 +359,27 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     plan = _plan(config, work)
 
     own = progress is None
-    progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TimeRemainingColumn(), transient=False)
+    progress = progress or Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                    TransferSpeedColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     scan_tasks = [{"part": i, "files": part} for i, part in enumerate(plan["parts"])]
     scan_arg = {"work": str(work), "decontaminator": decontaminator, "redact_pii": config.redact_pii,
                 "max_file_bytes": config.max_file_bytes}
     with progress if own else _nothing():
         t0 = time.perf_counter()
         scans = _run_stage(config, "scan", scan_part, _scan_setup, scan_arg, scan_tasks,
-                           lambda t: len(t["files"]), progress)
+                           lambda t: sum(f[3] for f in t["files"]), progress)
         scan_seconds = time.perf_counter() - t0
         scans = [json.loads((work / "scan" / f"part-{s['part']:05d}.json").read_text()) if "index" not in s else s
                  for s in scans]
         kept, dedup_report = _dedup(scans, work, config.dedup_threshold)
-        encode_tasks = [{"part": i, "repos": [{"name": r["name"], "files": [
+        encode_tasks = [{"part": i, "bytes": sum(r["bytes"] for r in part), "repos": [{"name": r["name"], "files": [
             {k: f[k] for k in ("part", "offset", "length", "path", "language")} for f in r["files"]]} for r in part]}
             for i, part in enumerate(_parts_by_size(kept, lambda r: r["bytes"], config.part_bytes))]
         encode_arg = {"work": str(work), "tokenizer": config.tokenizer, "seed": config.seed,
                       "fim_rate": config.fim_rate, "spm_rate": config.spm_rate}
         t0 = time.perf_counter()
         encoded = _run_stage(config, "tokens", encode_part, _encode_setup, encode_arg, encode_tasks,
-                             lambda t: len(t["repos"]), progress)
+                             lambda t: t["bytes"], progress)
         encode_seconds = time.perf_counter() - t0
 
     manifest = _pack(config, out, work, tokenizer, plan, scans, kept, dedup_report, encoded, decontaminator)
