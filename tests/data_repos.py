@@ -154,7 +154,7 @@ def make_sources(root: Path) -> dict:
         "src": src,
         "near_duplicates": {"src/alpha-fork": "src/alpha"},
         "dropped": {
-            "ingest.vendored": {"alpha/pkg/__pycache__/core.cpython-311.py", "gamma/node_modules/left-pad/index.js"},
+            "ingest.skipped_dir": {"alpha/pkg/__pycache__/core.cpython-311.py", "gamma/node_modules/left-pad/index.js"},
             "ingest.generated_name": {"gamma/app.min.js"},
             "ingest.binary": {"gamma/blob.py"},
             "ingest.invalid_utf8": {"gamma/garbage.py"},

@@ -28,7 +28,7 @@ def build_command(
     shard_sequences: int = typer.Option(8192, help="Sequences per shard file."),
     fim_rate: float = typer.Option(0.5, help="Share of documents rewritten for fill-in-the-middle (0 turns FIM off)."),
     spm_rate: float = typer.Option(0.0, help="Share of FIM documents in SPM order instead of PSM."),
-    val_fraction: float = typer.Option(0.01, help="Share of repositories held out in the validation split."),
+    val_fraction: float = typer.Option(0.01, help="Share of tokens held out for validation, as whole repositories."),
     seed: int = typer.Option(0, help="Seeds FIM and the validation split; equal seeds give identical shards."),
     max_file_bytes: int = typer.Option(ingest.MAX_FILE_BYTES, help="Larger files are skipped."),
     dedup_threshold: float = typer.Option(dedup.THRESHOLD, help="Jaccard similarity above which repositories are "

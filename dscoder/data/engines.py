@@ -99,8 +99,9 @@ def run_ray(work, setup, arg, tasks: list, workers: int, address: str | None = N
     context.print_on_execution_start = False
     # Tasks and results cross as JSON text: Arrow would otherwise coerce nested lists and dicts.
     dataset = ray.data.from_items([{"task": json.dumps(t)} for t in tasks], override_num_blocks=len(tasks))
-    mapped = dataset.map_batches(_RayWorker, fn_constructor_args=(work, setup, arg), batch_size=1,
-                                 concurrency=max(1, min(workers, len(tasks))), num_cpus=1)
+    pool = ray.data.ActorPoolStrategy(size=max(1, min(workers, len(tasks))))
+    mapped = dataset.map_batches(_RayWorker, fn_constructor_args=(work, setup, arg), batch_size=1, compute=pool,
+                                 num_cpus=1)
     for row in mapped.iter_rows():
         yield json.loads(row["result"])
 

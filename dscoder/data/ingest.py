@@ -18,8 +18,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-# Trees no repository's own authors wrote or that a build produced (StarCoder and Linguist's
-# vendor lists, the common cases). A dot-directory is skipped too (.git, .tox, .venv, .idea...).
+# Trees no repository's own authors wrote, or that a build or an installer produced (StarCoder
+# and Linguist's vendor lists, the common cases). Dot-directories (.git, .tox, .venv, .idea...)
+# and packaging metadata (*.egg-info, *.dist-info: licence copies and file lists) are skipped too.
 SKIPPED_DIRS = frozenset({
     "node_modules", "bower_components", "jspm_packages", "vendor", "vendors", "third_party", "third-party",
     "thirdparty", "external", "__pycache__", "venv", "env", "site-packages", "dist-packages", "build", "dist",
@@ -50,11 +51,15 @@ class Repository:
     files: tuple[str, ...]
 
 
+def _skipped_dir(name: str) -> bool:
+    return name in SKIPPED_DIRS or name.startswith(".") or name.endswith((".egg-info", ".dist-info"))
+
+
 def skipped_path(rel: str) -> str | None:
-    """Why a repository-relative path is not read ("vendored", "generated"), or None."""
+    """Why a repository-relative path is not read ("skipped_dir", "generated_name"), or None."""
     parts = rel.split("/")
-    if any(p in SKIPPED_DIRS or p.startswith(".") or p.endswith(".egg-info") for p in parts[:-1]):
-        return "vendored"
+    if any(_skipped_dir(p) for p in parts[:-1]):
+        return "skipped_dir"
     if _GENERATED_NAME.search(parts[-1]):
         return "generated_name"
     return None
@@ -121,7 +126,7 @@ def discover(sources: list[str], *, split: bool = False, clone_dir: Path | None 
         for child in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
             files = _git_files(child)
             files = files if files is not None else _walk(child)
-            if files and child.name not in SKIPPED_DIRS and not child.name.startswith("."):
+            if files and not _skipped_dir(child.name):
                 add(f"{root.name}/{child.name}", child, files)
     return repos
 

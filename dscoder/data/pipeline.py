@@ -14,8 +14,9 @@ Four steps, each leaving files under `OUT/work/` that the next reads:
 4. **encode** (parallel, per part of repositories): each repository's files in dependency
    order, joined into one document, FIM-rewritten, tokenized: `tokens/part-N.bin` + `.json`.
 
-Then **pack** (main process) splits documents into train and validation by a seeded hash of the
-repository name, cuts the streams into `seq_len` rows and writes the shards and `manifest.json`.
+Then **pack** (main process) holds out whole repositories (about `val_fraction` of the tokens,
+picked by a seeded hash of their names) as validation, cuts the streams into `seq_len` rows
+and writes the shards and `manifest.json`.
 
 An interrupted build (Ctrl+C, a killed worker, a lost machine) is resumed by running the same
 command again: finished parts are kept, unfinished ones redone from scratch, so no document is
@@ -25,6 +26,7 @@ the shards are byte-identical for any number of workers and either engine.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -318,13 +320,25 @@ def _dedup(scans: list[dict], work: Path, threshold: float) -> tuple[list[dict],
     return kept, report
 
 
-def _validation(names: list[str], seed: int, fraction: float) -> set[str]:
-    """Held-out repositories: a seeded hash below `fraction`; at least one when there are two or more."""
-    score = {n: int(hashlib.sha1(f"{seed}/{n}".encode()).hexdigest()[:12], 16) / 16 ** 12 for n in names}
-    held = {n for n in names if score[n] < fraction}
-    if not held and len(names) >= 2 and fraction > 0:
-        held = {min(names, key=score.get)}
-    return held
+def _validation(documents: list[tuple[str, int]], seed: int, fraction: float) -> set[str]:
+    """Held-out repositories: whole ones, about `fraction` of the tokens, chosen by a seeded hash.
+
+    Repositories are taken in hash order; one that would overshoot the target by half is
+    passed over, so a single huge repository cannot swallow the split. At least one is held
+    out whenever there are two or more and `fraction` > 0.
+    """
+    if fraction <= 0 or len(documents) < 2:
+        return set()
+    target = fraction * sum(n for _, n in documents)
+    ranked = sorted(documents, key=lambda d: hashlib.sha1(f"{seed}/{d[0]}".encode()).hexdigest())
+    held, total = set(), 0
+    for name, n in ranked:
+        if total >= target:
+            break
+        if total + n <= 1.5 * target:
+            held.add(name)
+            total += n
+    return held or {min(ranked, key=lambda d: d[1])[0]}
 
 
 def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
@@ -364,7 +378,7 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     scan_tasks = [{"part": i, "files": part} for i, part in enumerate(plan["parts"])]
     scan_arg = {"work": str(work), "decontaminator": decontaminator, "redact_pii": config.redact_pii,
                 "max_file_bytes": config.max_file_bytes}
-    with progress if own else _nothing():
+    with progress if own else contextlib.nullcontext():
         t0 = time.perf_counter()
         scans = _run_stage(config, "scan", scan_part, _scan_setup, scan_arg, scan_tasks,
                            lambda t: sum(f[3] for f in t["files"]), progress)
@@ -391,19 +405,12 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     return manifest
 
 
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, scans: list[dict], kept: list[dict],
           dedup_report: dict, encoded: list[dict], decontaminator: Decontaminator | None) -> dict:
     dtype = token_dtype(tokenizer.vocab_size)
     names = [d["repo"] for part in encoded for d in part["documents"]]
-    held = _validation(names, config.seed, config.val_fraction)
+    held = _validation([(d["repo"], d["tokens"]) for part in encoded for d in part["documents"]], config.seed,
+                       config.val_fraction)
     for stale in list(out.glob("train-*.bin")) + list(out.glob("validation-*.bin")):
         stale.unlink()
     writers = {split: ShardWriter(out, split, seq_len=config.seq_len, shard_sequences=config.shard_sequences,

@@ -88,6 +88,7 @@ def plot(manifest: dict, path: Path, top: int = 20) -> Path:
     left.barh([r[0] for r in languages], [r[3] for r in languages], color="#3b6ea8")
     left.set_title(f"tokens per language (top {len(languages)})")
     left.set_xlabel("tokens")
+    left.set_xscale("log" if languages and languages[-1][3] > 100 * max(languages[0][3], 1) else "linear")
     for y, r in enumerate(languages):
         left.text(r[3], y, f" {r[4]:.1f}%", va="center", fontsize=8)
     right.barh([r[0] for r in dropped], [r[1] for r in dropped], color="#b5533c")
