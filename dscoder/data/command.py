@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import List, Optional
 
@@ -64,6 +65,10 @@ def build_command(
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: finished parts are kept in {out}/work; run the same command to resume")
         raise typer.Exit(130)
+    except BrokenProcessPool:
+        err.print(f"[bold red]error:[/] a worker process died (killed, or out of memory: try fewer --workers or a "
+                  f"smaller --part-bytes); finished parts are kept in {out}/work; run the same command to resume")
+        raise typer.Exit(1)
     from .stats import plot, print_stats
 
     print_stats(manifest, out_console)
