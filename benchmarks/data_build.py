@@ -117,7 +117,8 @@ def main() -> None:
                   f"| decontamination hits | {len(manifest['decontamination']['hits'])} files |", "",
                   "| dropped by | files | MB |", "|---|---:|---:|"]
         for rule, n in sorted(manifest["dropped"].items(), key=lambda kv: -kv[1]):
-            lines.append(f"| {rule} | {n:,} | {manifest['dropped_bytes'].get(rule, 0) / 1e6:.1f} |")
+            size = manifest["dropped_bytes"].get(rule)  # files skipped by path are never opened, so not sized
+            lines.append(f"| {rule} | {n:,} | {'(not read)' if size is None else f'{size / 1e6:.1f}'} |")
         lines += ["", "| language | files | MB | tokens | share |", "|---|---:|---:|---:|---:|"]
         total = sum(v["tokens"] for v in manifest["languages"].values()) or 1
         for name, v in list(manifest["languages"].items())[:25]:

@@ -291,6 +291,15 @@ def test_discover_splits_children_and_honours_gitignore(corpus):
         ingest.discover([str(corpus["src"] / "missing")])
 
 
+def test_git_url_is_cloned_shallowly_and_a_bad_one_is_named(corpus, tmp_path):
+    url = f"file://{corpus['src'] / 'delta'}"
+    (repo,) = ingest.discover([url], clone_dir=tmp_path)
+    assert set(repo.files) == {".gitignore", "src/main.c", "src/vec.c", "src/vec.h", "tools/util_copy.py"}
+    assert Path(repo.root).parent == tmp_path and (Path(repo.root) / ".git").exists()
+    with pytest.raises(ingest.IngestError, match="git clone file:///nowhere/repo.git failed"):
+        ingest.discover(["file:///nowhere/repo.git"], clone_dir=tmp_path)
+
+
 def test_read_text_reasons(tmp_path):
     (tmp_path / "big.py").write_text("x = 1\n" * 100)
     assert ingest.read_text(tmp_path / "big.py", max_bytes=100)[1] == "too_large"
