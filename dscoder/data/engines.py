@@ -6,6 +6,9 @@ per part would cost more than the part. Each part writes its own output files un
 directory and returns only its counts, so both engines need nothing but "run these tasks
 somewhere and hand back the results"; results arrive in completion order and the caller keys
 them by part id. For Ray the build directory must be on storage every node sees.
+
+Pool workers leave the tokenizer's own thread pool on: when the last, largest repository is
+being tokenized, its batch of files spreads over the cores the finished workers left idle.
 """
 
 from __future__ import annotations
