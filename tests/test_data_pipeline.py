@@ -260,6 +260,16 @@ def test_stats_command_prints_and_plots_and_catches_a_truncated_shard(plain_buil
         load_manifest(copy)
 
 
+def test_a_build_that_keeps_nothing_says_why(corpus, tmp_path):
+    src = tmp_path / "src"
+    (src / "only").mkdir(parents=True)
+    (src / "only" / "blob.py").write_bytes(b"\x00binary")
+    (src / "only" / "notes.unknownext").write_text("words\n")
+    with pytest.raises(pipeline.BuildError, match=r"all 2 files .* were dropped \(.*ingest.binary 1.*dropped.jsonl"):
+        pipeline.build(_config(corpus, tmp_path / "out", sources=[str(src)]))
+    assert len((tmp_path / "out" / "dropped.jsonl").read_text().splitlines()) == 2
+
+
 def test_build_refuses_a_tokenizer_without_fim_tokens_unless_fim_is_off(corpus, tmp_path):
     spec = json.loads(Path(corpus["tokenizer"]).read_text())
     spec["added_tokens"] = [t for t in spec["added_tokens"] if "fim" not in t["content"]]

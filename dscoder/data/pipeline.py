@@ -447,6 +447,13 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
     drops = [*plan["skipped_files"], *(d for scan in scans for d in scan["drops"]), *dedup_report["drops"]]
     _atomic_write(out / "dropped.jsonl", "".join(
         json.dumps({"repository": r, "path": p, "rule": rule}) + "\n" for r, p, rule in drops).encode())
+    if not names:
+        listed = plan["files"] + sum(plan["skipped"].values())
+        if not listed:
+            raise BuildError(f"nothing to pack: no files found in {', '.join(config.sources)}")
+        top = ", ".join(f"{k} {v}" for k, v in dropped.most_common(4) if v)
+        raise BuildError(f"nothing to pack: all {listed} files of {', '.join(config.sources)} were dropped ({top}); "
+                         f"{out / 'dropped.jsonl'} names the rule that dropped each")
     splits = {split: w.close() for split, w in writers.items()}
     return {
         "format": FORMAT,
