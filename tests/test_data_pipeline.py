@@ -260,6 +260,16 @@ def test_stats_command_prints_and_plots_and_catches_a_truncated_shard(plain_buil
         load_manifest(copy)
 
 
+@pytest.mark.parametrize("setting, value, message", [("engine", "spark", "--engine must be one of local, ray"),
+                                                     ("seq_len", 1, "--seq-len must be at least 2"),
+                                                     ("fim_rate", 1.5, "--fim-rate and --spm-rate must lie in"),
+                                                     ("val_fraction", 1.0, "--val-fraction in")])
+def test_bad_settings_are_refused_before_any_work(corpus, tmp_path, setting, value, message):
+    with pytest.raises(pipeline.BuildError, match=message):
+        pipeline.build(_config(corpus, tmp_path / "out", **{setting: value}))
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_build_that_keeps_nothing_says_why(corpus, tmp_path):
     src = tmp_path / "src"
     (src / "only").mkdir(parents=True)

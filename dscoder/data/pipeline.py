@@ -358,6 +358,8 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
         raise BuildError(f"{out} already holds a corpus built with other settings; pass --restart to replace it")
     if not 0 <= config.fim_rate <= 1 or not 0 <= config.spm_rate <= 1 or not 0 <= config.val_fraction < 1:
         raise BuildError("--fim-rate and --spm-rate must lie in [0, 1], --val-fraction in [0, 1)")
+    if config.engine not in engines.ENGINES:
+        raise BuildError(f"--engine must be one of {', '.join(engines.ENGINES)}, got {config.engine!r}")
     if config.seq_len < 2:
         raise BuildError(f"--seq-len must be at least 2, got {config.seq_len}")
     tokenizer = Tokenizer.load(config.tokenizer)
