@@ -3,9 +3,9 @@
 A stage is a function `work(state, task) -> result` over independent parts; `state` is built
 once per worker by `setup(arg)` (the decontamination index, the tokenizer), because building it
 per part would cost more than the part. Each part writes its own output files under the build
-directory and returns only its counts, so both engines need nothing but "run these tasks
-somewhere and hand back the results"; results arrive in completion order and the caller keys
-them by part id. For Ray the build directory must be on storage every node sees.
+directory and returns only its part id, so both engines need nothing but "run these tasks
+somewhere and say which finished"; ids arrive in completion order, and the caller reads each
+part's record from its files. For Ray the build directory must be on storage every node sees.
 
 Pool workers leave the tokenizer's own thread pool on: when the last, largest repository is
 being tokenized, its batch of files spreads over the cores the finished workers left idle.

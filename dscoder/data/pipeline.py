@@ -33,7 +33,7 @@ import json
 import os
 import shutil
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,12 +134,11 @@ def scan_part(state: dict, task: dict) -> dict:
     os.replace(path.with_suffix(".jsonl.tmp"), path)
     np.save(work / "scan" / f"part-{task['part']:05d}.sig.npy",
             np.stack(signatures) if signatures else np.zeros((0, dedup.NUM_PERM), np.uint64))
-    result = {"part": task["part"], "files_in": len(task["files"]), "bytes_in": bytes_in, "kept": len(index),
+    record = {"part": task["part"], "files_in": len(task["files"]), "bytes_in": bytes_in, "kept": len(index),
               "dropped": dict(dropped), "dropped_bytes": dict(dropped_bytes), "notes": dict(notes),
-              "pii": dict(pii_counts), "contaminated": contaminated}
-    _atomic_write(work / "scan" / f"part-{task['part']:05d}.json",
-                  json.dumps({**result, "index": index, "drops": drops}).encode())
-    return result
+              "pii": dict(pii_counts), "contaminated": contaminated, "index": index, "drops": drops}
+    _atomic_write(_marker(work / "scan", task["part"]), json.dumps(record).encode())
+    return task["part"]
 
 
 # ---- encode -----------------------------------------------------------------------------------
@@ -185,9 +184,9 @@ def encode_part(state: dict, task: dict) -> dict:
                           "files": len(files)})
     stream = np.concatenate(chunks) if chunks else np.empty(0, encoder.dtype)
     _atomic_write(work / "tokens" / f"part-{task['part']:05d}.bin", stream)
-    result = {"part": task["part"], "documents": documents}
-    _atomic_write(work / "tokens" / f"part-{task['part']:05d}.json", json.dumps(result).encode())
-    return result
+    record = {"part": task["part"], "documents": documents}
+    _atomic_write(_marker(work / "tokens", task["part"]), json.dumps(record).encode())
+    return task["part"]
 
 
 # ---- the build --------------------------------------------------------------------------------
@@ -250,34 +249,26 @@ def _check_settings(config: BuildConfig, out: Path, work: Path, restart: bool) -
     _atomic_write(recorded, json.dumps(settings, indent=1).encode())
 
 
-def _done(directory: Path, part: int) -> dict | None:
-    marker = directory / f"part-{part:05d}.json"
-    return json.loads(marker.read_text()) if marker.exists() else None
+def _marker(directory: Path, part: int) -> Path:
+    """A part's record, written last and atomically: the part is finished exactly when it exists."""
+    return directory / f"part-{part:05d}.json"
 
 
 def _run_stage(config: BuildConfig, label: str, work_fn, setup, arg, tasks: list, weight, progress) -> list[dict]:
-    """Run the tasks not yet done, largest first; return every task's recorded result, in part order.
+    """Run the tasks not yet done, largest first; return every task's record, in part order.
 
     Largest first because a part is as big as its biggest repository: started last, one huge
     repository would run alone while the other workers idle.
     """
-    results = {}
-    todo = []
-    for task in tasks:
-        done = _done(Path(arg["work"]) / label, task["part"])
-        if done is None:
-            todo.append(task)
-        else:
-            results[task["part"]] = done
+    directory = Path(arg["work"]) / label
+    todo = sorted((t for t in tasks if not _marker(directory, t["part"]).exists()), key=lambda t: -weight(t))
     total = sum(weight(t) for t in tasks)
     bar = progress.add_task(f"{label:<6} ({config.engine}, {config.workers} workers)", total=total or 1,
                             completed=total - sum(weight(t) for t in todo))
-    todo.sort(key=lambda t: -weight(t))
     by_part = {t["part"]: t for t in todo}
-    for result in engines.run(config.engine, work_fn, setup, arg, todo, config.workers, config.ray_address):
-        results[result["part"]] = result
-        progress.advance(bar, weight(by_part[result["part"]]))
-    return [results[t["part"]] for t in tasks]
+    for part in engines.run(config.engine, work_fn, setup, arg, todo, config.workers, config.ray_address):
+        progress.advance(bar, weight(by_part[part]))
+    return [json.loads(_marker(directory, t["part"]).read_text()) for t in tasks]
 
 
 def _dedup(scans: list[dict], work: Path, threshold: float) -> tuple[list[dict], dict]:
@@ -385,8 +376,6 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
         scans = _run_stage(config, "scan", scan_part, _scan_setup, scan_arg, scan_tasks,
                            lambda t: sum(f[3] for f in t["files"]), progress)
         scan_seconds = time.perf_counter() - t0
-        scans = [json.loads((work / "scan" / f"part-{s['part']:05d}.json").read_text()) if "index" not in s else s
-                 for s in scans]
         kept, dedup_report = _dedup(scans, work, config.dedup_threshold)
         encode_tasks = [{"part": i, "bytes": sum(r["bytes"] for r in part), "repos": [{"name": r["name"], "files": [
             {k: f[k] for k in ("part", "offset", "length", "path", "language")} for f in r["files"]]} for r in part]}
@@ -410,14 +399,14 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
 def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, scans: list[dict], kept: list[dict],
           dedup_report: dict, encoded: list[dict], decontaminator: Decontaminator | None) -> dict:
     dtype = token_dtype(tokenizer.vocab_size)
-    names = [d["repo"] for part in encoded for d in part["documents"]]
-    held = _validation([(d["repo"], d["tokens"]) for part in encoded for d in part["documents"]], config.seed,
-                       config.val_fraction)
+    documents = [(d["repo"], d["tokens"]) for part in encoded for d in part["documents"]]
+    held = _validation(documents, config.seed, config.val_fraction)
+    listed = plan["files"] + sum(plan["skipped"].values())
     for stale in list(out.glob("train-*.bin")) + list(out.glob("validation-*.bin")):
         stale.unlink()
     writers = {split: ShardWriter(out, split, seq_len=config.seq_len, shard_sequences=config.shard_sequences,
                                   dtype=dtype, eos=tokenizer.eos_id) for split in ("train", "validation")}
-    languages: dict[str, dict[str, int]] = {}
+    languages: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0, "bytes": 0, "tokens": 0})
     fim_modes: Counter = Counter()
     for part in encoded:
         stream = np.fromfile(work / "tokens" / f"part-{part['part']:05d}.bin", dtype=dtype)
@@ -427,12 +416,11 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
             at += doc["tokens"]
             fim_modes[doc["fim"]] += 1
             for language, n in doc["languages"].items():
-                languages.setdefault(language, {"files": 0, "bytes": 0, "tokens": 0})["tokens"] += n
+                languages[language]["tokens"] += n
     for repo in kept:
         for f in repo["files"]:
-            entry = languages.setdefault(f["language"], {"files": 0, "bytes": 0, "tokens": 0})
-            entry["files"] += 1
-            entry["bytes"] += f["bytes"]
+            languages[f["language"]]["files"] += 1
+            languages[f["language"]]["bytes"] += f["bytes"]
     dropped: Counter = Counter(plan["skipped"])
     dropped_bytes: Counter = Counter()
     notes: Counter = Counter()
@@ -449,8 +437,7 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
     drops = [*plan["skipped_files"], *(d for scan in scans for d in scan["drops"]), *dedup_report["drops"]]
     _atomic_write(out / "dropped.jsonl", "".join(
         json.dumps({"repository": r, "path": p, "rule": rule}) + "\n" for r, p, rule in drops).encode())
-    if not names:
-        listed = plan["files"] + sum(plan["skipped"].values())
+    if not documents:
         if not listed:
             raise BuildError(f"nothing to pack: no files found in {', '.join(config.sources)}")
         top = ", ".join(f"{k} {v}" for k, v in dropped.most_common(4) if v)
@@ -467,9 +454,8 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
         "splits": splits,
         "validation_repositories": sorted(held),
         "repositories": {"listed": len(plan["repositories"]), "near_duplicates": len(dedup_report["near_duplicate_repositories"]),
-                         "kept": len(names)},
-        "files": {"listed": plan["files"] + sum(plan["skipped"].values()),
-                  "kept": sum(len(r["files"]) for r in kept)},
+                         "kept": len(documents)},
+        "files": {"listed": listed, "kept": sum(len(r["files"]) for r in kept)},
         "bytes": {"read": sum(s["bytes_in"] for s in scans), "kept": sum(r["bytes"] for r in kept)},
         "dropped": dict(sorted(dropped.items())),
         "dropped_bytes": dict(sorted(dropped_bytes.items())),
