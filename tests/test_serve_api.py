@@ -864,20 +864,25 @@ HANG_UPS = {"completions": (C, {"model": MODEL, "prompt": "x = ", "max_tokens": 
             "infill": (I, {"input_prefix": "def f(a):\n", "input_suffix": "\n", "n_predict": 450})}
 
 
-@pytest.mark.parametrize("streaming", [True, False], ids=["stream", "whole"])
-@pytest.mark.parametrize("endpoint", list(HANG_UPS))
-def test_client_going_away_cancels_its_generation(http, live, tiny, endpoint, streaming):
-    path, body = HANG_UPS[endpoint]
-    before = metrics(http)
+def hang_up_mid_generation(live, tiny, path: str, body: dict) -> None:
+    """Send a request, wait until the engine runs it (and the first event of a stream), hang up, settle."""
     with slowed(tiny[0], 0.005):  # hundreds of tokens take seconds: the hang-up lands mid-generation
-        req = RawRequest(live.port, path, {**body, "stream": streaming})
+        req = RawRequest(live.port, path, body)
         try:
-            if streaming:
+            if body.get("stream"):
                 req.read_until(b"data: ")
             wait_for(lambda: stats(live.engine).running == 1, "the request running")
         finally:
             req.close()
         settle(live.engine)
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["stream", "whole"])
+@pytest.mark.parametrize("endpoint", list(HANG_UPS))
+def test_client_going_away_cancels_its_generation(http, live, tiny, endpoint, streaming):
+    path, body = HANG_UPS[endpoint]
+    before = metrics(http)
+    hang_up_mid_generation(live, tiny, path, {**body, "stream": streaming})
     after = metrics(http)
     delta = lambda name, **labels: metric(after, name, **labels) - metric(before, name, **labels)  # noqa: E731
     assert delta("dscoder_request_finished_total", finish_reason="cancelled") == 1
@@ -886,13 +891,6 @@ def test_client_going_away_cancels_its_generation(http, live, tiny, endpoint, st
 
 
 def test_metrics_gauges_return_to_zero_after_the_last_request_is_cancelled(http, live, tiny):
-    with slowed(tiny[0], 0.005):
-        req = RawRequest(live.port, C, {"model": MODEL, "prompt": "x = ", "max_tokens": 480, "stream": True})
-        try:
-            req.read_until(b"data: ")
-            wait_for(lambda: stats(live.engine).running == 1, "the request running")
-        finally:
-            req.close()
-        settle(live.engine)
+    hang_up_mid_generation(live, tiny, C, {"model": MODEL, "prompt": "x = ", "max_tokens": 480, "stream": True})
     m = metrics(http)
     assert (metric(m, "dscoder_num_requests_running"), metric(m, "dscoder_kv_blocks_used")) == (0, 0)
