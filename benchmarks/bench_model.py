@@ -29,7 +29,7 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 
 
 def mid_v2_config():
-    from dscoder.presets import get_preset
+    from dscoder.model.presets import get_preset
 
     return get_preset("deepseek-coder-v2-lite").config.replace(
         hidden_size=512, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=8,
@@ -39,9 +39,9 @@ def mid_v2_config():
 
 def prepare(workdir: Path) -> dict[str, tuple[str, dict]]:
     """Model name -> (path, transformers from_pretrained kwargs)."""
-    from dscoder.checkpoint import save_hf_dir
+    from dscoder.formats.hf import save_hf_dir
     from dscoder.hub import default_model_path
-    from dscoder.model import Transformer
+    from dscoder.model.transformer import Transformer
 
     smol = default_model_path()
     torch.manual_seed(0)

@@ -49,7 +49,7 @@ def gguf_path() -> Path:
 
 
 def prompt_ids() -> list[int]:
-    from dscoder.tokenizer import Tokenizer
+    from dscoder.tokenizer.tokenizer import Tokenizer
 
     text = (Path(__file__).parents[1] / "dscoder" / "model.py").read_text()
     return Tokenizer.load(gguf_path()).encode(text)[:PROMPT_TOKENS]
@@ -72,7 +72,7 @@ def read_bandwidth_gbs() -> float:
 
 def decode_bytes_ours(model) -> int:
     """Bytes of every matrix and norm a decode step reads; the embedding table only when it is the head."""
-    from dscoder.quant import QuantLinear
+    from dscoder.model.quant import QuantLinear
 
     total = 0
     for name, module in model.named_modules():
@@ -92,7 +92,7 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
     net = load_model(gguf_path(), dtype=dtype, quant=quant)
     if variant.endswith("-kv16"):  # the KV cache in fp16, as llama.cpp keeps it by default
         net.cache_dtype = torch.float16
-    # torch.compile traces the PyTorch path (see dscoder/native.py)
+    # torch.compile traces the PyTorch path (see dscoder/kernels/native.py)
     model = torch.compile(net, dynamic=True) if variant.endswith("compiled") else net
     with torch.no_grad():
         warm = net.new_cache(1, WARM_PROMPT + WARM_STEPS)

@@ -39,10 +39,10 @@ def prompts(rows: int) -> list[str]:
 
 @torch.inference_mode()
 def ours(quant: str | None, rows: int) -> float:
-    from dscoder.generate import SamplingParams
+    from dscoder.infer.generate import SamplingParams
     from dscoder.hub import load_model
     from dscoder.serve.engine import Engine, EngineConfig
-    from dscoder.tokenizer import Tokenizer
+    from dscoder.tokenizer.tokenizer import Tokenizer
 
     model, tok = load_model(gguf_path(), quant=quant), Tokenizer.load(gguf_path())
     engine = Engine(model, tok, EngineConfig(max_running=max(64, rows)))  # stepped here, not in its thread

@@ -19,9 +19,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from dscoder import sandbox
-from dscoder.eval import humaneval
-from dscoder.execution import Program, execute_many
+from dscoder.execute import sandbox
+from dscoder.tasks import humaneval
+from dscoder.execute.programs import Program, execute_many
 
 
 def ours(problems, workers: int) -> tuple[float, int]:

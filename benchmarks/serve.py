@@ -84,7 +84,7 @@ def requests_for(concurrency: int) -> int:
 
 def make_prompts(model: Path, count: int) -> list[tuple[str, int]]:
     """`count` code prompts of PROMPT_MIN..PROMPT_MAX tokens (text, tokens): disjoint-start slices of the sources."""
-    from dscoder.tokenizer import Tokenizer
+    from dscoder.tokenizer.tokenizer import Tokenizer
 
     tok = Tokenizer.load(model)
     text = "\n".join(p.read_text() for p in sorted((ROOT / "dscoder").rglob("*.py")))
@@ -157,7 +157,7 @@ class Server:
 
 def server_argv(name: str, model: Path, port: int, threads: int) -> list[str]:
     if name.startswith("ours-"):
-        argv = [sys.executable, "-m", "dscoder.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
+        argv = [sys.executable, "-m", "dscoder.cli.app", "serve", "--model", str(model), "--host", "127.0.0.1",
                 "--port", str(port)]
         variant = name.removeprefix("ours-")
         return argv + (["--quant", variant] if variant in ("int4", "int8") else [])

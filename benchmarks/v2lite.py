@@ -9,7 +9,7 @@ memory and speed: decode cost is the bytes of weights read per token, not their 
 
 What it measures, in one process:
   - build: the model is made on the meta device, its linear layers swapped for empty
-    QuantLinear modules (`dscoder.quant.install`), then materialised in place with random
+    QuantLinear modules (`dscoder.model.quant.install`), then materialised in place with random
     *packed* values (int4 nibbles + fp16 scale/min per group of 32, or int8 + fp32 row
     scale), so no 15.7B-float tensor ever exists; one layer is checked against
     `dequantize_weight` (weight statistics, native matvec vs F.linear).  Everything not
@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dscoder.model import Gate, MoE, RMSNorm, Transformer
-from dscoder.native import kernels
-from dscoder.presets import get_preset
-from dscoder.quant import QuantConfig, QuantLinear, dequantize_weight, install, quant_plan, weight_bytes
+from dscoder.model.transformer import Gate, MoE, RMSNorm, Transformer
+from dscoder.kernels.native import kernels
+from dscoder.model.presets import get_preset
+from dscoder.model.quant import QuantConfig, QuantLinear, dequantize_weight, install, quant_plan, weight_bytes
 
 PRESET = "deepseek-coder-v2-lite-base"
 RESULTS = Path(__file__).with_name("RESULTS.md")

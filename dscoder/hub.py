@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig
-from .errors import CheckpointError
-from .presets import find_preset
+from dscoder.model.config import ModelConfig
+from dscoder.errors import CheckpointError
+from dscoder.model.presets import find_preset
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
@@ -89,13 +89,13 @@ def describe(name: str | os.PathLike | None) -> tuple[str, ModelConfig]:
         if preset is not None:
             return f"preset {text}" + (f" ({preset.hf_repo})" if preset.hf_repo else ""), preset.config
         if _is_repo_id(text):
-            from .checkpoint import read_config
+            from dscoder.formats.hf import read_config
             return f"hub {text}", read_config(download(text, ["config.json"]))
     path = resolve(name)
     if path.is_dir():
-        from .checkpoint import read_config
+        from dscoder.formats.hf import read_config
         return str(path), read_config(path)
-    from .gguf_import import read_gguf_config
+    from dscoder.formats.gguf import read_gguf_config
     return str(path), ModelConfig.from_hf(read_gguf_config(path))
 
 
@@ -103,8 +103,8 @@ def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype = torch
                device: torch.device | str = "cpu", quant: "QuantConfig | str | None" = None):
     """Load any model argument `resolve` accepts into a `Transformer`, quantized while loading if asked
     ('int8', 'int4', 'int4-64', 'int4-128' or a `QuantConfig`)."""
-    from .checkpoint import load_gguf, load_hf_dir
-    from .quant import QuantConfig
+    from dscoder.formats.hf import load_gguf, load_hf_dir
+    from dscoder.model.quant import QuantConfig
 
     quant = QuantConfig.parse(quant) if isinstance(quant, str) else quant
     path = resolve(name)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dscoder.checkpoint import save_hf_dir
-from dscoder.config import ModelConfig
-from dscoder.model import Transformer
-from dscoder.presets import get_preset
-from dscoder.tokenizer import Tokenizer
+from dscoder.formats.hf import save_hf_dir
+from dscoder.model.config import ModelConfig
+from dscoder.model.transformer import Transformer
+from dscoder.model.presets import get_preset
+from dscoder.tokenizer.tokenizer import Tokenizer
 
 TINY = ["tiny-llama", "tiny-llama-gqa", "tiny-llama-mqa", "tiny-v2-lite", "tiny-v2"]
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import SHARED_DATA, shared_data
-from dscoder.chat import (DEEPSEEK_CODER_V1_TEMPLATE, DEEPSEEK_CODER_V2_TEMPLATE, ChatTemplateError,
+from dscoder.tokenizer.chat import (DEEPSEEK_CODER_V1_TEMPLATE, DEEPSEEK_CODER_V2_TEMPLATE, ChatTemplateError,
                           V1_DEFAULT_SYSTEM, chat_prompt, render_chat, stop_token_ids, template_for)
 
 TEMPLATES = SHARED_DATA / "templates"

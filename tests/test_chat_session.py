@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from dscoder.chat_session import ChatSession
-from dscoder.generate import SamplingParams
-from dscoder.tokenizer import Tokenizer
+from dscoder.infer.session import ChatSession
+from dscoder.infer.generate import SamplingParams
+from dscoder.tokenizer.tokenizer import Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def test_answer_ends_at_the_end_of_turn_token_and_joins_the_history(session):
     assert session.tokenizer.eos_id in session.params.stop_token_ids  # <|im_end|> for this template
     assert [m["role"] for m in session.messages] == ["user", "assistant"]
     assert session.messages[1]["content"] == answer.strip()
-    from dscoder.chat import chat_prompt
+    from dscoder.tokenizer.chat import chat_prompt
     session.ask("Now in one line of JavaScript.")
     assert [m["role"] for m in session.messages] == ["user", "assistant", "user", "assistant"]
     assert answer.strip() in chat_prompt(session.tokenizer, session.messages[:3])  # turn 2 saw turn 1
@@ -43,7 +43,7 @@ def test_system_prompt_survives_reset(smollm2_gguf, session):
 
 def test_interactive_cli_keeps_history_and_resets(smollm2_gguf):
     script = "My name is Ada.\nWhat is my name?\n/reset\n/exit\nnever read\n"
-    out = subprocess.run([sys.executable, "-m", "dscoder.cli", "chat", "-n", "30"], input=script,
+    out = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "chat", "-n", "30"], input=script,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     answers = [line for line in out.stdout.split("\n") if line]

@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dscoder.checkpoint import load_hf_dir, save_hf_dir
+from dscoder.formats.hf import load_hf_dir, save_hf_dir
 from dscoder.errors import CheckpointError
 from dscoder.hub import load_model, resolve
-from dscoder.model import Transformer
-from dscoder.presets import get_preset
+from dscoder.model.transformer import Transformer
+from dscoder.model.presets import get_preset
 from conftest import randomize_
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from conftest import shared_data
-from dscoder.checkpoint import save_hf_dir
-from dscoder.model import Transformer
-from dscoder.presets import get_preset
+from dscoder.formats.hf import save_hf_dir
+from dscoder.model.transformer import Transformer
+from dscoder.model.presets import get_preset
 
 
 def dscoder(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dscoder.cli", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dscoder.cli.app", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_info_on_a_published_preset_needs_no_weights():
@@ -95,7 +95,7 @@ def test_tokenize_a_file_and_detokenize_json_from_stdin(tmp_path):
     source = tmp_path / "a.py"
     source.write_bytes("print('héllo')\r\n\tx = 1  \n".encode())
     ids = dscoder("tokenize", "--tokenizer", coder_vocab(), "--file", str(source), "--no-bos").stdout
-    back = subprocess.run([sys.executable, "-m", "dscoder.cli", "detokenize", "--tokenizer", coder_vocab()],
+    back = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "detokenize", "--tokenizer", coder_vocab()],
                           input=ids.encode(), capture_output=True, timeout=120)  # bytes: keep the \r\n
     assert back.returncode == 0, back.stderr
     assert back.stdout == source.read_bytes()
@@ -104,7 +104,7 @@ def test_tokenize_a_file_and_detokenize_json_from_stdin(tmp_path):
 def test_tokenize_usage_errors():
     both = dscoder("tokenize", "--tokenizer", coder_vocab(), "--text", "a", "--file", "b")
     assert both.returncode == 2 and "exactly one of --text or --file" in both.stderr
-    bad = subprocess.run([sys.executable, "-m", "dscoder.cli", "detokenize", "--tokenizer", coder_vocab()],
+    bad = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "detokenize", "--tokenizer", coder_vocab()],
                          input="[1, 2, 99999999]", capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "out of range" in bad.stderr
 
@@ -137,7 +137,7 @@ def test_complete_without_native_kernels_prints_the_same_text(smollm2_gguf, quan
     """DSCODER_NATIVE=0 (a machine without AVX2 or a compiler) runs the PyTorch path of every kernel."""
     import os
 
-    args = [sys.executable, "-m", "dscoder.cli", "complete", "def is_even(n):\n    return", "-n", "16"]
+    args = [sys.executable, "-m", "dscoder.cli.app", "complete", "def is_even(n):\n    return", "-n", "16"]
     args += ["--quant", quant] if quant else []
     runs = [subprocess.run(args, capture_output=True, text=True, timeout=300, env={**os.environ, "DSCODER_NATIVE": flag})
             for flag in ("1", "0")]
@@ -185,7 +185,7 @@ def test_ctrl_c_in_chat_stops_the_answer_not_the_program(smollm2_gguf):
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli", "chat", "-n", "400"], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli.app", "chat", "-n", "400"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
     try:
         proc.stdin.write("Write a long story about a robot who learns to program.\n")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dscoder.config import ModelConfig
+from dscoder.model.config import ModelConfig
 from dscoder.errors import ConfigError
-from dscoder.model import Transformer
-from dscoder.presets import PRESETS, get_preset
+from dscoder.model.transformer import Transformer
+from dscoder.model.presets import PRESETS, get_preset
 
 # Total and active parameters computed from the models' public config.json files.
 PUBLISHED = {

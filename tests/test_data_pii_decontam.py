@@ -19,7 +19,7 @@ import pytest
 
 from dscoder.data import pii
 from dscoder.data.decontam import Decontaminator, origin
-from dscoder.eval.problem import data_dir
+from dscoder.tasks.problem import data_dir
 
 # ---------------------------------------------------------------- PII
 

@@ -21,14 +21,14 @@ import pytest
 from data_repos import make_sources
 from typer.testing import CliRunner
 
-from dscoder.cli import app
+from dscoder.cli.app import app
 from dscoder.data import dedup, fim, ingest, pipeline
 from dscoder.data.fim import Segment
 from dscoder.data.pack import DocumentEncoder, ShardWriter
 from dscoder.data.stats import CorpusError, load_manifest
-from dscoder.fim import DEEPSEEK_FIM
-from dscoder.tokenizer import Tokenizer
-from dscoder.tokenizer_train import train_tokenizer
+from dscoder.tokenizer.fim import DEEPSEEK_FIM
+from dscoder.tokenizer.tokenizer import Tokenizer
+from dscoder.tokenizer.train import train_tokenizer
 
 DEEPSEEK_VOCAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "tokenizers" / "ggml-vocab-deepseek-coder.gguf"
 
@@ -221,7 +221,7 @@ def test_changed_settings_refuse_to_resume(corpus, tmp_path):
 def test_killed_cli_build_resumes_to_the_same_shards(corpus, plain_build, tmp_path):
     """SIGKILL the real command once the scan has finished some parts; the rerun completes it."""
     plain_out, _ = plain_build
-    args = [sys.executable, "-m", "dscoder.cli", "data", "build", str(corpus["src"]), "--out", str(tmp_path),
+    args = [sys.executable, "-m", "dscoder.cli.app", "data", "build", str(corpus["src"]), "--out", str(tmp_path),
             "--tokenizer", corpus["tokenizer"], "--split", "--seq-len", "64", "--shard-sequences", "8",
             "--val-fraction", "0", "--fim-rate", "0", "--workers", "2", "--part-bytes", "600"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dscoder import languages
-from dscoder.eval import gsm8k, humaneval, infilling, mbpp
-from dscoder.eval.humaneval import MULTIPL_E, splice
-from dscoder.execution import Program, execute_many
+from dscoder.execute import toolchains as languages
+from dscoder.tasks import gsm8k
+from dscoder.tasks import humaneval
+from dscoder.tasks import infilling
+from dscoder.tasks import mbpp
+from dscoder.tasks.humaneval import MULTIPL_E, splice
+from dscoder.execute.programs import Program, execute_many
 from conftest import shared_data
 
 FIXTURES = Path(__file__).with_name("fixtures") / "multipl_e_solutions.json"

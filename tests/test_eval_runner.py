@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dscoder import languages
-from dscoder.cli import app
-from dscoder.eval import humaneval, runner
+from dscoder.execute import toolchains as languages
+from dscoder.cli.app import app
+from dscoder.eval import runner
+from dscoder.tasks import humaneval
 from dscoder.eval.passk import mean_pass_at_k, pass_at_k
-from dscoder.generate import GenerationError
+from dscoder.infer.generate import GenerationError
 from conftest import shared_data
 
 cli = CliRunner()
@@ -188,10 +189,10 @@ def test_infilling_a_model_without_fim_tokens_is_refused_before_any_sample(smoll
 
 def test_fim_generation_for_infilling(fim_model_dir, tmp_path):
     """Infilling asks through the model's FIM tokens; the generated middle lands in the program."""
-    from dscoder.eval import infilling
-    from dscoder.execution import Program, execute
+    from dscoder.tasks import infilling
+    from dscoder.execute.programs import Program, execute
     from dscoder.hub import load_model
-    from dscoder.tokenizer import Tokenizer
+    from dscoder.tokenizer.tokenizer import Tokenizer
 
     shared_data("infilling")
     tok = Tokenizer.load(fim_model_dir)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from conftest import shared_data
-from dscoder.fim import DEEPSEEK_FIM, FimUnsupportedError, fim_prompt, fim_tokens
-from dscoder.tokenizer import Tokenizer
+from dscoder.tokenizer.fim import DEEPSEEK_FIM, FimUnsupportedError, fim_prompt, fim_tokens
+from dscoder.tokenizer.tokenizer import Tokenizer
 
 PREFIX = "def mean(xs):\n    total = "
 SUFFIX = "\n    return total / len(xs)\n"

@@ -7,10 +7,10 @@ from collections import Counter
 import pytest
 import torch
 
-from dscoder.generate import GenerationError, SamplingParams, generate, next_token_scores, stream
-from dscoder.model import Transformer
-from dscoder.presets import get_preset
-from dscoder.tokenizer import Tokenizer
+from dscoder.infer.generate import GenerationError, SamplingParams, generate, next_token_scores, stream
+from dscoder.model.transformer import Transformer
+from dscoder.model.presets import get_preset
+from dscoder.tokenizer.tokenizer import Tokenizer
 from conftest import randomize_
 
 PROMPT = "def fibonacci(n):\n    "

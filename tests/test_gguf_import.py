@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from dscoder.errors import CheckpointError
-from dscoder.gguf_import import read_gguf
+from dscoder.formats.gguf import read_gguf
 
 Q = gguf.GGMLQuantizationType
 # Byte offsets of the f16 super-block scales in the K-quant blocks (ggml-common.h).

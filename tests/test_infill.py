@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from dscoder.infill import InfillRules, _LineJudge, infill, split_at_cursor
-from dscoder.generate import SamplingParams
-from dscoder.tokenizer import Tokenizer
+from dscoder.infer.infill import InfillRules, _LineJudge, infill, split_at_cursor
+from dscoder.infer.generate import SamplingParams
+from dscoder.tokenizer.tokenizer import Tokenizer
 
 def test_split_at_cursor_marker_and_line_col():
     text = "def f(x):\n    return <CURSOR>\n"
@@ -46,8 +46,8 @@ def test_line_budget():
 
 @pytest.mark.parametrize("rules", [InfillRules(), InfillRules(max_lines=2), InfillRules(max_lines=1)])
 def test_infill_is_the_raw_middle_cut_at_a_line_boundary(fim_model_dir, rules):
-    from dscoder.fim import fim_prompt
-    from dscoder.generate import generate
+    from dscoder.tokenizer.fim import fim_prompt
+    from dscoder.infer.generate import generate
     from dscoder.hub import load_model
 
     model, tok = load_model(fim_model_dir), Tokenizer.load(fim_model_dir)
@@ -72,13 +72,13 @@ def test_infill_is_the_raw_middle_cut_at_a_line_boundary(fim_model_dir, rules):
 def test_infill_cli_with_a_cursor_file(fim_model_dir, tmp_path):
     source = tmp_path / "a.py"
     source.write_text("def add(a, b):\n    <CURSOR>\n")
-    out = subprocess.run([sys.executable, "-m", "dscoder.cli", "infill", str(source), "--model", str(fim_model_dir),
+    out = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "infill", str(source), "--model", str(fim_model_dir),
                           "-n", "8", "--max-lines", "1"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "\n" not in out.stdout  # one line at most, no newline of its own
 
 
 def test_infill_cli_refuses_a_model_without_fim_tokens(smollm2_gguf):
-    out = subprocess.run([sys.executable, "-m", "dscoder.cli", "infill", "--prefix", "def f():", "--suffix", ""],
+    out = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "infill", "--prefix", "def f():", "--suffix", ""],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "has no fill-in-the-middle tokens" in out.stderr

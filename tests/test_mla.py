@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dscoder.model import MLA, Transformer
-from dscoder.presets import get_preset
+from dscoder.model.transformer import MLA, Transformer
+from dscoder.model.presets import get_preset
 from conftest import randomize_
 
 

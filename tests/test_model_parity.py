@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dscoder.checkpoint import load_hf_dir
-from dscoder.presets import get_preset
+from dscoder.formats.hf import load_hf_dir
+from dscoder.model.presets import get_preset
 from conftest import TINY, hf_reference
 
 TOL = 1e-4
@@ -76,7 +76,7 @@ def test_multi_token_decode_steps_match_single_pass(pair):
 def test_rope_scaling_is_exercised(pair):
     """The comparison above would not notice RoPE if a wrong factor gave the same logits."""
     name, ref, ours = pair
-    from dscoder.model import Transformer
+    from dscoder.model.transformer import Transformer
 
     cfg = ours.config
     scaling = cfg.rope_scaling or {"type": "linear", "factor": 1.0}

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dscoder.model import MoE, Transformer
-from dscoder.presets import get_preset
+from dscoder.model.transformer import MoE, Transformer
+from dscoder.model.presets import get_preset
 from conftest import randomize_
 
 

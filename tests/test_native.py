@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dscoder import native
+from dscoder.kernels import native
 
 pytestmark = pytest.mark.skipif(native.kernels() is None, reason="native kernels unavailable (no AVX2 or compiler)")
 
@@ -80,7 +80,7 @@ def test_native_rms_norm_matches_the_formula(rows, dim):
 
 @pytest.mark.parametrize("interleaved", [False, True])
 def test_native_rope_matches_the_pytorch_rotation(interleaved, monkeypatch):
-    from dscoder.model import apply_rope, rope_tables
+    from dscoder.model.transformer import apply_rope, rope_tables
 
     g = torch.Generator().manual_seed(int(interleaved))
     angles = torch.rand(5, 8, generator=g) * 6
@@ -106,7 +106,7 @@ def test_native_attention_over_a_16_bit_cache_computes_in_fp32(dtype):
 
 
 def test_native_rms_norm_without_weight_and_rope_on_bf16():
-    from dscoder.model import apply_rope, rope_tables
+    from dscoder.model.transformer import apply_rope, rope_tables
 
     x = torch.randn(4, 96)
     torch.testing.assert_close(native.rms_norm(x, None, 1e-6), x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))

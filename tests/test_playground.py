@@ -49,7 +49,7 @@ def server(fim_model_dir, tmp_path_factory):
     port = _free_port()
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli", "serve", "--model", str(fim_model_dir),
+        proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli.app", "serve", "--model", str(fim_model_dir),
                                  "--port", str(port), "--api-key", KEY, "--kv-cache-gib", "0.05"],
                                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

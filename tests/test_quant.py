@@ -8,16 +8,16 @@ import json
 import pytest
 import torch
 
-from dscoder.checkpoint import load_hf_dir, save_hf_dir
+from dscoder.formats.hf import load_hf_dir, save_hf_dir
 from dscoder.errors import CheckpointError, ConfigError
 from dscoder.hub import load_model
-from dscoder.model import Transformer
-from dscoder.native import kernels
-from dscoder.perplexity import perplexity
-from dscoder.presets import get_preset
-from dscoder.quant import (NATIVE_MAX_ROWS, QuantConfig, QuantLinear, dequantize_weight, quantize_model, quantize_weight,
+from dscoder.model.transformer import Transformer
+from dscoder.kernels.native import kernels
+from dscoder.infer.perplexity import perplexity
+from dscoder.model.presets import get_preset
+from dscoder.model.quant import (NATIVE_MAX_ROWS, QuantConfig, QuantLinear, dequantize_weight, quantize_model, quantize_weight,
                            quantize_activations, weight_bytes)
-from dscoder.tokenizer import Tokenizer
+from dscoder.tokenizer.tokenizer import Tokenizer
 from conftest import randomize_
 
 native = pytest.mark.skipif(kernels() is None, reason="native kernels unavailable (no AVX2 or no C++ compiler)")
@@ -125,9 +125,9 @@ def test_quantized_tiny_models_compute_the_dequantized_network_and_decode_exactl
         if isinstance(module, QuantLinear):
             twin.get_submodule(name).weight = torch.nn.Parameter(module.dequantize())
     tokens = torch.randint(0, tiny.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr("dscoder.quant.NATIVE_MAX_ROWS", 0)  # every product in float: the dequantized network
+    monkeypatch.setattr("dscoder.model.quant.NATIVE_MAX_ROWS", 0)  # every product in float: the dequantized network
     torch.testing.assert_close(q(tokens)[0], twin(tokens)[0], rtol=1e-4, atol=1e-4)
-    monkeypatch.setattr("dscoder.quant.NATIVE_MAX_ROWS", 10**6)  # every product with int16 activations
+    monkeypatch.setattr("dscoder.model.quant.NATIVE_MAX_ROWS", 10**6)  # every product with int16 activations
     seq, cache = tokens[0, :8].tolist(), q.new_cache(1, 64)
     logits = q(torch.tensor([seq]), 0, cache)[0][0, -1]
     for _ in range(24):
@@ -188,10 +188,10 @@ def test_bad_quantized_inputs_are_named(tiny, tmp_path):
 @pytest.fixture(scope="module")
 def held_out_ids(smollm2_gguf) -> list[int]:
     """Code written after SmolLM2 was trained: this project's own sources."""
-    import dscoder.checkpoint
-    import dscoder.generate
+    import dscoder.formats.hf
+    import dscoder.infer.generate
 
-    text = "".join(open(m.__file__, encoding="utf-8").read() for m in (dscoder.generate, dscoder.checkpoint))
+    text = "".join(open(m.__file__, encoding="utf-8").read() for m in (dscoder.infer.generate, dscoder.formats.hf))
     return Tokenizer.load(smollm2_gguf).encode(text)[:1024]
 
 

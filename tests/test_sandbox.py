@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from dscoder import sandbox
-from dscoder.execution import STATUSES, Program, execute, execute_many
+from dscoder.execute import sandbox
+from dscoder.execute.programs import STATUSES, Program, execute, execute_many
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -248,7 +248,7 @@ def test_python_in_the_sandbox_is_this_interpreter():
 
 def test_concurrent_pools_never_share_a_sandbox_uid():
     """Reaping kills every process of a uid, so two evaluations at once must hold different ones."""
-    from dscoder.execution import Executor
+    from dscoder.execute.programs import Executor
 
     if not sandbox.isolation().drop_uid:
         pytest.skip("not root: programs run as our own uid")

@@ -2,7 +2,7 @@
 served by uvicorn on loopback, over a real engine and a tiny random model with DeepSeek-Coder's
 vocabulary (FIM tokens, built-in chat template).
 
-Every greedy answer is compared with `dscoder.generate` run directly on the same model from the
+Every greedy answer is compared with `dscoder.infer.generate` run directly on the same model from the
 prompt the server is documented to build (FIM, chat template, /infill's repository layout), so
 a wrong prompt, a wrong stop rule or batching that changes results shows up as different text.
 Nothing here asserts on timings: long requests are kept running by slowing the model's forward,
@@ -23,15 +23,15 @@ httpx = pytest.importorskip("httpx")
 openai = pytest.importorskip("openai")
 pytest.importorskip("uvicorn")
 
-from dscoder.chat import chat_prompt, stop_token_ids  # noqa: E402
-from dscoder.fim import fim_prompt, fim_tokens  # noqa: E402
-from dscoder.generate import SamplingParams, generate, stream  # noqa: E402
+from dscoder.tokenizer.chat import chat_prompt, stop_token_ids  # noqa: E402
+from dscoder.tokenizer.fim import fim_prompt, fim_tokens  # noqa: E402
+from dscoder.infer.generate import SamplingParams, generate, stream  # noqa: E402
 from dscoder.hub import load_model  # noqa: E402
-from dscoder.model import Transformer  # noqa: E402
-from dscoder.presets import get_preset  # noqa: E402
+from dscoder.model.transformer import Transformer  # noqa: E402
+from dscoder.model.presets import get_preset  # noqa: E402
 from dscoder.serve.api import IndentCut, ServerState, create_app  # noqa: E402
 from dscoder.serve.engine import Engine, EngineConfig  # noqa: E402
-from dscoder.tokenizer import Tokenizer  # noqa: E402
+from dscoder.tokenizer.tokenizer import Tokenizer  # noqa: E402
 from serve_live import LiveServer, parse_metrics, settle, slowed, stats, wait_for  # noqa: E402
 
 MODEL = "tiny-coder"
@@ -79,7 +79,7 @@ def http(live):
 
 
 def direct(tiny, prompt: str | list[int], max_tokens: int, stop_ids=None, **params):
-    """`dscoder.generate` on the model itself: (text, token ids, finish reason)."""
+    """`dscoder.infer.generate` on the model itself: (text, token ids, finish reason)."""
     model, tok = tiny
     p = SamplingParams(max_new_tokens=max_tokens, stop_token_ids=tuple([tok.eos_id] if stop_ids is None else stop_ids),
                        **params)
@@ -291,7 +291,7 @@ def test_seeded_sampling_is_reproducible(client, tiny):
     a = client.completions.create(seed=1234, **kw).choices[0].text
     assert client.completions.create(seed=1234, **kw).choices[0].text == a
     assert client.completions.create(seed=4321, **kw).choices[0].text != a
-    # it samples as dscoder.generate does with the same seed
+    # it samples as dscoder.infer.generate does with the same seed
     assert a == direct(tiny, PROMPT, 24, temperature=1.5, seed=1234)[0]
     # n samples: the first is the request's seed, the others differ from it
     two = client.completions.create(seed=1234, n=2, **kw)

@@ -8,13 +8,13 @@ import time
 import pytest
 import torch
 
-from dscoder import native
-from dscoder.generate import ContextLengthError, GenerationError, SamplingParams, generate
-from dscoder.model import Transformer, attend, causal_mask
-from dscoder.presets import get_preset
+from dscoder.kernels import native
+from dscoder.infer.generate import ContextLengthError, GenerationError, SamplingParams, generate
+from dscoder.model.transformer import Transformer, attend, causal_mask
+from dscoder.model.presets import get_preset
 from dscoder.serve.blocks import BlockManager
 from dscoder.serve.engine import Engine, EngineBusy, EngineConfig
-from dscoder.tokenizer import Tokenizer
+from dscoder.tokenizer.tokenizer import Tokenizer
 from conftest import randomize_
 
 PROMPTS = ["def fibonacci(n):\n    ", "import os\nimport sys\n\n", "class Stack:\n    def push(self, x):",

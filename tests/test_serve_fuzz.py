@@ -26,7 +26,7 @@ from schemathesis.config import GenerationConfig  # noqa: E402
 from dscoder.hub import load_model  # noqa: E402
 from dscoder.serve.api import ServerState, create_app  # noqa: E402
 from dscoder.serve.engine import Engine, EngineConfig  # noqa: E402
-from dscoder.tokenizer import Tokenizer  # noqa: E402
+from dscoder.tokenizer.tokenizer import Tokenizer  # noqa: E402
 from serve_live import LiveServer, settle  # noqa: E402
 
 MODEL = "tiny-coder"

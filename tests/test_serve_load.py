@@ -66,7 +66,7 @@ class Server:
 @contextmanager
 def serve(model_dir: Path, log: Path):
     port = _free_port()
-    argv = [sys.executable, "-m", "dscoder.cli", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
+    argv = [sys.executable, "-m", "dscoder.cli.app", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
             "--port", str(port), "--max-running", str(MAX_RUNNING), "--max-waiting", str(MAX_WAITING),
             "--kv-cache-gib", repr(KV_CACHE_GIB), "--log-level", "warning"]
     with log.open("wb") as out:

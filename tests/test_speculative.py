@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dscoder.generate import GenerationError
-from dscoder.model import Transformer
-from dscoder.presets import get_preset
-from dscoder.speculative import prompt_lookup_generate, speculative_generate
+from dscoder.infer.generate import GenerationError
+from dscoder.model.transformer import Transformer
+from dscoder.model.presets import get_preset
+from dscoder.infer.speculative import prompt_lookup_generate, speculative_generate
 from conftest import randomize_
 
 

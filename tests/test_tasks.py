@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dscoder.tasks import extract_code, language_of, task_prompt
+from dscoder.infer.assist import extract_code, language_of, task_prompt
 
 
 def test_extract_code_picks_the_right_block():
@@ -35,7 +35,7 @@ def test_prompts_name_the_language_and_carry_the_inputs():
 
 
 def run(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "dscoder.cli", *args], input=stdin, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dscoder.cli.app", *args], input=stdin, capture_output=True, text=True,
                           timeout=300)
 
 

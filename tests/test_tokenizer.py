@@ -1,4 +1,4 @@
-"""dscoder.tokenizer against the ids the original tokenizers produce.
+"""dscoder.tokenizer.tokenizer against the ids the original tokenizers produce.
 
 The reference ids are llama.cpp's tokenizer test vectors (`ggml-vocab-*.gguf.inp/.out`,
 written by the original Hugging Face tokenizers) and, for SmolLM2, transformers' own GGUF
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED_DATA, shared_data
-from dscoder.tokenizer import PRE_TOKENIZERS, Tokenizer, TokenizerError, pre_tokenizer_for
+from dscoder.tokenizer.tokenizer import PRE_TOKENIZERS, Tokenizer, TokenizerError, pre_tokenizer_for
 
 VOCABS = ["deepseek-coder", "deepseek-llm"]
 
@@ -211,7 +211,7 @@ def test_save_and_reload(vocab, tmp_path):
     assert ours.vocab_size == tok.vocab_size == len(hf)
     assert (hf.bos_token_id, hf.eos_token_id) == (tok.bos_id, tok.eos_id)
     byte_tokens = {i for i, t in hf.added_tokens_decoder.items() if len(t.content) == 1}
-    assert len(byte_tokens) == 13  # 'õ', '÷', 'Á', ...: see the module docstring of dscoder.tokenizer
+    assert len(byte_tokens) == 13  # 'õ', '÷', 'Á', ...: see the module docstring of dscoder.tokenizer.tokenizer
     for text in _test_strings() + MULTILINGUAL + CODE:
         expected = tok.encode(text)
         assert ours.encode(text) == from_file.encode(text) == expected, text

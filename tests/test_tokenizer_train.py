@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dscoder.tokenizer import Tokenizer, TokenizerError
-from dscoder.tokenizer_train import SPECIAL_TOKENS, train_tokenizer
+from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
+from dscoder.tokenizer.train import SPECIAL_TOKENS, train_tokenizer
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
@@ -67,7 +67,7 @@ def test_transformers_loads_the_trained_tokenizer(trained):
     text = "def f(x):\n    return x ** 2  # 12 squared\n"
     assert theirs.encode(text) == tok.encode(text)
     chat = [{"role": "user", "content": "hi"}]
-    from dscoder.chat import chat_prompt
+    from dscoder.tokenizer.chat import chat_prompt
     assert theirs.apply_chat_template(chat, tokenize=False, add_generation_prompt=True) == chat_prompt(tok, chat)
 
 

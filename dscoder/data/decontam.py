@@ -3,7 +3,7 @@
 DeepSeek-Coder filters out "files containing docstrings, questions, and solutions from sources
 such as HumanEval, MBPP, GSM8K and MATH ... any piece of code that includes a 10-gram string
 identical to any in the test data is excluded". The test data here is what the project's own
-eval harness (`dscoder.eval`) asks and checks: every problem's prompt, canonical solution,
+eval harness (`dscoder.tasks`) asks and checks: every problem's prompt, canonical solution,
 whole test program and instruct message.
 
 The unit is the *word*: an n-gram is n consecutive `\\w+` runs, case kept, with whitespace and
@@ -120,16 +120,16 @@ class Decontaminator:
     @classmethod
     def from_benchmarks(cls, data: Path | None = None, n: int = N, boilerplate: int = BOILERPLATE
                         ) -> Decontaminator:
-        """Every benchmark and subset of `dscoder.eval`; those whose data is missing under
+        """Every benchmark and subset of `dscoder.tasks`; those whose data is missing under
         `data` (default: the project's shared/data) are recorded in `.skipped`, not raised."""
-        from .. import eval as ev
+        from dscoder import tasks
 
         problems, sources, skipped = [], {}, {}
-        for bench in ev.BENCHMARKS:
-            for subset in ev.subsets(bench, "all"):
+        for bench in tasks.BENCHMARKS:
+            for subset in tasks.subsets(bench, "all"):
                 name = f"{bench}/{subset}" if subset else bench
                 try:
-                    loaded = ev.load(bench, subset, data)
+                    loaded = tasks.load(bench, subset, data)
                 except (OSError, ValueError) as e:  # FileNotFoundError above all; a corrupt file too
                     skipped[name] = f"{type(e).__name__}: {e}"
                     continue

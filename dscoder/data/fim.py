@@ -2,7 +2,7 @@
 
 With probability `rate` (0.5 in the paper) a document is cut at two uniformly random character
 positions into prefix, middle and suffix, and emitted as PSM, or as SPM at `spm_rate`, in the
-model's own FIM tokens (`dscoder.fim`): PSM is `begin prefix hole suffix end middle`, SPM is
+model's own FIM tokens (`dscoder.tokenizer.fim`): PSM is `begin prefix hole suffix end middle`, SPM is
 `hole suffix begin prefix end middle`, the orders the inference side prompts with. Otherwise the
 document stays left-to-right.
 
@@ -18,7 +18,7 @@ import bisect
 import random
 from dataclasses import dataclass
 
-from ..fim import FimTokens
+from dscoder.tokenizer.fim import FimTokens
 
 MODES = ("none", "psm", "spm")
 

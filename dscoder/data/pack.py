@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer as Backend
 
-from ..fim import FimUnsupportedError, fim_tokens
-from ..tokenizer import Tokenizer
-from . import fim
-from .fim import Segment
+from dscoder.tokenizer.fim import FimUnsupportedError, fim_tokens
+from dscoder.tokenizer.tokenizer import Tokenizer
+from dscoder.data import fim
+from dscoder.data.fim import Segment
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import dedup, deps, engines, filters, fim, ingest, langid, pii
-from .decontam import Decontaminator
-from .fim import Segment
-from .pack import DocumentEncoder, ShardWriter, _atomic_write, token_dtype, tokenizer_digest
+from dscoder.data import dedup, deps, engines, filters, fim, ingest, langid, pii
+from dscoder.data.decontam import Decontaminator
+from dscoder.data.fim import Segment
+from dscoder.data.pack import DocumentEncoder, ShardWriter, _atomic_write, token_dtype, tokenizer_digest
 
 FORMAT = "dscoder-corpus/1"
 
@@ -144,7 +144,7 @@ def scan_part(state: dict, task: dict) -> dict:
 # ---- encode -----------------------------------------------------------------------------------
 
 def _encode_setup(arg: dict) -> dict:
-    from ..tokenizer import Tokenizer
+    from dscoder.tokenizer.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(arg["tokenizer"])
     return {**arg, "encoder": DocumentEncoder(tokenizer, need_fim=arg["fim_rate"] > 0)}
@@ -337,7 +337,7 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 
-    from ..tokenizer import Tokenizer
+    from dscoder.tokenizer.tokenizer import Tokenizer
 
     out = Path(config.out)
     work = out / "work"

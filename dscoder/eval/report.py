@@ -6,9 +6,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ..execution import STATUSES
-from .passk import mean_pass_at_k
-from .runner import iter_groups
+from dscoder.execute.programs import STATUSES
+from dscoder.eval.passk import mean_pass_at_k
+from dscoder.eval.runner import iter_groups
 
 
 def _counts(rows: list[dict]) -> list[tuple[int, int]]:

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..execution import Executor, Program, Verdict
-from .problem import FORMS, Problem
+from dscoder.execute.programs import Executor, Program, Verdict
+from dscoder.tasks.problem import FORMS, Problem
 
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
 
@@ -57,9 +57,9 @@ Completer = Callable[[Problem, int], tuple[str, str, int]]  # (problem, sample i
 
 def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
     """Completions from a loaded model in `config.form`; sample i uses seed `config.seed + i`."""
-    from ..chat import chat_prompt, stop_token_ids
-    from ..fim import fim_prompt, fim_tokens
-    from ..generate import SamplingParams, stream
+    from dscoder.tokenizer.chat import chat_prompt, stop_token_ids
+    from dscoder.tokenizer.fim import fim_prompt, fim_tokens
+    from dscoder.infer.generate import SamplingParams, stream
 
     eos = (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
 
@@ -160,7 +160,7 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
         samples_per_task: dict[tuple[str, str], int] | None = None, workers: int | None = None, timeout: float = 10.0,
         resume: bool = True, progress: bool = True) -> list[dict]:
     """Evaluate every (problem, sample) not yet in `out/samples.jsonl`; return all rows."""
-    from ..generate import GenerationError  # imports torch: not at CLI start-up
+    from dscoder.infer.generate import GenerationError  # imports torch: not at CLI start-up
 
     config.check()
     done = _prepare(out, config, resume)

@@ -28,11 +28,11 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..chat import ChatTemplateError, chat_prompt, stop_token_ids
-from ..fim import FimUnsupportedError, fim_prompt, fim_tokens
-from ..generate import ContextLengthError, GenerationError, SamplingParams
-from .engine import Engine, EngineBusy, Output, RequestHandle
-from .protocol import ChatRequest, CompletionRequest, DetokenizeRequest, InfillRequest, TokenizeRequest
+from dscoder.tokenizer.chat import ChatTemplateError, chat_prompt, stop_token_ids
+from dscoder.tokenizer.fim import FimUnsupportedError, fim_prompt, fim_tokens
+from dscoder.infer.generate import ContextLengthError, GenerationError, SamplingParams
+from dscoder.serve.engine import Engine, EngineBusy, Output, RequestHandle
+from dscoder.serve.protocol import ChatRequest, CompletionRequest, DetokenizeRequest, InfillRequest, TokenizeRequest
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"

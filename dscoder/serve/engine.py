@@ -24,14 +24,14 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from .. import native
-from ..cache import PagedKV, PagedRows
-from ..generate import ContextLengthError, GenerationError, SamplingParams, TextReleaser, check_length, choose, next_token_scores
-from ..model import Transformer
-from ..tokenizer import Tokenizer
-from .blocks import BlockManager
-from .metrics import EngineMetrics
-from .scheduler import Scheduler, Sequence, Work
+from dscoder.kernels import native
+from dscoder.serve.paged import PagedKV, PagedRows
+from dscoder.infer.generate import ContextLengthError, GenerationError, SamplingParams, TextReleaser, check_length, choose, next_token_scores
+from dscoder.model.transformer import Transformer
+from dscoder.tokenizer.tokenizer import Tokenizer
+from dscoder.serve.blocks import BlockManager
+from dscoder.serve.metrics import EngineMetrics
+from dscoder.serve.scheduler import Scheduler, Sequence, Work
 
 log = logging.getLogger(__name__)
 

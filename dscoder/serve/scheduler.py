@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..generate import SamplingParams, TextReleaser
-from .blocks import Allocation, BlockManager
+from dscoder.infer.generate import SamplingParams, TextReleaser
+from dscoder.serve.blocks import Allocation, BlockManager
 
 _ids = itertools.count()
 

@@ -1,0 +1,363 @@
+"""Read a llama.cpp GGUF file as the Hugging Face checkpoint it was converted from.
+
+Many users only have a quantized GGUF of a model, not its Hugging Face directory.  Rather
+than teach the model and the checkpoint checks a second format, we undo llama.cpp's
+conversion here and hand back exactly what `config.json` + safetensors would have held,
+so GGUF files go through the same validation and loading path as HF directories.
+
+What llama.cpp's converter (`convert_hf_to_gguf.py`) changed, and so what is undone:
+
+* Weights are quantized; `gguf.quants` dequantizes them, one tensor at a time so that
+  peak memory stays near the size of the result.
+* For `llama`, the rows of q and k are permuted from HF's rotate-half RoPE layout to the
+  interleaved pairs ggml rotates.  `deepseek2` needs no such permute: ggml applies its
+  RoPE interleaved, as DeepSeek-V2's own weights expect.
+* For `deepseek2`, the per-expert FFN weights are stacked into one 3-D tensor each, and
+  newer files split `kv_b_proj` per head into `attn_k_b` (transposed, for MLA weight
+  absorption) and `attn_v_b`; the split also made llama.cpp record MLA as MQA
+  (`head_count_kv` = 1, `key_length` = kv_lora_rank + rope dims) and move the real head
+  sizes to `key_length_mla` / `value_length_mla`.
+* Hyper-parameters are renamed GGUF keys and floats are stored as float32.  They are
+  rounded back to the 7 significant digits float32 carries, which recovers the short
+  decimals written in `config.json` (1e-05, not 9.999999747378752e-06).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from typing import Any, Callable, Iterator
+
+import gguf
+import numpy as np
+import torch
+
+from dscoder.errors import CheckpointError
+
+SUPPORTED_ARCHITECTURES = ("llama", "deepseek2")
+
+# GGUF tensor name (after "blk.N.") -> HF name (after "model.layers.N."), for tensors that
+# only need renaming.
+_LAYER_NAMES = {
+    "attn_norm.weight": "input_layernorm.weight",
+    "ffn_norm.weight": "post_attention_layernorm.weight",
+    "attn_output.weight": "self_attn.o_proj.weight",
+    "ffn_gate.weight": "mlp.gate_proj.weight",
+    "ffn_up.weight": "mlp.up_proj.weight",
+    "ffn_down.weight": "mlp.down_proj.weight",
+}
+_LLAMA_LAYER_NAMES = {**_LAYER_NAMES, "attn_v.weight": "self_attn.v_proj.weight"}
+_DEEPSEEK2_LAYER_NAMES = {
+    **_LAYER_NAMES,
+    "attn_q.weight": "self_attn.q_proj.weight",
+    "attn_q_a.weight": "self_attn.q_a_proj.weight",
+    "attn_q_a_norm.weight": "self_attn.q_a_layernorm.weight",
+    "attn_q_b.weight": "self_attn.q_b_proj.weight",
+    "attn_kv_a_mqa.weight": "self_attn.kv_a_proj_with_mqa.weight",
+    "attn_kv_a_norm.weight": "self_attn.kv_a_layernorm.weight",
+    "attn_kv_b.weight": "self_attn.kv_b_proj.weight",
+    "ffn_gate_inp.weight": "mlp.gate.weight",
+    "ffn_gate_shexp.weight": "mlp.shared_experts.gate_proj.weight",
+    "ffn_up_shexp.weight": "mlp.shared_experts.up_proj.weight",
+    "ffn_down_shexp.weight": "mlp.shared_experts.down_proj.weight",
+}
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_LAYER_TENSOR = re.compile(r"blk\.(\d+)\.(.+)")
+_STACKED_EXPERTS = re.compile(r"ffn_(gate|up|down)_exps\.weight")
+
+
+def read_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Returns (hf_config_dict, state_dict) exactly as a Hugging Face model directory would hold them."""
+    path = os.fspath(path)
+    reader, config = _read_config(path)
+    tensors = {t.name: t for t in reader.tensors}
+    if config["model_type"] == "llama":
+        plan = {name: _llama_conversion(name, config) for name in tensors}
+    else:
+        plan = {name: _deepseek2_conversion(name, tensors, path) for name in tensors}
+    # Check everything that needs no tensor data before dequantizing gigabytes.
+    unknown = [name for name, convert in plan.items() if convert is None]
+    if unknown:
+        raise CheckpointError(f"{path}: tensor {unknown[0]!r} has no counterpart in a Hugging Face "
+                              f"{config['architectures'][0]} checkpoint")
+    _check_tensor_types(reader, path)
+
+    def load(name: str) -> torch.Tensor:
+        tensor = tensors[name]
+        # torch.tensor copies, so nothing returned points into the memory-mapped file.
+        return torch.tensor(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=dtype)
+
+    state_dict: dict[str, torch.Tensor] = {}
+    for name, convert in plan.items():
+        try:
+            state_dict.update(convert(load))
+        except RuntimeError as exc:  # a reshape or concatenation that the tensor's shape does not allow
+            raise CheckpointError(f"{path}: tensor {name!r} {_shape(tensors[name])} does not fit the "
+                                  f"{config['architectures'][0]} metadata ({exc})") from exc
+    return config, state_dict
+
+
+def read_gguf_config(path: str | os.PathLike) -> dict:
+    """Only the HF config dict: metadata and tensor shapes, no tensor data is dequantized."""
+    return _read_config(os.fspath(path))[1]
+
+
+# ------------------------------------------------------------------------------ reading
+def _read_config(path: str) -> tuple[gguf.GGUFReader, dict[str, Any]]:
+    reader = _open(path)
+    meta = _Metadata(reader, path)
+    tensors = {t.name: t for t in reader.tensors}
+    config = _llama_config(meta, tensors) if meta.arch == "llama" else _deepseek2_config(meta, tensors)
+    return reader, config
+
+
+def _open(path: str) -> gguf.GGUFReader:
+    try:
+        return gguf.GGUFReader(path)
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        # gguf reports a bad magic, a truncated header or truncated tensor data this way.
+        raise CheckpointError(f"{path} cannot be read as GGUF; is it truncated or not a GGUF file? ({exc})") from exc
+
+
+class _Metadata:
+    """Typed access to a GGUF file's key/value section, with errors naming the file."""
+
+    def __init__(self, reader: gguf.GGUFReader, path: str) -> None:
+        self.reader, self.path = reader, path
+        self.arch = ""  # general.architecture itself has no "{arch}." prefix
+        self.arch = self.require(gguf.Keys.General.ARCHITECTURE)
+        if self.arch not in SUPPORTED_ARCHITECTURES:
+            raise CheckpointError(f"{path}: GGUF architecture {self.arch!r} is not supported "
+                                  f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+        if self.get(gguf.Keys.Split.LLM_KV_SPLIT_COUNT, 1) > 1:
+            raise CheckpointError(f"{path} is one part of a split GGUF; merge the parts first "
+                                  "(llama-gguf-split --merge)")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        field = self.reader.get_field(key.format(arch=self.arch))
+        if field is None:
+            return default
+        value = field.contents()
+        return _decimal(value) if isinstance(value, float) else value
+
+    def require(self, key: str) -> Any:
+        value = self.get(key)
+        if value is None:
+            raise CheckpointError(f"{self.path}: GGUF metadata key {key.format(arch=self.arch)!r} is missing")
+        return value
+
+
+def _decimal(value: float) -> float:
+    """The short decimal a float32 was written from (float32 holds ~7 significant digits)."""
+    return float(f"{value:.7g}")
+
+
+def _check_tensor_types(reader: gguf.GGUFReader, path: str) -> None:
+    """Fail before dequantizing anything rather than after minutes of work."""
+    for tensor in reader.tensors:
+        if not _can_dequantize(tensor.tensor_type):
+            raise CheckpointError(f"{path}: tensor {tensor.name!r} has type {tensor.tensor_type.name}, "
+                                  "which gguf cannot dequantize")
+
+
+@functools.cache
+def _can_dequantize(qtype: gguf.GGMLQuantizationType) -> bool:
+    # gguf has no public list of the types it dequantizes, so try one all-zero block.
+    block_bytes = gguf.GGML_QUANT_SIZES[qtype][1]
+    try:
+        gguf.quants.dequantize(np.zeros((1, block_bytes), dtype=np.uint8), qtype)
+    except NotImplementedError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------ config
+def _common_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dict[str, Any]:
+    K, A, R = gguf.Keys.LLM, gguf.Keys.Attention, gguf.Keys.Rope
+    n_head = meta.require(A.HEAD_COUNT)
+    config = {
+        "vocab_size": meta.get(K.VOCAB_SIZE) or _rows(tensors, "token_embd.weight", meta.path),
+        "hidden_size": meta.require(K.EMBEDDING_LENGTH),
+        "intermediate_size": meta.require(K.FEED_FORWARD_LENGTH),
+        "num_hidden_layers": meta.require(K.BLOCK_COUNT),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": meta.get(A.HEAD_COUNT_KV, n_head),
+        "rms_norm_eps": meta.require(A.LAYERNORM_RMS_EPS),
+        "max_position_embeddings": meta.require(K.CONTEXT_LENGTH),
+        "rope_theta": meta.get(R.FREQ_BASE, 10000.0),
+        "rope_scaling": _rope_scaling(meta),
+        "tie_word_embeddings": "output.weight" not in tensors,
+    }
+    for key, name in ((gguf.Keys.Tokenizer.BOS_ID, "bos_token_id"), (gguf.Keys.Tokenizer.EOS_ID, "eos_token_id")):
+        if (token_id := meta.get(key)) is not None:
+            config[name] = token_id
+    return config
+
+
+def _shape(tensor: gguf.ReaderTensor) -> list[int]:
+    return tensor.shape.tolist()[::-1]  # GGUF lists dims fastest first
+
+
+def _rows(tensors: dict[str, gguf.ReaderTensor], name: str, path: str) -> int:
+    if name not in tensors:
+        raise CheckpointError(f"{path}: tensor {name!r} is missing")
+    return _shape(tensors[name])[0]
+
+
+def _rope_scaling(meta: _Metadata) -> dict[str, Any] | None:
+    R = gguf.Keys.Rope
+    kind = meta.get(R.SCALING_TYPE, "none")
+    supported = {"llama": ("none", "linear"), "deepseek2": ("none", "yarn")}[meta.arch]
+    if kind not in supported:
+        raise CheckpointError(f"{meta.path}: RoPE scaling {kind!r} is not supported for {meta.arch} "
+                              f"(supported: {', '.join(supported)})")
+    if kind == "none":
+        return None
+    scaling = {"type": kind, "factor": meta.require(R.SCALING_FACTOR)}
+    if kind == "yarn":
+        # llama.cpp stores 0.1 * mscale_all_dim as the log multiplier; DeepSeek-V2 sets mscale to the same value.
+        mscale = _decimal(meta.get(R.SCALING_YARN_LOG_MUL, 0.0) / 0.1)
+        scaling.update({
+            "original_max_position_embeddings": meta.require(R.SCALING_ORIG_CTX_LEN),
+            "beta_fast": meta.get(R.SCALING_YARN_BETA_FAST, 32),
+            "beta_slow": meta.get(R.SCALING_YARN_BETA_SLOW, 1),
+            "mscale": mscale,
+            "mscale_all_dim": mscale,
+        })
+    return scaling
+
+
+def _llama_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dict[str, Any]:
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **_common_config(meta, tensors)}
+    default_head_dim = config["hidden_size"] // config["num_attention_heads"]
+    head_dim = meta.get(gguf.Keys.Attention.KEY_LENGTH) or meta.get(gguf.Keys.Rope.DIMENSION_COUNT, default_head_dim)
+    if head_dim != default_head_dim:
+        config["head_dim"] = head_dim
+    return config
+
+
+def _deepseek2_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dict[str, Any]:
+    K, A = gguf.Keys.LLM, gguf.Keys.Attention
+    gating = meta.get(K.EXPERT_GATING_FUNC, gguf.ExpertGatingFuncType.SOFTMAX)
+    if gating != gguf.ExpertGatingFuncType.SOFTMAX:
+        raise CheckpointError(f"{meta.path}: expert gating function {gating} is not DeepSeek-V2's softmax "
+                              f"({gguf.ExpertGatingFuncType.SOFTMAX.value}); is this a DeepSeek-V3-style model?")
+    config = {"architectures": ["DeepseekV2ForCausalLM"], "model_type": "deepseek_v2",
+              **_common_config(meta, tensors)}
+    # MLA decompresses the latent KV into one key and value per query head.
+    config["num_key_value_heads"] = config["num_attention_heads"]
+    qk_rope = meta.require(gguf.Keys.Rope.DIMENSION_COUNT)
+    qk_head = meta.get(A.KEY_LENGTH_MLA) or meta.require(A.KEY_LENGTH)
+    n_group = meta.get(K.EXPERT_GROUP_COUNT)
+    config.update({
+        "moe_intermediate_size": meta.require(K.EXPERT_FEED_FORWARD_LENGTH),
+        "n_routed_experts": meta.require(K.EXPERT_COUNT),
+        "n_shared_experts": meta.get(K.EXPERT_SHARED_COUNT, 0),
+        "num_experts_per_tok": meta.require(K.EXPERT_USED_COUNT),
+        "first_k_dense_replace": meta.get(K.LEADING_DENSE_BLOCK_COUNT, 0),
+        "moe_layer_freq": 1,
+        "q_lora_rank": meta.get(A.Q_LORA_RANK),
+        "kv_lora_rank": meta.require(A.KV_LORA_RANK),
+        "qk_nope_head_dim": qk_head - qk_rope,
+        "qk_rope_head_dim": qk_rope,
+        "v_head_dim": meta.get(A.VALUE_LENGTH_MLA) or meta.require(A.VALUE_LENGTH),
+        "routed_scaling_factor": meta.get(K.EXPERT_WEIGHTS_SCALE, 1.0),
+        "norm_topk_prob": meta.get(K.EXPERT_WEIGHTS_NORM, False),
+        "scoring_func": "softmax",
+        "topk_method": "group_limited_greedy" if n_group is not None and n_group > 1 else "greedy",
+        "n_group": n_group,
+        "topk_group": meta.get(K.EXPERT_GROUP_USED_COUNT),
+    })
+    return config
+
+
+# ------------------------------------------------------------------------------ tensors
+# A conversion turns GGUF tensors, fetched through a loader (name -> dequantized tensor in
+# numpy layout, i.e. GGUF's dims reversed), into (HF name, tensor) pairs.
+Loader = Callable[[str], torch.Tensor]
+Conversion = Callable[[Loader], Iterator[tuple[str, torch.Tensor]]]
+
+
+def _renamed(name: str, hf_name: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Conversion:
+    def convert(load: Loader) -> Iterator[tuple[str, torch.Tensor]]:
+        tensor = load(name)
+        yield hf_name, tensor if transform is None else transform(tensor)
+    return convert
+
+
+def _nothing(_load: Loader) -> Iterator[tuple[str, torch.Tensor]]:
+    return iter(())
+
+
+def _llama_conversion(name: str, config: dict[str, Any]) -> Conversion | None:
+    if name in _GLOBAL_NAMES:
+        return _renamed(name, _GLOBAL_NAMES[name])
+    match = _LAYER_TENSOR.fullmatch(name)
+    if match is None:
+        return None
+    layer, suffix = f"model.layers.{match.group(1)}.", match.group(2)
+    if suffix == "attn_q.weight":
+        n_head = config["num_attention_heads"]
+        return _renamed(name, layer + "self_attn.q_proj.weight", lambda w: _unpermute_rope_rows(w, n_head))
+    if suffix == "attn_k.weight":
+        n_head_kv = config["num_key_value_heads"]
+        return _renamed(name, layer + "self_attn.k_proj.weight", lambda w: _unpermute_rope_rows(w, n_head_kv))
+    if suffix in _LLAMA_LAYER_NAMES:
+        return _renamed(name, layer + _LLAMA_LAYER_NAMES[suffix])
+    return None
+
+
+def _unpermute_rope_rows(weight: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Inverse of llama.cpp's `LlamaModel.permute`.
+
+    Within each head, llama.cpp reorders the rows from HF's rotate-half layout (dims i and
+    i + d/2 rotate together) to ggml's interleaved one (dims 2i and 2i + 1).
+    """
+    half = weight.shape[0] // n_head // 2
+    return weight.reshape(n_head, half, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
+
+
+def _deepseek2_conversion(name: str, tensors: dict[str, gguf.ReaderTensor], path: str) -> Conversion | None:
+    if name in _GLOBAL_NAMES:
+        return _renamed(name, _GLOBAL_NAMES[name])
+    match = _LAYER_TENSOR.fullmatch(name)
+    if match is None:
+        return None
+    block, suffix = match.groups()
+    layer = f"model.layers.{block}."
+    if suffix in _DEEPSEEK2_LAYER_NAMES:
+        return _renamed(name, layer + _DEEPSEEK2_LAYER_NAMES[suffix])
+    if experts := _STACKED_EXPERTS.fullmatch(suffix):
+        return functools.partial(_split_experts, name, layer, experts.group(1))
+    if suffix not in ("attn_k_b.weight", "attn_v_b.weight"):
+        return None
+    if f"blk.{block}.attn_kv_b.weight" in tensors:
+        return _nothing  # some converters also write the split, which then duplicates attn_kv_b
+    k_b, v_b = f"blk.{block}.attn_k_b.weight", f"blk.{block}.attn_v_b.weight"
+    if k_b not in tensors or v_b not in tensors:
+        raise CheckpointError(f"{path}: {name!r} needs both {k_b!r} and {v_b!r} to rebuild kv_b_proj")
+    if suffix == "attn_v_b.weight":
+        return _nothing  # consumed together with attn_k_b
+    return functools.partial(_join_kv_b, k_b, v_b, layer + "self_attn.kv_b_proj.weight")
+
+
+def _split_experts(name: str, layer: str, proj: str, load: Loader) -> Iterator[tuple[str, torch.Tensor]]:
+    """llama.cpp stacks the experts' weights into one [experts, out, in] tensor per projection."""
+    for expert, weight in enumerate(load(name).unbind(0)):
+        # clone: separate storage, so that the state dict can be saved with safetensors.
+        yield f"{layer}mlp.experts.{expert}.{proj}_proj.weight", weight.clone()
+
+
+def _join_kv_b(k_b: str, v_b: str, hf_name: str, load: Loader) -> Iterator[tuple[str, torch.Tensor]]:
+    """Rebuild HF's kv_b_proj [heads * (nope + v), kv_lora_rank] from llama.cpp's MLA split.
+
+    attn_k_b is [heads, kv_lora_rank, nope] (each head's key rows transposed) and attn_v_b
+    is [heads, v, kv_lora_rank]; kv_b_proj holds, per head, the nope key rows then the v rows.
+    """
+    v = load(v_b)
+    yield hf_name, torch.cat([load(k_b).transpose(1, 2), v], dim=1).reshape(-1, v.shape[2])

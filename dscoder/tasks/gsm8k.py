@@ -1,0 +1,99 @@
+"""GSM8K, program-aided (PAL): the model writes `def solution():`, we run it and compare numbers.
+
+DeepSeek-Coder reports math reasoning this way: the arithmetic is done by Python, so the
+score measures whether the model can turn a word problem into a correct program. The
+few-shot examples below are our own (written for this project, not taken from GSM8K's
+training split), in the PAL format: the question, then a commented function.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from dscoder.tasks.problem import Problem, code_from, data_file
+
+EXAMPLES = '''Q: A baker makes 24 muffins. She sells three quarters of them in the morning and half of the rest in the afternoon. How many muffins are left at the end of the day?
+
+# solution in Python:
+
+
+def solution():
+    """A baker makes 24 muffins. She sells three quarters of them in the morning and half of the rest in the afternoon. How many muffins are left at the end of the day?"""
+    muffins = 24
+    sold_morning = muffins * 3 / 4
+    left_after_morning = muffins - sold_morning
+    sold_afternoon = left_after_morning / 2
+    result = left_after_morning - sold_afternoon
+    return result
+
+
+Q: Tom reads 15 pages on Monday and twice as many on Tuesday. His book has 120 pages. How many pages does he still have to read?
+
+# solution in Python:
+
+
+def solution():
+    """Tom reads 15 pages on Monday and twice as many on Tuesday. His book has 120 pages. How many pages does he still have to read?"""
+    monday = 15
+    tuesday = monday * 2
+    total_pages = 120
+    result = total_pages - monday - tuesday
+    return result
+
+
+Q: A shop sells pencils at $0.25 each and notebooks at $3 each. Maya buys 8 pencils and 2 notebooks and pays with a $10 bill. How much change does she get?
+
+# solution in Python:
+
+
+def solution():
+    """A shop sells pencils at $0.25 each and notebooks at $3 each. Maya buys 8 pencils and 2 notebooks and pays with a $10 bill. How much change does she get?"""
+    pencils = 8 * 0.25
+    notebooks = 2 * 3
+    paid = 10
+    result = paid - pencils - notebooks
+    return result
+
+
+'''
+STOPS = ("\nQ:", "\n\n\n", "\ndef ", "\nprint")
+
+
+def answer_of(text: str) -> float:
+    """The number after GSM8K's `####` marker (thousands separators removed)."""
+    match = re.search(r"####\s*(-?[\d,]*\.?\d+)", text)
+    if match is None:
+        raise ValueError(f"no '#### <number>' in GSM8K answer {text[-80:]!r}")
+    return float(match.group(1).replace(",", ""))
+
+
+def _checker(answer: float) -> str:
+    return (f"\n\n_result = solution()\n"
+            f"assert abs(float(_result) - {answer!r}) < 1e-4, f'solution() returned {{_result!r}}, expected {answer!r}'\n")
+
+
+def problems(data: Path | None = None) -> list[Problem]:
+    text = data_file("gsm8k", "test.json", data=data).read_text(encoding="utf-8")  # JSON lines, despite the name
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    problems = []
+    for index, row in enumerate(rows):
+        question = row["question"].strip()
+        answer = answer_of(row["answer"])
+        head = f'def solution():\n    """{question}"""\n'
+        check = _checker(answer)
+
+        def program(completion: str, head=head, check=check) -> str:
+            return head + completion + check
+
+        def answer_program(text: str, check=check) -> str:
+            return code_from(text, "python") + check
+
+        ask = (f"Write a Python function `solution()` that solves the following problem and returns the final "
+               f"number. Answer with the code in a single fenced block.\n\n{question}")
+        prompt = EXAMPLES + f"Q: {question}\n\n# solution in Python:\n\n\n" + head
+        problems.append(Problem(f"GSM8K/{row.get('idx', index)}", "python", prompt, program, STOPS, ask,
+                                answer_program, reference=f"    return {answer!r}\n", max_new_tokens=384,
+                                group="gsm8k"))
+    return problems

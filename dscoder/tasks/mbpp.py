@@ -1,0 +1,66 @@
+"""MBPP with DeepSeek-Coder's protocol (`Evaluation/MBPP`).
+
+Base models: 3-shot, the shots being task_ids 2, 3 and 4, each the task, its three
+asserts and the solution between `[BEGIN]` and `[DONE]` (the format of the MBPP paper),
+written back to back; the test set is task_ids 11-510, the prompt ends at `[BEGIN]` and
+generation stops at `[DONE]`, the code being what lies between, stripped. Instruct
+models get the same three examples as "Problem / Test Cases / Code" blocks in one chat
+message and answer with a fenced block. The program is the code, the problem's setup
+code, then its asserts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dscoder.tasks.problem import Problem, code_from, data_file
+
+SHOTS = (2, 3, 4)
+TEST_IDS = range(11, 511)
+
+
+def _code(row: dict) -> str:
+    return row["code"].replace("\r", "").replace("\t", "    ")
+
+
+def _task(row: dict) -> str:
+    tests = "\n".join(row["test_list"])
+    return (f"You are an expert Python programmer, and here is your task: {row['text']} "
+            f"Your code should pass these tests:\n\n{tests}\n[BEGIN]")
+
+
+def _chat_block(row: dict, with_code: bool) -> str:
+    block = f">>> Problem:\n{row['text'].strip()}\n>>> Test Cases:\n" + "\n".join(row["test_list"]) + "\n"
+    return block + (f"\n>>> Code:\n```python\n{_code(row)}\n```" if with_code else "")
+
+
+def _instruction(shots: list[dict], row: dict) -> str:
+    examples = "\n\n".join(f"- Example {i}:\n{_chat_block(shot, True)}" for i, shot in enumerate(shots, 1))
+    return ("Please refer the given examples and generate a python function for my problem.\n"
+            f"Examples are listed as follows:\n{examples}\n\nHere is my problem:\n{_chat_block(row, False)}").strip()
+
+
+def problems(data: Path | None = None) -> list[Problem]:
+    rows = {row["task_id"]: row for row in map(json.loads, data_file("mbpp", "mbpp.jsonl", data=data)
+                                                .read_text(encoding="utf-8").splitlines())}
+    missing = [i for i in (*SHOTS, *TEST_IDS) if i not in rows]
+    if missing:
+        raise ValueError(f"mbpp.jsonl lacks task_ids {missing[:5]}...; it should hold all 974 problems")
+    shots = [rows[i] for i in SHOTS]
+    header = "".join(f"{_task(shot)}\n{_code(shot)}\n[DONE]\n" for shot in shots)
+    problems = []
+    for task_id in TEST_IDS:
+        row = rows[task_id]
+        tests = f"\n{row['test_setup_code']}\n" + "\n".join(row["test_list"]) + "\n"
+
+        def program(completion: str, tests=tests) -> str:
+            return completion.strip() + "\n" + tests
+
+        def answer_program(answer: str, tests=tests) -> str:
+            return code_from(answer, "python") + "\n" + tests
+
+        problems.append(Problem(f"MBPP/{task_id}", "python", header + _task(row), program, ("[DONE]",),
+                                _instruction(shots, row), answer_program, reference=_code(row),
+                                max_new_tokens=512, group="python"))
+    return problems

