@@ -28,7 +28,7 @@ LAYERS = [
     ["formats", "tokenizer"],
     ["model"],
     ["kernels"],
-    ["errors"],
+    ["errors", "settings"],
 ]
 RANK = {pkg: depth for depth, row in enumerate(LAYERS) for pkg in row}
 
