@@ -25,7 +25,8 @@ LAYERS = [
     ["execute"],
     ["infer"],
     ["hub"],
-    ["formats", "tokenizer"],
+    ["formats"],  # GGUF files carry vocabularies too: the tokenizer reads them through formats.gguf
+    ["tokenizer"],
     ["model"],
     ["kernels"],
     ["errors", "settings"],
