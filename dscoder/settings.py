@@ -15,6 +15,7 @@ Metadata keys (read by `dscoder.cli.options`):
           so a resumed run may change them
 - cli:    False for a field the command line does not offer (set by the library, or an argument)
 - choices: the allowed values, shown in the help and checked before anything runs
+- argument: True for a positional command-line argument instead of an option
 
 This module is at the bottom of the layers beside `errors`: every package may declare settings.
 """
@@ -29,11 +30,11 @@ MISSING = dataclasses.MISSING
 
 
 def setting(default: Any = MISSING, help: str = "", *flags: str, default_factory: Callable[[], Any] | None = None,
-            run: bool = False, cli: bool = True, choices: Sequence[str] | None = None) -> Any:
+            run: bool = False, cli: bool = True, choices: Sequence[str] | None = None, argument: bool = False) -> Any:
     """A dataclass field carrying its help text and flags (see the module docstring)."""
     if not help:
         raise ValueError("a setting needs a help text")
-    metadata = {"help": help, "flags": tuple(flags), "run": run, "cli": cli,
+    metadata = {"help": help, "flags": tuple(flags), "run": run, "cli": cli, "argument": argument,
                 "choices": tuple(choices) if choices is not None else None}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
