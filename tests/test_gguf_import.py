@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from dscoder.errors import CheckpointError
-from dscoder.formats.gguf import read_gguf
+from dscoder.formats.gguf import read_gguf, read_gguf_config
 
 Q = gguf.GGMLQuantizationType
 # Byte offsets of the f16 super-block scales in the K-quant blocks (ggml-common.h).
@@ -326,13 +326,19 @@ def good_gguf(tiny_llama, tmp_path_factory) -> Path:
     return write_llama_gguf(tmp_path_factory.mktemp("good") / "tiny.gguf", tiny_llama, Q.Q8_0)
 
 
+@pytest.mark.parametrize("read", [read_gguf, read_gguf_config], ids=["weights", "config-only"])
 @pytest.mark.parametrize("keep", [0.5, 0.001], ids=["data-cut", "header-cut"])
-def test_truncated_file(keep, good_gguf, tmp_path):
+def test_truncated_file(keep, read, good_gguf, tmp_path):
     path = tmp_path / "cut.gguf"
     data = good_gguf.read_bytes()
     path.write_bytes(data[:int(len(data) * keep)])
     with pytest.raises(CheckpointError, match=re.escape(str(path))):
-        read_gguf(path)
+        read(path)
+
+
+def test_config_alone_is_the_config_read_with_the_weights(good_gguf):
+    """read_gguf_config walks only the header; it must give what read_gguf gives."""
+    assert read_gguf_config(good_gguf) == read_gguf(good_gguf)[0]
 
 
 @pytest.mark.parametrize("content", [b"", b"{\"model_type\": \"llama\"}\n" * 8], ids=["empty", "json"])

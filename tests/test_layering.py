@@ -25,8 +25,8 @@ LAYERS = [
     ["execute"],
     ["infer"],
     ["hub"],
-    ["formats"],  # GGUF files carry vocabularies too: the tokenizer reads them through formats.gguf
-    ["tokenizer"],
+    ["tokenizer"],  # GGUF files carry vocabularies too: the tokenizer reads them through formats.gguf
+    ["formats"],
     ["model"],
     ["kernels"],
     ["errors", "settings"],

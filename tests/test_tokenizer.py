@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import random
+import subprocess
+import sys
 import sysconfig
 import unicodedata
 from pathlib import Path
@@ -456,6 +458,14 @@ def test_error_gguf_truncated(tmp_path):
     truncated.write_bytes(_vocab_path("deepseek-coder").read_bytes()[:400_000])
     with pytest.raises(TokenizerError, match="truncated.gguf: GGUF metadata is truncated"):
         Tokenizer.load(truncated)
+
+
+def test_importing_the_tokenizer_imports_neither_torch_nor_gguf():
+    """It reads GGUF vocabularies through dscoder.formats.gguf, whose tensor half imports those lazily."""
+    probe = ("import sys, dscoder.tokenizer.tokenizer; "
+             "print(sorted(m for m in ('torch', 'gguf', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_error_bad_ids(coder):

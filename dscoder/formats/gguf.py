@@ -1,4 +1,21 @@
-"""Read a llama.cpp GGUF file as the Hugging Face checkpoint it was converted from.
+"""llama.cpp GGUF files: their metadata, their vocabulary, and the Hugging Face checkpoint a
+model GGUF was converted from.
+
+Three readers, one per need, and every one of them starts from the same header walk:
+
+* `read_header` walks the key/value section and the tensor directory once with `struct` over
+  an mmap; no tensor data is touched.  gguf's own `GGUFReader` builds numpy views for every
+  string of every array, which takes seconds on a 100k vocabulary (6-8 s for the
+  embedded SmolLM2 file's config on this project's 2-core machine); the walk takes a small
+  fraction of that.  It needs only the standard library, so the tokenizer and the CLI's
+  start-up import this module without paying for gguf, numpy or torch: those are imported
+  inside the functions that handle tensors or GGUF key names.
+* `read_vocabulary` is the tokenizer as llama.cpp's `tokenizer.ggml.*` keys hold it;
+  `dscoder.tokenizer` turns it into a BPE tokenizer.
+* `read_gguf` / `read_gguf_config` give a model file as a Hugging Face checkpoint.  The
+  config comes from the header walk; tensor data comes through `gguf.GGUFReader`, which
+  maps the data section and knows every quantization's byte layout (`gguf.quants`
+  dequantizes).  Its slow metadata parse is paid only when weights are loaded.
 
 Many users only have a quantized GGUF of a model, not its Hugging Face directory.  Rather
 than teach the model and the checkpoint checks a second format, we undo llama.cpp's
@@ -25,18 +42,219 @@ What llama.cpp's converter (`convert_hf_to_gguf.py`) changed, and so what is und
 from __future__ import annotations
 
 import functools
+import math
+import mmap
 import os
 import re
-from typing import Any, Callable, Iterator
-
-import gguf
-import numpy as np
-import torch
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from dscoder.errors import CheckpointError
 
+if TYPE_CHECKING:
+    import gguf
+    import torch
+
 SUPPORTED_ARCHITECTURES = ("llama", "deepseek2")
 
+
+class GGUFError(CheckpointError):
+    """A file cannot be read as GGUF, or its metadata contradicts itself; the message names the file.
+
+    A `CheckpointError`, so model loading passes it on as it is; the tokenizer re-raises it
+    as its own `TokenizerError` with the same message.
+    """
+
+
+# ------------------------------------------------------------------------------ header
+@dataclass(frozen=True)
+class TensorInfo:
+    """One entry of the tensor directory: where the data is, not the data."""
+
+    name: str
+    shape: tuple[int, ...]  # slowest dimension first, as torch and HF list them (GGUF stores the reverse)
+    type: int  # a ggml type number (gguf.GGMLQuantizationType)
+    offset: int  # bytes from the start of the data section
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    path: str
+    version: int
+    metadata: dict[str, Any]  # key -> value: str, int, float, bool, or a list of those
+    tensors: dict[str, TensorInfo]
+    data_offset: int  # where the data section starts in the file
+    file_size: int
+
+
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+_DEFAULT_ALIGNMENT = 32
+
+
+def read_header(path: str | os.PathLike) -> GGUFHeader:
+    """The key/value section and the tensor directory of a GGUF file; tensor data is never touched."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            return _parse_header(buf, path)
+    except (OSError, ValueError) as exc:  # unreadable, empty (mmap refuses it)
+        if isinstance(exc, GGUFError):
+            raise
+        raise GGUFError(f"{path} cannot be read as GGUF; is it truncated or not a GGUF file? ({exc})") from exc
+
+
+def _parse_header(buf: mmap.mmap, path: str) -> GGUFHeader:
+    if buf[:4] != b"GGUF":
+        raise GGUFError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
+    try:
+        (version,) = struct.unpack_from("<I", buf, 4)
+        order = "<"
+        if version & 0xFFFF == 0:  # written on a big-endian machine
+            order = ">"
+            (version,) = struct.unpack_from(">I", buf, 4)
+        if version < 2:
+            raise GGUFError(f"{path}: GGUF version {version} is not supported (2 or later)")
+        n_tensors, n_kv = struct.unpack_from(order + "QQ", buf, 8)
+        metadata, off = _parse_metadata(buf, 24, n_kv, order)
+        tensors, off = _parse_tensor_directory(buf, off, n_tensors, order, path)
+    except (struct.error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        if isinstance(exc, GGUFError):
+            raise
+        raise GGUFError(f"{path}: GGUF metadata is truncated or corrupt ({exc})") from exc
+    alignment = metadata.get("general.alignment", _DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise GGUFError(f"{path}: 'general.alignment' = {alignment!r} is not a power of two")
+    return GGUFHeader(path, version, metadata, tensors, -(-off // alignment) * alignment, len(buf))
+
+
+def _parse_metadata(buf: mmap.mmap, off: int, n_kv: int, order: str) -> tuple[dict[str, Any], int]:
+    """Walks n_kv key/value pairs from `off`; struct.error or ValueError where the bytes run out or make no sense."""
+    u64 = struct.Struct(order + "Q")
+    u32 = struct.Struct(order + "I")
+
+    def string(off: int) -> tuple[str, int]:
+        (n,) = u64.unpack_from(buf, off)
+        off += 8
+        if off + n > len(buf):
+            raise ValueError("string runs past the end of the file")
+        return str(buf[off:off + n], "utf-8"), off + n
+
+    def value(kind: int, off: int) -> tuple[Any, int]:
+        if kind == _STRING:
+            return string(off)
+        if kind in _SCALARS:
+            item = struct.Struct(order + _SCALARS[kind])
+            return item.unpack_from(buf, off)[0], off + item.size
+        if kind != _ARRAY:
+            raise ValueError(f"unknown value type {kind}")
+        (item_kind,) = u32.unpack_from(buf, off)
+        (n,) = u64.unpack_from(buf, off + 4)
+        off += 12
+        if item_kind in _SCALARS:
+            item = struct.Struct(f"{order}{n}{_SCALARS[item_kind]}")
+            return list(item.unpack_from(buf, off)), off + item.size
+        items = []
+        append = items.append
+        if item_kind == _STRING:  # the vocabulary and merges: keep this loop tight
+            unpack, size = u64.unpack_from, len(buf)
+            for _ in range(n):
+                (length,) = unpack(buf, off)
+                off += 8
+                if off + length > size:
+                    raise ValueError("string runs past the end of the file")
+                append(str(buf[off:off + length], "utf-8"))
+                off += length
+            return items, off
+        for _ in range(n):
+            item_value, off = value(item_kind, off)
+            append(item_value)
+        return items, off
+
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key, off = string(off)
+        (kind,) = u32.unpack_from(buf, off)
+        metadata[key], off = value(kind, off + 4)
+    return metadata, off
+
+
+def _parse_tensor_directory(buf: mmap.mmap, off: int, n_tensors: int, order: str,
+                            path: str) -> tuple[dict[str, TensorInfo], int]:
+    u64 = struct.Struct(order + "Q")
+    u32 = struct.Struct(order + "I")
+    tensors: dict[str, TensorInfo] = {}
+    for _ in range(n_tensors):
+        (n,) = u64.unpack_from(buf, off)
+        if off + 8 + n > len(buf):
+            raise ValueError("tensor name runs past the end of the file")
+        name = str(buf[off + 8:off + 8 + n], "utf-8")
+        off += 8 + n
+        (n_dims,) = u32.unpack_from(buf, off)
+        dims = struct.unpack_from(f"{order}{n_dims}Q", buf, off + 4)
+        off += 4 + 8 * n_dims
+        kind, offset = struct.unpack_from(order + "IQ", buf, off)
+        off += 12
+        if name in tensors:
+            raise GGUFError(f"{path}: tensor {name!r} appears more than once in the tensor directory")
+        tensors[name] = TensorInfo(name, tuple(reversed(dims)), kind, offset)
+    return tensors, off
+
+
+# ------------------------------------------------------------------------------ vocabulary
+@dataclass(frozen=True)
+class GGUFVocabulary:
+    """A tokenizer as llama.cpp's `tokenizer.ggml.*` keys describe it, checked for consistency.
+
+    Which tokenizer models can be rebuilt from it is the tokenizer's business, not the file's.
+    """
+
+    model: str | None  # "gpt2" (byte-level BPE), "llama" (SentencePiece), ...
+    pre: str  # the pre-tokenizer's name; "default" when the file names none, as in llama.cpp
+    tokens: list[str]
+    token_types: list[int]  # one per token (see CONTROL, USER_DEFINED); all normal when the file has none
+    merges: list[str]  # "a b" pairs, highest priority first; empty when the file has none
+    bos_id: int | None
+    eos_id: int | None
+    pad_id: int | None
+    add_bos: bool
+    chat_template: str | None
+    context_length: int | None  # `{arch}.context_length`, the model's maximum sequence length
+
+
+# llama.cpp's token types (1 normal, 2 unknown, 5 unused, 6 byte).
+NORMAL, CONTROL, USER_DEFINED = 1, 3, 4
+
+
+def read_vocabulary(path: str | os.PathLike) -> GGUFVocabulary:
+    """The vocabulary of a GGUF file (vocab-only or a whole model); GGUFError if it has none or contradicts itself."""
+    header = read_header(path)
+    meta, path = header.metadata, header.path
+    tokens = meta.get("tokenizer.ggml.tokens")
+    if not tokens:
+        raise GGUFError(f"{path} has no vocabulary (no 'tokenizer.ggml.tokens' in its metadata)")
+    types = meta.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens)
+    if len(types) != len(tokens):
+        raise GGUFError(f"{path}: 'tokenizer.ggml.token_type' has {len(types)} entries for {len(tokens)} tokens")
+
+    def special(key: str) -> int | None:
+        token_id = meta.get(f"tokenizer.ggml.{key}")
+        if token_id is not None and not 0 <= token_id < len(tokens):
+            raise GGUFError(f"{path}: 'tokenizer.ggml.{key}' = {token_id} is outside the vocabulary of "
+                            f"{len(tokens)} tokens")
+        return token_id
+
+    return GGUFVocabulary(
+        model=meta.get("tokenizer.ggml.model"), pre=meta.get("tokenizer.ggml.pre", "default"), tokens=tokens,
+        token_types=types, merges=meta.get("tokenizer.ggml.merges") or [],
+        bos_id=special("bos_token_id"), eos_id=special("eos_token_id"), pad_id=special("padding_token_id"),
+        add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
+        chat_template=meta.get("tokenizer.chat_template"),
+        context_length=meta.get(f"{meta.get('general.architecture')}.context_length"))
+
+
+# ------------------------------------------------------------------------------ model files
 # GGUF tensor name (after "blk.N.") -> HF name (after "model.layers.N."), for tensors that
 # only need renaming.
 _LAYER_NAMES = {
@@ -71,11 +289,18 @@ _LAYER_TENSOR = re.compile(r"blk\.(\d+)\.(.+)")
 _STACKED_EXPERTS = re.compile(r"ffn_(gate|up|down)_exps\.weight")
 
 
-def read_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Returns (hf_config_dict, state_dict) exactly as a Hugging Face model directory would hold them."""
-    path = os.fspath(path)
-    reader, config = _read_config(path)
-    tensors = {t.name: t for t in reader.tensors}
+def read_gguf(path: str | os.PathLike, dtype: torch.dtype | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Returns (hf_config_dict, state_dict) exactly as a Hugging Face model directory would hold them.
+
+    Tensors come out in `dtype` (float32 when None).
+    """
+    import gguf
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
+    header = read_header(path)
+    config = _config(header)
+    path, tensors = header.path, header.tensors
     if config["model_type"] == "llama":
         plan = {name: _llama_conversion(name, config) for name in tensors}
     else:
@@ -85,10 +310,11 @@ def read_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tu
     if unknown:
         raise CheckpointError(f"{path}: tensor {unknown[0]!r} has no counterpart in a Hugging Face "
                               f"{config['architectures'][0]} checkpoint")
-    _check_tensor_types(reader, path)
+    _check_tensor_types(header)
+    data = {t.name: t for t in _open(path).tensors}
 
     def load(name: str) -> torch.Tensor:
-        tensor = tensors[name]
+        tensor = data[name]
         # torch.tensor copies, so nothing returned points into the memory-mapped file.
         return torch.tensor(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=dtype)
 
@@ -97,52 +323,89 @@ def read_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32) -> tu
         try:
             state_dict.update(convert(load))
         except RuntimeError as exc:  # a reshape or concatenation that the tensor's shape does not allow
-            raise CheckpointError(f"{path}: tensor {name!r} {_shape(tensors[name])} does not fit the "
+            raise CheckpointError(f"{path}: tensor {name!r} {list(tensors[name].shape)} does not fit the "
                                   f"{config['architectures'][0]} metadata ({exc})") from exc
     return config, state_dict
 
 
 def read_gguf_config(path: str | os.PathLike) -> dict:
-    """Only the HF config dict: metadata and tensor shapes, no tensor data is dequantized."""
-    return _read_config(os.fspath(path))[1]
+    """Only the HF config dict, from the header walk: no tensor data is read."""
+    return _config(read_header(path))
 
 
-# ------------------------------------------------------------------------------ reading
-def _read_config(path: str) -> tuple[gguf.GGUFReader, dict[str, Any]]:
-    reader = _open(path)
-    meta = _Metadata(reader, path)
-    tensors = {t.name: t for t in reader.tensors}
-    config = _llama_config(meta, tensors) if meta.arch == "llama" else _deepseek2_config(meta, tensors)
-    return reader, config
-
-
+# ------------------------------------------------------------------------------ checks
 def _open(path: str) -> gguf.GGUFReader:
+    import gguf
+
     try:
         return gguf.GGUFReader(path)
     except (OSError, ValueError, KeyError, IndexError) as exc:
         # gguf reports a bad magic, a truncated header or truncated tensor data this way.
-        raise CheckpointError(f"{path} cannot be read as GGUF; is it truncated or not a GGUF file? ({exc})") from exc
+        raise GGUFError(f"{path} cannot be read as GGUF; is it truncated or not a GGUF file? ({exc})") from exc
 
 
+def _check_tensor_data(header: GGUFHeader) -> None:
+    """Every tensor's bytes lie inside the file: a truncated download fails here, not halfway through loading."""
+    import gguf
+
+    for tensor in header.tensors.values():
+        try:
+            qtype = gguf.GGMLQuantizationType(tensor.type)
+        except ValueError:
+            raise GGUFError(f"{header.path}: tensor {tensor.name!r} has unknown type {tensor.type}") from None
+        block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+        end = header.data_offset + tensor.offset + math.prod(tensor.shape) // block_size * type_size
+        if end > header.file_size:
+            raise GGUFError(f"{header.path}: tensor {tensor.name!r} runs past the end of the file "
+                            f"({end} > {header.file_size} bytes); is it truncated?")
+
+
+def _check_tensor_types(header: GGUFHeader) -> None:
+    """Fail before dequantizing anything rather than after minutes of work."""
+    import gguf
+
+    for tensor in header.tensors.values():
+        qtype = gguf.GGMLQuantizationType(tensor.type)  # known: _check_tensor_data ran first
+        if not _can_dequantize(qtype):
+            raise CheckpointError(f"{header.path}: tensor {tensor.name!r} has type {qtype.name}, "
+                                  "which gguf cannot dequantize")
+
+
+@functools.cache
+def _can_dequantize(qtype: gguf.GGMLQuantizationType) -> bool:
+    import gguf
+    import numpy as np
+
+    # gguf has no public list of the types it dequantizes, so try one all-zero block.
+    block_bytes = gguf.GGML_QUANT_SIZES[qtype][1]
+    try:
+        gguf.quants.dequantize(np.zeros((1, block_bytes), dtype=np.uint8), qtype)
+    except NotImplementedError:
+        return False
+    return True
+
+
+# ------------------------------------------------------------------------------ config
 class _Metadata:
     """Typed access to a GGUF file's key/value section, with errors naming the file."""
 
-    def __init__(self, reader: gguf.GGUFReader, path: str) -> None:
-        self.reader, self.path = reader, path
+    def __init__(self, header: GGUFHeader) -> None:
+        import gguf
+
+        self.values, self.path = header.metadata, header.path
         self.arch = ""  # general.architecture itself has no "{arch}." prefix
         self.arch = self.require(gguf.Keys.General.ARCHITECTURE)
         if self.arch not in SUPPORTED_ARCHITECTURES:
-            raise CheckpointError(f"{path}: GGUF architecture {self.arch!r} is not supported "
+            raise CheckpointError(f"{self.path}: GGUF architecture {self.arch!r} is not supported "
                                   f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
         if self.get(gguf.Keys.Split.LLM_KV_SPLIT_COUNT, 1) > 1:
-            raise CheckpointError(f"{path} is one part of a split GGUF; merge the parts first "
+            raise CheckpointError(f"{self.path} is one part of a split GGUF; merge the parts first "
                                   "(llama-gguf-split --merge)")
 
     def get(self, key: str, default: Any = None) -> Any:
-        field = self.reader.get_field(key.format(arch=self.arch))
-        if field is None:
+        value = self.values.get(key.format(arch=self.arch))
+        if value is None:
             return default
-        value = field.contents()
         return _decimal(value) if isinstance(value, float) else value
 
     def require(self, key: str) -> Any:
@@ -157,27 +420,17 @@ def _decimal(value: float) -> float:
     return float(f"{value:.7g}")
 
 
-def _check_tensor_types(reader: gguf.GGUFReader, path: str) -> None:
-    """Fail before dequantizing anything rather than after minutes of work."""
-    for tensor in reader.tensors:
-        if not _can_dequantize(tensor.tensor_type):
-            raise CheckpointError(f"{path}: tensor {tensor.name!r} has type {tensor.tensor_type.name}, "
-                                  "which gguf cannot dequantize")
+def _config(header: GGUFHeader) -> dict[str, Any]:
+    meta = _Metadata(header)
+    _check_tensor_data(header)
+    if meta.arch == "llama":
+        return _llama_config(meta, header.tensors)
+    return _deepseek2_config(meta, header.tensors)
 
 
-@functools.cache
-def _can_dequantize(qtype: gguf.GGMLQuantizationType) -> bool:
-    # gguf has no public list of the types it dequantizes, so try one all-zero block.
-    block_bytes = gguf.GGML_QUANT_SIZES[qtype][1]
-    try:
-        gguf.quants.dequantize(np.zeros((1, block_bytes), dtype=np.uint8), qtype)
-    except NotImplementedError:
-        return False
-    return True
+def _common_config(meta: _Metadata, tensors: dict[str, TensorInfo]) -> dict[str, Any]:
+    import gguf
 
-
-# ------------------------------------------------------------------------------ config
-def _common_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dict[str, Any]:
     K, A, R = gguf.Keys.LLM, gguf.Keys.Attention, gguf.Keys.Rope
     n_head = meta.require(A.HEAD_COUNT)
     config = {
@@ -199,17 +452,15 @@ def _common_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> di
     return config
 
 
-def _shape(tensor: gguf.ReaderTensor) -> list[int]:
-    return tensor.shape.tolist()[::-1]  # GGUF lists dims fastest first
-
-
-def _rows(tensors: dict[str, gguf.ReaderTensor], name: str, path: str) -> int:
+def _rows(tensors: dict[str, TensorInfo], name: str, path: str) -> int:
     if name not in tensors:
         raise CheckpointError(f"{path}: tensor {name!r} is missing")
-    return _shape(tensors[name])[0]
+    return tensors[name].shape[0]
 
 
 def _rope_scaling(meta: _Metadata) -> dict[str, Any] | None:
+    import gguf
+
     R = gguf.Keys.Rope
     kind = meta.get(R.SCALING_TYPE, "none")
     supported = {"llama": ("none", "linear"), "deepseek2": ("none", "yarn")}[meta.arch]
@@ -232,7 +483,9 @@ def _rope_scaling(meta: _Metadata) -> dict[str, Any] | None:
     return scaling
 
 
-def _llama_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dict[str, Any]:
+def _llama_config(meta: _Metadata, tensors: dict[str, TensorInfo]) -> dict[str, Any]:
+    import gguf
+
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", **_common_config(meta, tensors)}
     default_head_dim = config["hidden_size"] // config["num_attention_heads"]
     head_dim = meta.get(gguf.Keys.Attention.KEY_LENGTH) or meta.get(gguf.Keys.Rope.DIMENSION_COUNT, default_head_dim)
@@ -241,7 +494,9 @@ def _llama_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dic
     return config
 
 
-def _deepseek2_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) -> dict[str, Any]:
+def _deepseek2_config(meta: _Metadata, tensors: dict[str, TensorInfo]) -> dict[str, Any]:
+    import gguf
+
     K, A = gguf.Keys.LLM, gguf.Keys.Attention
     gating = meta.get(K.EXPERT_GATING_FUNC, gguf.ExpertGatingFuncType.SOFTMAX)
     if gating != gguf.ExpertGatingFuncType.SOFTMAX:
@@ -279,8 +534,8 @@ def _deepseek2_config(meta: _Metadata, tensors: dict[str, gguf.ReaderTensor]) ->
 # ------------------------------------------------------------------------------ tensors
 # A conversion turns GGUF tensors, fetched through a loader (name -> dequantized tensor in
 # numpy layout, i.e. GGUF's dims reversed), into (HF name, tensor) pairs.
-Loader = Callable[[str], torch.Tensor]
-Conversion = Callable[[Loader], Iterator[tuple[str, torch.Tensor]]]
+Loader = Callable[[str], "torch.Tensor"]
+Conversion = Callable[[Loader], Iterator[tuple[str, "torch.Tensor"]]]
 
 
 def _renamed(name: str, hf_name: str, transform: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Conversion:
@@ -322,7 +577,7 @@ def _unpermute_rope_rows(weight: torch.Tensor, n_head: int) -> torch.Tensor:
     return weight.reshape(n_head, half, 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)
 
 
-def _deepseek2_conversion(name: str, tensors: dict[str, gguf.ReaderTensor], path: str) -> Conversion | None:
+def _deepseek2_conversion(name: str, tensors: dict[str, TensorInfo], path: str) -> Conversion | None:
     if name in _GLOBAL_NAMES:
         return _renamed(name, _GLOBAL_NAMES[name])
     match = _LAYER_TENSOR.fullmatch(name)
@@ -359,5 +614,7 @@ def _join_kv_b(k_b: str, v_b: str, hf_name: str, load: Loader) -> Iterator[tuple
     attn_k_b is [heads, kv_lora_rank, nope] (each head's key rows transposed) and attn_v_b
     is [heads, v, kv_lora_rank]; kv_b_proj holds, per head, the nope key rows then the v rows.
     """
+    import torch
+
     v = load(v_b)
     yield hf_name, torch.cat([load(k_b).transpose(1, 2), v], dim=1).reshape(-1, v.shape[2])

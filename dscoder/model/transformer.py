@@ -23,6 +23,7 @@ from torch import nn
 from dscoder.kernels import native
 from dscoder.model.cache import DenseCache, LatentCache, LayerCache, RowCache
 from dscoder.model.config import ModelConfig, yarn_mscale
+from dscoder.model.quant import QuantLinear
 
 
 class Linear(nn.Linear):
@@ -188,7 +189,8 @@ class MLA(nn.Module):
     latent into per-head K/V (cheapest for a prompt, where every position is new), and
     "absorbed" folds W_UK into the query and applies W_UV after attention, so a decode step
     attends over the cached latent directly instead of re-expanding it for every position.
-    `absorb=None` picks absorbed exactly when earlier positions are cached.
+    `absorb=None` picks absorbed exactly when earlier positions are cached.  The absorbed form
+    reads kv_b_proj's weight only through `absorbed_weights`, never its `.weight` directly.
     """
 
     absorb: bool | None = None
@@ -238,9 +240,29 @@ class MLA(nn.Module):
         k = torch.cat((k_nope, k_pe[:, :, None, :].expand(b, s, self.n_heads, self.rope_dim)), dim=-1)
         return attend(torch.cat((q_nope, q_pe), dim=-1), k, v, mask, self.scale)
 
+    def absorbed_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W_UK [heads, nope, rank], W_UV [heads, v, rank]) in `dtype`: kv_b_proj's effective weight per head.
+
+        The only place the absorbed form reads kv_b_proj, so it folds in exactly the matrix
+        `attend_expanded` multiplies by: `.weight` of a plain linear layer, the dequantized
+        weight of a `QuantLinear` (which has no `.weight`).  Any other layer is refused rather
+        than guessed at: a wrapper whose `.weight` is not what it applies (LoRA adds a low-rank
+        product to it) would otherwise make the two forms disagree without a sound.
+        """
+        layer = self.kv_b_proj
+        if isinstance(layer, QuantLinear):
+            w = layer.dequantize(dtype)
+        elif type(layer) in (Linear, nn.Linear):
+            w = layer.weight.to(dtype)
+        else:
+            raise TypeError(f"MLA.kv_b_proj is a {type(layer).__name__}, whose effective weight the absorbed form "
+                            "cannot read (it knows Linear, nn.Linear and QuantLinear); teach "
+                            "MLA.absorbed_weights to read it")
+        w = w.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
+        return w[:, :self.nope_dim], w[:, self.nope_dim:]
+
     def attend_absorbed(self, q_nope, q_pe, latent, k_pe, mask) -> torch.Tensor:
-        w = self.kv_b_proj.weight.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
-        w_uk, w_uv = w[:, :self.nope_dim], w[:, self.nope_dim:]
+        w_uk, w_uv = self.absorbed_weights(q_nope.dtype)
         q_latent = torch.einsum("bthd,hdr->bthr", q_nope, w_uk)  # queries in the latent space
         scores = (torch.einsum("bthr,bsr->bhts", q_latent, latent)
                   + torch.einsum("bthd,bsd->bhts", q_pe, k_pe)).float() * self.scale

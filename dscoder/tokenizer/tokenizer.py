@@ -2,10 +2,10 @@
 
 A model reaches us either as a Hugging Face directory (`tokenizer.json` +
 `tokenizer_config.json`) or as a GGUF file, which carries no `tokenizer.json` but the
-vocabulary, merges and token types as metadata.  Both end up as one `tokenizers.Tokenizer`
-(the Rust BPE, not a hand-written one), wrapped with what a generation loop needs: the
-BOS/EOS/pad tokens, whether the model wants a BOS, its chat template, and a streaming
-decoder.
+vocabulary, merges and token types as metadata (`dscoder.formats.gguf.read_vocabulary`
+reads them).  Both end up as one `tokenizers.Tokenizer` (the Rust BPE, not a hand-written
+one), wrapped with what a generation loop needs: the BOS/EOS/pad tokens, whether the model
+wants a BOS, its chat template, and a streaming decoder.
 
 Rebuilding a GGUF tokenizer so that it gives the ids the original one gave takes three
 things that llama.cpp keeps outside the vocabulary:
@@ -38,20 +38,21 @@ from __future__ import annotations
 import codecs
 import functools
 import json
-import mmap
 import os
 import re
-import struct
 from pathlib import Path
 from typing import Any, Iterable
 
 from tokenizers import AddedToken, Regex, decoders, models, pre_tokenizers, processors
 from tokenizers import Tokenizer as _Backend
 
+from dscoder.errors import UserError
+from dscoder.formats.gguf import CONTROL, USER_DEFINED, GGUFError, read_vocabulary
+
 __all__ = ["Tokenizer", "StreamDecoder", "TokenizerError", "pre_tokenizer_for", "PRE_TOKENIZERS"]
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     """A tokenizer (directory, tokenizer.json, tokenizer_config.json or GGUF) cannot be used as asked."""
 
 
@@ -146,91 +147,6 @@ def _token_bytes(token: str) -> bytes:
     if _OUTSIDE_ALPHABET.search(token):
         return token.encode("utf-8")
     return token.translate(_TO_LATIN1).encode("latin-1")
-
-
-# ------------------------------------------------------------------------------ GGUF metadata
-_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_STRING, _ARRAY = 8, 9
-_CONTROL, _USER_DEFINED = 3, 4  # llama.cpp's token types (1 normal, 2 unknown, 5 unused, 6 byte)
-
-
-def _read_gguf_metadata(path: str) -> dict[str, Any]:
-    """The key/value section of a GGUF file; tensor data is never touched.
-
-    gguf's own `GGUFReader` builds numpy views for every string of every array and takes
-    seconds on a 100k vocabulary; walking the section once with `struct` takes ~0.1 s.
-    """
-    try:
-        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            return _parse_gguf_metadata(buf, path)
-    except (OSError, ValueError) as exc:  # unreadable, empty (mmap refuses), truncated
-        if isinstance(exc, TokenizerError):
-            raise
-        raise TokenizerError(f"{path} cannot be read as GGUF; is it truncated or not a GGUF file? ({exc})") from exc
-
-
-def _parse_gguf_metadata(buf: mmap.mmap, path: str) -> dict[str, Any]:
-    if buf[:4] != b"GGUF":
-        raise TokenizerError(f"{path} is not a GGUF file (it does not start with b'GGUF')")
-    (version,) = struct.unpack_from("<I", buf, 4)
-    order = "<"
-    if version & 0xFFFF == 0:  # written on a big-endian machine
-        order = ">"
-        (version,) = struct.unpack_from(">I", buf, 4)
-    if version < 2:
-        raise TokenizerError(f"{path}: GGUF version {version} is not supported (2 or later)")
-    u64 = struct.Struct(order + "Q")
-    u32 = struct.Struct(order + "I")
-    (n_kv,) = u64.unpack_from(buf, 16)
-    off = 24
-
-    def string(off: int) -> tuple[str, int]:
-        (n,) = u64.unpack_from(buf, off)
-        off += 8
-        if off + n > len(buf):
-            raise ValueError("string runs past the end of the file")
-        return str(buf[off:off + n], "utf-8"), off + n
-
-    def value(kind: int, off: int) -> tuple[Any, int]:
-        if kind == _STRING:
-            return string(off)
-        if kind in _GGUF_SCALARS:
-            item = struct.Struct(order + _GGUF_SCALARS[kind])
-            return item.unpack_from(buf, off)[0], off + item.size
-        if kind != _ARRAY:
-            raise ValueError(f"unknown value type {kind}")
-        (item_kind,) = u32.unpack_from(buf, off)
-        (n,) = u64.unpack_from(buf, off + 4)
-        off += 12
-        if item_kind in _GGUF_SCALARS:
-            item = struct.Struct(f"{order}{n}{_GGUF_SCALARS[item_kind]}")
-            return list(item.unpack_from(buf, off)), off + item.size
-        items = []
-        append = items.append
-        if item_kind == _STRING:  # the vocabulary and merges: keep this loop tight
-            unpack, size = u64.unpack_from, len(buf)
-            for _ in range(n):
-                (length,) = unpack(buf, off)
-                off += 8
-                if off + length > size:
-                    raise ValueError("string runs past the end of the file")
-                append(str(buf[off:off + length], "utf-8"))
-                off += length
-            return items, off
-        for _ in range(n):
-            item_value, off = value(item_kind, off)
-            append(item_value)
-        return items, off
-
-    metadata: dict[str, Any] = {}
-    try:
-        for _ in range(n_kv):
-            key, off = string(off)
-            (kind,) = u32.unpack_from(buf, off)
-            metadata[key], off = value(kind, off + 4)
-    except (struct.error, ValueError) as exc:  # UnicodeDecodeError is a ValueError
-        raise TokenizerError(f"{path}: GGUF metadata is truncated or corrupt ({exc})") from exc
-    return metadata
 
 
 # ------------------------------------------------------------------------------ the tokenizer
@@ -332,56 +248,43 @@ class Tokenizer:
     def from_gguf(cls, path: str | os.PathLike) -> "Tokenizer":
         """The byte-level BPE tokenizer a GGUF file describes (`tokenizer.ggml.model` = gpt2)."""
         path = os.fspath(path)
-        meta = _read_gguf_metadata(path)
-        tokens = meta.get("tokenizer.ggml.tokens")
-        if not tokens:
-            raise TokenizerError(f"{path} has no vocabulary (no 'tokenizer.ggml.tokens' in its metadata)")
-        model = meta.get("tokenizer.ggml.model")
-        if model != "gpt2":
-            kind = " (SentencePiece)" if model == "llama" else ""
-            raise TokenizerError(f"{path}: tokenizer model {model!r}{kind} is not supported; only byte-level "
+        try:
+            vocab = read_vocabulary(path)
+        except GGUFError as exc:
+            raise TokenizerError(str(exc)) from exc
+        tokens = vocab.tokens
+        if vocab.model != "gpt2":
+            kind = " (SentencePiece)" if vocab.model == "llama" else ""
+            raise TokenizerError(f"{path}: tokenizer model {vocab.model!r}{kind} is not supported; only byte-level "
                                  "BPE ('gpt2', as DeepSeek-Coder and SmolLM use) is")
-        merges = meta.get("tokenizer.ggml.merges")
-        if not merges:
+        if not vocab.merges:
             raise TokenizerError(f"{path}: byte-level BPE vocabulary without 'tokenizer.ggml.merges'")
-        types = meta.get("tokenizer.ggml.token_type") or [1] * len(tokens)
-        if len(types) != len(tokens):
-            raise TokenizerError(f"{path}: 'tokenizer.ggml.token_type' has {len(types)} entries for "
-                                 f"{len(tokens)} tokens")
-        vocab = {token: i for i, token in enumerate(tokens)}
-        if len(vocab) != len(tokens):
+        ids = {token: i for i, token in enumerate(tokens)}
+        if len(ids) != len(tokens):
             seen: set[str] = set()
             dup = next(t for t in tokens if t in seen or seen.add(t))
             raise TokenizerError(f"{path}: token {dup!r} appears more than once in 'tokenizer.ggml.tokens'")
 
         try:  # llama.cpp also falls back to "default" when a file names none
-            pre_tokenizer = pre_tokenizer_for(meta.get("tokenizer.ggml.pre", "default"))
+            pre_tokenizer = pre_tokenizer_for(vocab.pre)
         except TokenizerError as exc:
             raise TokenizerError(f"{path}: 'tokenizer.ggml.pre' names an {exc}") from None
-        backend = _Backend(models.BPE(vocab=vocab, merges=_split_merges(merges, path)))
+        backend = _Backend(models.BPE(vocab=ids, merges=_split_merges(vocab.merges, path)))
         backend.pre_tokenizer = pre_tokenizer
         backend.decoder = decoders.ByteLevel()
-        control = [tokens[i] for i, kind in enumerate(types) if kind == _CONTROL]
-        user = [tokens[i] for i, kind in enumerate(types)
-                if kind == _USER_DEFINED and tokens[i] != f"[PAD{i}]"]
+        control = [tokens[i] for i, kind in enumerate(vocab.token_types) if kind == CONTROL]
+        user = [tokens[i] for i, kind in enumerate(vocab.token_types)
+                if kind == USER_DEFINED and tokens[i] != f"[PAD{i}]"]
         backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in control])
         backend.add_tokens([AddedToken(t, special=False, normalized=False) for t in user])
 
-        def special(key: str) -> str | None:
-            token_id = meta.get(f"tokenizer.ggml.{key}")
-            if token_id is None:
-                return None
-            if not 0 <= token_id < len(tokens):
-                raise TokenizerError(f"{path}: 'tokenizer.ggml.{key}' = {token_id} is outside the "
-                                     f"vocabulary of {len(tokens)} tokens")
-            return tokens[token_id]
+        def special(token_id: int | None) -> str | None:
+            return None if token_id is None else tokens[token_id]
 
-        arch = meta.get("general.architecture")
-        return cls.from_backend(backend, bos_token=special("bos_token_id"), eos_token=special("eos_token_id"),
-                                pad_token=special("padding_token_id"),
-                                add_bos=bool(meta.get("tokenizer.ggml.add_bos_token", False)),
-                                chat_template=meta.get("tokenizer.chat_template"),
-                                model_max_length=meta.get(f"{arch}.context_length"), source=path)
+        return cls.from_backend(backend, bos_token=special(vocab.bos_id), eos_token=special(vocab.eos_id),
+                                pad_token=special(vocab.pad_id), add_bos=vocab.add_bos,
+                                chat_template=vocab.chat_template, model_max_length=vocab.context_length,
+                                source=path)
 
     @classmethod
     def from_backend(cls, backend: _Backend, *, bos_token: str | None = None, eos_token: str | None = None,
