@@ -1,7 +1,7 @@
 """The web playground (dscoder/serve/static) in a real headless Chromium against a real `dscoder serve`.
 
 Debian's chromium driven by Playwright (no browser download); the server is a subprocess on
-a free loopback port serving the tiny FIM model, behind an API key. Set DSCODER_SCREENSHOT=1
+a loopback port it picks itself (port 0) serving the tiny FIM model, behind an API key. Set DSCODER_SCREENSHOT=1
 to also write benchmarks/playground.png (the README's picture).
 """
 
@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import requires
+from serve_live import dscoder_serve
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
@@ -27,17 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 WAIT_MS = 120_000  # generous: the machine may be busy; nothing here measures time
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not found (apt-get install chromium; scripts/install-toolchains.sh does it)")
+        requires("chromium", f"{CHROMIUM} not found (apt-get install chromium; scripts/install-toolchains.sh does it)")
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
@@ -46,35 +37,10 @@ def browser():
 
 @pytest.fixture(scope="module")
 def server(fim_model_dir, tmp_path_factory):
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli.app", "serve", "--model", str(fim_model_dir),
-                                 "--port", str(port), "--api-key", KEY, "--kv-cache-gib", "0.05"],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dscoder serve exited ({proc.returncode}):\n{log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=5) as resp:
-                    if resp.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dscoder serve never became healthy:\n{log_path.read_text()}")
-            time.sleep(0.5)
+    with dscoder_serve(["--model", str(fim_model_dir), "--api-key", KEY, "--kv-cache-gib", "0.05"], log_path,
+                       bound=300) as (_, url):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _post(url: str, body: dict) -> dict:
@@ -90,6 +56,7 @@ def test_playground_chat_and_infill_in_chromium(browser, server, fim_model_dir, 
     model_id = fim_model_dir.name
     page = browser.new_page(viewport={"width": 1280, "height": 760})
     page.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)  # expect() has its own deadline (5 s), which a busy machine overruns
     page_errors, posts = [], []
     page.on("pageerror", lambda e: page_errors.append(str(e)))
     page.on("request", lambda r: posts.append(r) if r.method == "POST" else None)

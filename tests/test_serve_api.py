@@ -5,15 +5,18 @@ vocabulary (FIM tokens, built-in chat template).
 Every greedy answer is compared with `dscoder.infer.generate` run directly on the same model from the
 prompt the server is documented to build (FIM, chat template, /infill's repository layout), so
 a wrong prompt, a wrong stop rule or batching that changes results shows up as different text.
-Nothing here asserts on timings: long requests are kept running by slowing the model's forward,
-and every poll has a generous bound that only stops a leak from hanging the suite.
+Nothing here asserts on timings or sleeps for them: a test that must act while a generation is
+in flight holds the model's steps at a gate (`StepGate`) and lets them through one at a time, and
+every poll has a generous bound that only stops a leak from hanging the suite.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import threading
+import time
 from itertools import accumulate
 
 import pytest
@@ -29,10 +32,12 @@ from dscoder.infer.generate import SamplingParams, generate, stream  # noqa: E40
 from dscoder.hub import load_model  # noqa: E402
 from dscoder.model.transformer import Transformer  # noqa: E402
 from dscoder.model.presets import get_preset  # noqa: E402
-from dscoder.serve.api import IndentCut, ServerState, create_app  # noqa: E402
+from dscoder.serve.api import ServerState, create_app  # noqa: E402
 from dscoder.serve.engine import Engine, EngineConfig  # noqa: E402
+from dscoder.serve.indent import IndentCut  # noqa: E402
 from dscoder.tokenizer.tokenizer import Tokenizer  # noqa: E402
-from serve_live import LiveServer, parse_metrics, settle, slowed, stats, wait_for  # noqa: E402
+from serve_live import (LiveServer, StepGate, counter, idle, one_request_in, parse_metrics, settle, stats,  # noqa: E402
+                        wait_for)
 
 MODEL = "tiny-coder"
 CONTEXT = 512  # the tiny preset's max_position_embeddings
@@ -153,10 +158,19 @@ class RawRequest:
 
     def read_until(self, marker: bytes) -> bytes:
         while marker not in self.received:
-            chunk = self.sock.recv(65536)
-            assert chunk, f"the server closed the connection first: {self.received[-500:]!r}"
-            self.received += chunk
+            self._receive()
         return self.received
+
+    def has(self, marker: bytes) -> bool:
+        """Whether `marker` has arrived, reading only what is already there (never waits)."""
+        while marker not in self.received and select.select([self.sock], [], [], 0)[0]:
+            self._receive()
+        return marker in self.received
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"the server closed the connection first: {self.received[-500:]!r}"
+        self.received += chunk
 
     def close(self) -> None:
         self.sock.close()
@@ -460,19 +474,23 @@ def test_answers_are_the_same_alone_and_in_a_busy_batch(client, live, tiny):
     alone = [client.completions.create(model=MODEL, **t).choices[0].text for t in targets]
     chat_alone = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=24,
                                                 temperature=0).choices[0].message.content
+    # The background takes a step only while it starts and while a target is in the engine, so it
+    # runs ~170 of its 360+ tokens: it outlasts every target however slow the clients are.
     background = []
     try:
-        for path, body in BACKGROUND:
-            req = RawRequest(live.port, path, {"model": MODEL, "stream": True, **body})
-            req.read_until(b"data: ")
-            background.append(req)
-        wait_for(lambda: stats(live.engine).running == 9, "all nine background sequences running")
-        with slowed(tiny[0], 0.002):  # steps, not client round trips, set the background's pace
-            busy = [client.completions.create(model=MODEL, **t).choices[0].text for t in targets]
-            chat_busy = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=24,
-                                                       temperature=0).choices[0].message.content
-        # the background outlasted every target, so each target ran in a batch of ten
-        assert stats(live.engine).running == 9
+        with StepGate(tiny[0]) as gate:
+            for path, body in BACKGROUND:
+                req = RawRequest(live.port, path, {"model": MODEL, "stream": True, **body})
+                background.append(req)
+                gate.run_until(lambda: req.has(b"data: "), f"the first event of {body}")
+            gate.run_until(lambda: stats(live.engine).running == 9, "all nine background sequences running")
+            busy = [gate.through(lambda: client.completions.create(model=MODEL, **t).choices[0].text, f"target {t}",
+                                 only_while=one_request_in(live.engine)) for t in targets]
+            chat_busy = gate.through(lambda: client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, max_tokens=24, temperature=0).choices[0].message.content,
+                "the chat target", only_while=one_request_in(live.engine))
+            # the background outlasted every target, so each target ran in a batch of ten
+            assert stats(live.engine).running == 9
     finally:
         for req in background:
             req.close()
@@ -563,9 +581,10 @@ def test_infill_n_indent_cuts_as_llama_cpp_and_stops_generating(http, live, tiny
     assert full[len(wants[5][0])] == "\n"
     for n_indent, (want, _) in wants.items():
         before = metrics(http)
-        with slowed(model, 0.01):  # the cut lands long before the 200 tokens could be generated
-            r = http.post("/infill", json={**base, "n_indent": n_indent}).json()
-            settle(live.engine)
+        with StepGate(model) as gate:  # one step at a time: the engine cannot run on while the cut travels
+            r = gate.through(lambda: http.post("/infill", json={**base, "n_indent": n_indent}).json(),
+                             f"the infill with n_indent={n_indent}")
+            gate.run_until(lambda: idle(live.engine), "the request ended")
         after = metrics(http)
         assert r["content"] == want and r["stop"] is True and r["stop_type"] == "limit", (n_indent, r)
         assert r["tokens_predicted"] < 100
@@ -587,8 +606,18 @@ def test_infill_t_max_predict_ms_ends_at_a_newline(http, live, tiny):
         if "\n" in delta.text:
             break
     assert "\n" in want and len(want) < len(direct(tiny, fim, 200)[0])
-    with slowed(model, 0.005):  # 1 ms is over before the first token
-        r = http.post("/infill", json={**base, "t_max_predict_ms": 1}).json()
+    held_at = []
+
+    def time_is_up() -> bool:
+        """Asked only while the gate holds a step: the first is the request's first, and the server
+        started its 1 ms before it submitted the request, so the 1 ms is over 1 ms after that."""
+        held_at[:] = held_at or [time.monotonic()]
+        return time.monotonic() > held_at[0] + 0.001
+
+    with StepGate(model) as gate:  # no token is generated before the time is up
+        r = gate.through(lambda: http.post("/infill", json={**base, "t_max_predict_ms": 1}).json(),
+                         "the infill answered", only_while=time_is_up)
+    assert held_at, "the request never reached the engine"
     assert r["content"] == want and r["stop_type"] == "limit" and r["tokens_predicted"] < 200
 
 
@@ -809,27 +838,29 @@ def test_full_queue_is_a_429_with_retry_after(tiny):
     model, tok = tiny
     engine = Engine(model, tok, EngineConfig(num_blocks=128, max_running=1, max_waiting=1)).start()
     with LiveServer(create_app(ServerState(MODEL, engine=engine))) as server, \
-            httpx.Client(base_url=server.url, timeout=60) as c, slowed(model, 0.01):
+            httpx.Client(base_url=server.url, timeout=60) as c:
         long = {"model": MODEL, "prompt": "x = ", "max_tokens": 400, "stream": True}
-        running = RawRequest(server.port, C, long)
-        waiting = None
-        try:
-            running.read_until(b"data: ")
-            wait_for(lambda: stats(engine).running == 1, "the first request running")
-            waiting = RawRequest(server.port, C, long)
-            wait_for(lambda: stats(engine).waiting == 1, "the second request queued")
-            for path, body in [(C, OK_C), (CH, OK_CH), (I, {"input_prefix": "x"}), (C, {**OK_C, "n": 2})]:
-                r = c.post(path, json=body)
-                assert_error(r, 429, code="server_busy", type="rate_limit_error")
-                assert int(r.headers["retry-after"]) >= 1
-            with pytest.raises(openai.RateLimitError):
-                openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0).completions.create(
-                    model=MODEL, prompt="x", max_tokens=2)
-            assert metric(parse_metrics(c.get("/metrics").text), "dscoder_request_rejections_total") == 5
-        finally:
-            running.close()
-            if waiting is not None:
-                waiting.close()
+        with StepGate(model) as gate:  # the first request cannot finish (and free its place) meanwhile
+            running = RawRequest(server.port, C, long)
+            waiting = None
+            try:
+                gate.run_until(lambda: running.has(b"data: ") and stats(engine).running == 1,
+                               "the first request streaming")
+                waiting = RawRequest(server.port, C, long)
+                wait_for(lambda: stats(engine).waiting == 1, "the second request queued")
+                for path, body in [(C, OK_C), (CH, OK_CH), (I, {"input_prefix": "x"}), (C, {**OK_C, "n": 2})]:
+                    r = c.post(path, json=body)
+                    assert_error(r, 429, code="server_busy", type="rate_limit_error")
+                    assert int(r.headers["retry-after"]) >= 1
+                with pytest.raises(openai.RateLimitError):
+                    openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0).completions.create(
+                        model=MODEL, prompt="x", max_tokens=2)
+                assert metric(parse_metrics(c.get("/metrics").text), "dscoder_request_rejections_total") == 5
+            finally:
+                running.close()
+                if waiting is not None:
+                    waiting.close()
+            gate.run_until(lambda: idle(engine), "both requests cancelled")
         settle(engine)
         r = c.post(C, json={**OK_C, "temperature": 0})  # room again
         assert r.status_code == 200 and r.json()["choices"][0]["finish_reason"] == "length"
@@ -865,16 +896,22 @@ HANG_UPS = {"completions": (C, {"model": MODEL, "prompt": "x = ", "max_tokens": 
 
 
 def hang_up_mid_generation(live, tiny, path: str, body: dict) -> None:
-    """Send a request, wait until the engine runs it (and the first event of a stream), hang up, settle."""
-    with slowed(tiny[0], 0.005):  # hundreds of tokens take seconds: the hang-up lands mid-generation
+    """Send a request; let the engine run it until it has generated a token (and a stream has sent
+    its first event) while the gate holds its next step; hang up; then let steps through one at a
+    time until the engine has ended it.  The generation cannot finish on its own meanwhile: it
+    gets a step only after the test has looked, and its hundreds of tokens outlast the hang-up."""
+    engine = live.engine
+    before = counter(engine, "dscoder_generation_tokens_total")
+    with StepGate(tiny[0]) as gate:
         req = RawRequest(live.port, path, body)
         try:
-            if body.get("stream"):
-                req.read_until(b"data: ")
-            wait_for(lambda: stats(live.engine).running == 1, "the request running")
+            gate.run_until(lambda: stats(engine).running == 1
+                           and counter(engine, "dscoder_generation_tokens_total") > before
+                           and (not body.get("stream") or req.has(b"data: ")), "the request generating")
         finally:
             req.close()
-        settle(live.engine)
+        gate.run_until(lambda: idle(engine), "the request ended")
+    settle(engine)
 
 
 @pytest.mark.parametrize("streaming", [True, False], ids=["stream", "whole"])
@@ -887,7 +924,7 @@ def test_client_going_away_cancels_its_generation(http, live, tiny, endpoint, st
     delta = lambda name, **labels: metric(after, name, **labels) - metric(before, name, **labels)  # noqa: E731
     assert delta("dscoder_request_finished_total", finish_reason="cancelled") == 1
     assert delta("dscoder_request_finished_total", finish_reason="length") == 0
-    assert delta("dscoder_generation_tokens_total") < 400
+    assert 1 <= delta("dscoder_generation_tokens_total") < 400  # cancelled mid-generation
 
 
 def test_metrics_gauges_return_to_zero_after_the_last_request_is_cancelled(http, live, tiny):

@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import subprocess
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 import pytest
 
 httpx = pytest.importorskip("httpx")
+from serve_live import dscoder_serve  # noqa: E402
 
 # 48 KV blocks of 16 tokens (the tiny model keeps 1 KiB per token): fewer than 8 running
 # requests of up to ~130 tokens need, so the scheduler preempts.
@@ -37,12 +36,6 @@ SNIPPETS = [
     "x = [1, 2, 3]\ny = [a * 2 for a in x]\nprint(x, y)\n",
     "def fib(n):\n    if n < 2:\n        return n\n    return fib(n - 1) + fib(n - 2)\n",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rss_bytes(pid: int) -> int:
@@ -65,34 +58,11 @@ class Server:
 
 @contextmanager
 def serve(model_dir: Path, log: Path):
-    port = _free_port()
-    argv = [sys.executable, "-m", "dscoder.cli.app", "serve", "--model", str(model_dir), "--host", "127.0.0.1",
-            "--port", str(port), "--max-running", str(MAX_RUNNING), "--max-waiting", str(MAX_WAITING),
+    args = ["--model", str(model_dir), "--max-running", str(MAX_RUNNING), "--max-waiting", str(MAX_WAITING),
             "--kv-cache-gib", repr(KV_CACHE_GIB), "--log-level", "warning"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        model = None
-        while model is None:
-            assert proc.poll() is None, f"the server exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"the server did not become ready:\n{log.read_text()[-4000:]}"
-            try:
-                if httpx.get(base + "/health", timeout=5).status_code == 200:
-                    model = httpx.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+    with dscoder_serve(args, log, bound=180) as (proc, base):
+        model = httpx.get(base + "/v1/models", timeout=5).json()["data"][0]["id"]
         yield Server(proc, base, model, log)
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
 
 
 @dataclass

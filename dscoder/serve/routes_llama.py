@@ -1,0 +1,111 @@
+"""llama.cpp server's routes, for the editor plugins written against it (llama.vscode and
+similar): /infill (fill-in-the-middle over DeepSeek-Coder's repository layout, with n_indent and
+t_max_predict_ms), /tokenize and /detokenize (which also take vLLM's field names)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from dscoder.serve.engine import Output, RequestHandle
+from dscoder.serve.errors import ApiError
+from dscoder.serve.indent import IndentCut
+from dscoder.serve.outputs import collect, generated, merged
+from dscoder.serve.prompts import decode_ids, fim_ids
+from dscoder.serve.protocol import DetokenizeRequest, InfillRequest, TokenizeRequest
+from dscoder.serve.sse import event_stream, sse, sse_error
+from dscoder.serve.state import serving
+from dscoder.serve.submit import eos_stop, sampling_params, submit
+
+router = APIRouter()
+
+
+@dataclass
+class _InfillAnswer:
+    """The last object of an /infill answer (whole, or the last event of a stream): llama.cpp's fields."""
+
+    model: str
+    prompt_n: int
+    started: float = field(default_factory=time.perf_counter)
+
+    def final(self, content: str, predicted: int, last: Output, cut: bool) -> dict:
+        # llama.cpp's stop types: "eos" (end of middle), "word" (a stop string), "limit" (n_predict,
+        # t_max_predict_ms, the context, or the n_indent cut)
+        elapsed = (time.perf_counter() - self.started) * 1000
+        reason = last.finish_reason
+        stop_type = ("limit" if cut or reason == "length" else
+                     ("word" if last.token_id is not None else "eos") if reason == "stop" else "none")
+        return {"content": content, "stop": True, "model": self.model, "tokens_predicted": predicted,
+                "tokens_evaluated": self.prompt_n, "stop_type": stop_type, "truncated": False,
+                "timings": {"prompt_n": self.prompt_n, "predicted_n": predicted, "predicted_ms": elapsed,
+                            "predicted_per_second": predicted / elapsed * 1000 if elapsed else 0.0}}
+
+
+async def _infill_events(handle: RequestHandle, indent: IndentCut, answer: _InfillAnswer) -> AsyncIterator[str]:
+    """llama.cpp's stream: `{"content", "stop": false}` pieces, then the final object; the
+    generation stops at the n_indent cut."""
+    predicted = 0
+    async for _, out in merged([handle]):
+        predicted += out.token_id is not None
+        if out.finish_reason == "error":
+            yield sse_error(out.text)
+            return
+        text, cut = indent.push(out.text)
+        if text:
+            yield sse({"content": text, "stop": False})
+        if cut or out.finish_reason is not None:
+            handle.cancel()
+            yield sse(answer.final("", predicted, out, cut))
+            return
+
+
+@router.post("/infill")
+async def infill(body: InfillRequest, request: Request):
+    state, engine = serving(request, body.model)
+    tok = engine.tokenizer
+    # Repository context in DeepSeek-Coder's repository-level layout: each file after a
+    # "#path" line, then the file being edited.
+    extra = "".join(f"#{chunk.filename}\n{chunk.text}\n" for chunk in body.input_extra)
+    ids = await run_in_threadpool(fim_ids, tok, state.model_name, extra + body.input_prefix + body.prompt,
+                                  body.input_suffix, "input_prefix")
+    limit = body.n_predict if body.n_predict > 0 else max(1, engine.max_model_len - len(ids))
+    deadline = time.monotonic() + body.t_max_predict_ms / 1000 if body.t_max_predict_ms else None
+    params = sampling_params(body, limit, eos_stop(tok), False)
+    [handle] = submit(engine, ids, params, 1, "input_prefix", deadline=deadline)
+    indent = IndentCut(body.n_indent)
+    answer = _InfillAnswer(state.model_name, len(ids))
+
+    if body.stream:
+        return event_stream(_infill_events(handle, indent, answer))
+
+    pieces, cut = [], False
+
+    def take(_: int, out: Output) -> bool:
+        nonlocal cut
+        text, cut = indent.push(out.text)
+        pieces.append(text)
+        return cut  # the middle ends at the cut: stop generating there
+
+    [outs] = await collect(request, [handle], until=take)
+    return answer.final("".join(pieces), generated(outs), outs[-1], cut)
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request):
+    _, engine = serving(request, body.model)
+    text = body.content if body.content is not None else body.prompt
+    if text is None:
+        raise ApiError(400, "give the text as `content` (or `prompt`)", param="content")
+    ids = await run_in_threadpool(engine.tokenizer.encode, text,
+                                  add_bos=body.add_special and engine.tokenizer.bos_id is not None)
+    return {"tokens": ids, "count": len(ids), "max_model_len": engine.max_model_len}
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeRequest, request: Request):
+    _, engine = serving(request, body.model)
+    return {"content": await run_in_threadpool(decode_ids, engine, body.tokens, "tokens")}
