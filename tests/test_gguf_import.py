@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV2ForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from dscoder.errors import CheckpointError
-from dscoder.formats.gguf import read_gguf, read_gguf_config
+from dscoder.formats.gguf import read_gguf, read_gguf_config, read_header
 
 Q = gguf.GGMLQuantizationType
 # Byte offsets of the f16 super-block scales in the K-quant blocks (ggml-common.h).
@@ -127,18 +127,24 @@ def write_llama_gguf(path: Path, model: LlamaForCausalLM, qtype: Q, *, cfg: Llam
     writer.add_vocab_size(cfg.vocab_size)
     writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
     add_tokenizer(writer, cfg.vocab_size)
-    for hf_name, tensor in model.state_dict().items():
-        array = tensor.numpy()
-        if hf_name.endswith("q_proj.weight"):
-            array = llama_permute(array, model.config.num_attention_heads)
-        elif hf_name.endswith("k_proj.weight"):
-            array = llama_permute(array, model.config.num_key_value_heads)
-        name = to_gguf_name(hf_name, LLAMA_NAMES)
+    hf = model.state_dict()
+    for name, array in llama_tensors(hf, model.config.num_attention_heads, model.config.num_key_value_heads):
         tensor_type = (qtypes or {}).get(name, qtype if array.ndim > 1 else Q.F32)
         writer.add_tensor(name, encode(array, tensor_type, rng), raw_dtype=tensor_type)
     if customize is not None:
         customize(writer)
     return write_gguf(path, writer)
+
+
+def llama_tensors(hf: dict[str, torch.Tensor], n_head: int, n_head_kv: int):
+    """(GGUF name, array) pairs as `LlamaModel.modify_tensors` makes them: renamed, q/k rows permuted."""
+    for hf_name, tensor in hf.items():
+        array = tensor.numpy()
+        if hf_name.endswith("q_proj.weight"):
+            array = llama_permute(array, n_head)
+        elif hf_name.endswith("k_proj.weight"):
+            array = llama_permute(array, n_head_kv)
+        yield to_gguf_name(hf_name, LLAMA_NAMES), array
 
 
 def to_gguf_name(hf_name: str, names: dict[str, str]) -> str:
@@ -289,9 +295,9 @@ DEEPSEEK2_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", DEEPSEEK2_CASES)
-def test_deepseek2_matches_hf_checkpoint(case, tmp_path):
-    changes, mla_split, qtype, atol = DEEPSEEK2_CASES[case]
+def deepseek2_case(case: str, tmp_path: Path) -> tuple[DeepseekV2Config, dict[str, torch.Tensor], Path]:
+    """A random tiny DeepSeek-V2 (config, HF tensors) and the GGUF that DEEPSEEK2_CASES[case] converts it to."""
+    changes, mla_split, qtype, _ = DEEPSEEK2_CASES[case]
     cfg = DeepseekV2Config(**{**dict(
         vocab_size=96, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
         num_attention_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2,
@@ -300,7 +306,13 @@ def test_deepseek2_matches_hf_checkpoint(case, tmp_path):
     torch.manual_seed(0)
     DeepseekV2ForCausalLM(cfg).save_pretrained(tmp_path / "hf")
     hf = load_file(tmp_path / "hf" / "model.safetensors")  # per-expert keys, as on the Hub
-    path = write_deepseek2_gguf(tmp_path / "tiny.gguf", cfg, hf, mla_split, qtype)
+    return cfg, hf, write_deepseek2_gguf(tmp_path / "tiny.gguf", cfg, hf, mla_split, qtype)
+
+
+@pytest.mark.parametrize("case", DEEPSEEK2_CASES)
+def test_deepseek2_matches_hf_checkpoint(case, tmp_path):
+    atol = DEEPSEEK2_CASES[case][3]
+    cfg, hf, path = deepseek2_case(case, tmp_path)
 
     config, ours = read_gguf(path)
     assert_same_tensors(ours, hf, atol=atol)
@@ -318,6 +330,60 @@ def test_deepseek2_matches_hf_checkpoint(case, tmp_path):
                                           "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707}
     else:
         assert config["rope_scaling"] is None
+
+
+# ------------------------------------------------------------------ the same bits as gguf's own reader
+def gguf_reader_tensors(path: Path, dtype: torch.dtype) -> dict[str, np.ndarray]:
+    """The peer: every tensor as `gguf.GGUFReader` finds it, dequantized by `gguf.quants`, rounded to `dtype`."""
+    return {t.name: torch.from_numpy(np.array(gguf.quants.dequantize(t.data, t.tensor_type))).to(dtype).float().numpy()
+            for t in gguf.GGUFReader(path).tensors}
+
+
+def assert_reads_like_gguf_reader(path: Path, dtype: torch.dtype = torch.float32) -> None:
+    """read_gguf's state dict, converted back to GGUF tensors the way llama.cpp converts, holds exactly the
+    bits of the peer: the tensors were found at the right bytes and nothing was lost in the conversions."""
+    expected = gguf_reader_tensors(path, dtype)
+    config, state = read_gguf(path, dtype=dtype)
+    assert all(t.dtype == dtype for t in state.values())
+    state = {name: t.float() for name, t in state.items()}  # exact: every dtype here is a subset of float32
+    if config["model_type"] == "llama":
+        ours = dict(llama_tensors(state, config["num_attention_heads"], config["num_key_value_heads"]))
+    else:
+        mla_split = any(name.endswith("attn_k_b.weight") for name in expected)
+        ours = dict(deepseek2_tensors(SimpleNamespace(**config), state, mla_split))
+    assert sorted(ours) == sorted(expected)
+    for name, reference in expected.items():
+        assert ours[name].dtype == reference.dtype == np.float32 and ours[name].shape == reference.shape, name
+        assert np.array_equal(np.ascontiguousarray(ours[name]).view(np.uint32), reference.view(np.uint32)), name
+
+
+def test_smollm2_reads_like_gguf_reader(smollm2_gguf):
+    assert_reads_like_gguf_reader(smollm2_gguf)
+
+
+def custom_alignment(alignment: int) -> Callable[[gguf.GGUFWriter], None]:
+    return lambda writer: writer.add_custom_alignment(alignment)
+
+
+@pytest.mark.parametrize("qtype, alignment, dtype", [
+    *[pytest.param(qtype, None, torch.float32, id=qtype.name)
+      for qtype in (Q.F32, Q.F16, Q.BF16, Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q4_K, Q.Q5_K, Q.Q6_K)],
+    pytest.param(Q.Q4_1, 256, torch.float32, id="Q4_1-aligned-256"),
+    pytest.param(Q.F32, 64, torch.float32, id="F32-aligned-64"),
+    pytest.param(Q.Q4_K, None, torch.bfloat16, id="Q4_K-as-bfloat16"),
+])
+def test_llama_reads_like_gguf_reader(qtype, alignment, dtype, tiny_llama, tmp_path):
+    path = write_llama_gguf(tmp_path / "tiny.gguf", tiny_llama, qtype,
+                            customize=alignment and custom_alignment(alignment))
+    if alignment:  # the data section starts at the next multiple of it, not of the default 32
+        assert read_header(path).metadata["general.alignment"] == alignment
+        assert gguf.GGUFReader(path).data_offset % alignment == 0
+    assert_reads_like_gguf_reader(path, dtype)
+
+
+@pytest.mark.parametrize("case", DEEPSEEK2_CASES)
+def test_deepseek2_reads_like_gguf_reader(case, tmp_path):
+    assert_reads_like_gguf_reader(deepseek2_case(case, tmp_path)[2])
 
 
 # ------------------------------------------------------------------ files we must refuse

@@ -13,9 +13,11 @@ Three readers, one per need, and every one of them starts from the same header w
 * `read_vocabulary` is the tokenizer as llama.cpp's `tokenizer.ggml.*` keys hold it;
   `dscoder.tokenizer` turns it into a BPE tokenizer.
 * `read_gguf` / `read_gguf_config` give a model file as a Hugging Face checkpoint.  The
-  config comes from the header walk; tensor data comes through `gguf.GGUFReader`, which
-  maps the data section and knows every quantization's byte layout (`gguf.quants`
-  dequantizes).  Its slow metadata parse is paid only when weights are loaded.
+  config comes from the header walk, and so do the tensors' places: `read_gguf` slices
+  each tensor's bytes out of one memory map of the file (data section start + the
+  tensor's offset) and `gguf.quants` dequantizes them, so the library still does every
+  quantization's arithmetic and `gguf.GGUFReader` (seconds of metadata parsing) is never
+  built.
 
 Many users only have a quantized GGUF of a model, not its Hugging Face directory.  Rather
 than teach the model and the checkpoint checks a second format, we undo llama.cpp's
@@ -54,6 +56,7 @@ from dscoder.errors import CheckpointError
 
 if TYPE_CHECKING:
     import gguf
+    import numpy as np
     import torch
 
 SUPPORTED_ARCHITECTURES = ("llama", "deepseek2")
@@ -311,12 +314,14 @@ def read_gguf(path: str | os.PathLike, dtype: torch.dtype | None = None) -> tupl
         raise CheckpointError(f"{path}: tensor {unknown[0]!r} has no counterpart in a Hugging Face "
                               f"{config['architectures'][0]} checkpoint")
     _check_tensor_types(header)
-    data = {t.name: t for t in _open(path).tensors}
+    data = _map_tensor_data(header)
 
     def load(name: str) -> torch.Tensor:
-        tensor = data[name]
-        # torch.tensor copies, so nothing returned points into the memory-mapped file.
-        return torch.tensor(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=dtype)
+        values = gguf.quants.dequantize(data[name], gguf.GGMLQuantizationType(tensors[name].type))
+        if values.flags.writeable:  # dequantize's own new array: torch takes it over without a copy
+            return torch.from_numpy(values).to(dtype)
+        # F32 comes back as a view of the read-only mapping: copy, so nothing returned points into the file.
+        return torch.tensor(values, dtype=dtype)
 
     state_dict: dict[str, torch.Tensor] = {}
     for name, convert in plan.items():
@@ -333,17 +338,41 @@ def read_gguf_config(path: str | os.PathLike) -> dict:
     return _config(read_header(path))
 
 
-# ------------------------------------------------------------------------------ checks
-def _open(path: str) -> gguf.GGUFReader:
+def _map_tensor_data(header: GGUFHeader) -> dict[str, np.ndarray]:
+    """Each tensor's bytes in the memory-mapped file, shaped as `gguf.quants.dequantize` takes them.
+
+    The header walk already knows where every tensor lies, so this only slices one mapping:
+    `gguf.GGUFReader` would re-parse the whole key/value section into numpy views first
+    (6-8 s for the embedded SmolLM2 file).  The slices are plain ndarrays rather than
+    `np.memmap` views, whose per-slice bookkeeping makes gguf's blockwise dequantization
+    several times slower.  Every tensor gets its bytes as uint8 rows, the layout gguf gives
+    the quantized types; for F32/F16 `dequantize` reinterprets them, so the values are the
+    same bits GGUFReader's typed views hold.  Nothing is read until a tensor is dequantized.
+    """
     import gguf
+    import numpy as np
 
-    try:
-        return gguf.GGUFReader(path)
-    except (OSError, ValueError, KeyError, IndexError) as exc:
-        # gguf reports a bad magic, a truncated header or truncated tensor data this way.
-        raise GGUFError(f"{path} cannot be read as GGUF; is it truncated or not a GGUF file? ({exc})") from exc
+    with open(header.path, "rb") as f:
+        # The mapping stays open while any slice of it is alive, and closes with the last one.
+        file = np.frombuffer(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ), dtype=np.uint8)
+    data = {}
+    for tensor in header.tensors.values():
+        qtype = gguf.GGMLQuantizationType(tensor.type)
+        try:
+            shape = gguf.quants.quant_shape_to_byte_shape(tensor.shape, qtype)
+        except ValueError:
+            raise GGUFError(f"{header.path}: tensor {tensor.name!r} {list(tensor.shape)} has rows that are not "
+                            f"whole {qtype.name} blocks of {gguf.GGML_QUANT_SIZES[qtype][0]} values") from None
+        start = header.data_offset + tensor.offset
+        end = start + math.prod(shape)
+        if end > len(file):  # _check_tensor_data ran on this header; the file may have changed since
+            raise GGUFError(f"{header.path}: tensor {tensor.name!r} runs past the end of the file "
+                            f"({end} > {len(file)} bytes); is it truncated?")
+        data[tensor.name] = file[start:end].reshape(shape)
+    return data
 
 
+# ------------------------------------------------------------------------------ checks
 def _check_tensor_data(header: GGUFHeader) -> None:
     """Every tensor's bytes lie inside the file: a truncated download fails here, not halfway through loading."""
     import gguf
