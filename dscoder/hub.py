@@ -1,26 +1,54 @@
-"""Turning a model argument into something on disk.
+"""Turning a model argument into something on disk, and loading it.
 
 Users name models the way they name them elsewhere: a local HF directory, a `.gguf`
 file, one of our preset names, or a Hugging Face repo id.  `resolve` accepts all four (and
 nothing for the embedded default) and returns a local path, downloading with
 `huggingface_hub` only when it must; offline, the error says how to pass a local path
-instead.
+instead.  `load` is the one public loader: model argument in, (network, tokenizer) out.
+
+Offline mode is decided here, when a model is resolved, not when `huggingface_hub` was
+imported: with `HF_HUB_OFFLINE` or `DSCODER_OFFLINE` set (1/true/yes/on) in the environment
+at that moment, only the local Hugging Face cache is read and no network connection is made.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from dscoder.errors import CheckpointError, ConfigError
 from dscoder.model.config import ModelConfig
-from dscoder.errors import CheckpointError
 from dscoder.model.presets import find_preset
+from dscoder.settings import setting
+
+if TYPE_CHECKING:  # torch is imported when a model loads, not when the command line starts
+    import torch
+
+    from dscoder.model.quant import QuantConfig
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _WEIGHT_PATTERNS = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt"]
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "DSCODER_OFFLINE")
+
+# Element types of weights (`convert`) and of the KV cache (`load`), by their command-line names.
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # names of torch dtypes
+MODEL_HELP = "Model directory, .gguf file, preset name or HF repo id"
+
+
+@dataclass
+class ModelChoice:
+    """Which model to load and how: the settings every command that runs a model shares, declared once
+    (the commands' options and `dscoder.serve.server.ServeConfig` take their flags and help from here)."""
+
+    model: str | None = setting(None, f"{MODEL_HELP} (default: the embedded SmolLM2-135M-Instruct).",
+                                "--model", "-m")
+    quant: str | None = setting(None, "Quantize the weights while loading: int8 (per channel), int4 (groups of 32), "
+                                      "int4-64 or int4-128; decode runs on native AVX2 kernels.", "--quant", "-q")
+    kv_cache: str | None = setting(None, "Element type of the KV cache: fp32, bf16 or fp16 (default: the model's; "
+                                         "16 bits halve its memory).", "--kv-cache")
 
 
 def default_model_path() -> Path:
@@ -43,15 +71,24 @@ def _is_repo_id(name: str) -> bool:
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~"))
 
 
+def offline() -> str | None:
+    """The variable that puts us offline now (read at each call, so setting it later still counts), or None."""
+    return next((name for name in OFFLINE_VARIABLES
+                 if os.environ.get(name, "").strip().upper() in {"1", "TRUE", "YES", "ON"}), None)
+
+
 def download(repo_id: str, patterns: list[str] | None = None) -> Path:
+    """A snapshot of `repo_id` in the Hugging Face cache; offline (see `offline`), the cache only."""
     from huggingface_hub import snapshot_download
 
+    why_offline = offline()
     try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns or _WEIGHT_PATTERNS))
+        return Path(snapshot_download(repo_id, allow_patterns=patterns or _WEIGHT_PATTERNS,
+                                      local_files_only=why_offline is not None))
     except Exception as e:  # offline, unknown repo, gated repo, network error: all end the same way
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        where = f" ({why_offline} is set: only the local cache was read)" if why_offline else ""
         raise CheckpointError(
-            f"could not download {repo_id!r} from the Hugging Face hub{offline}: {type(e).__name__}: {e}. "
+            f"could not download {repo_id!r} from the Hugging Face hub{where}: {type(e).__name__}: {e}. "
             f"Without network access, download the model elsewhere and pass its local directory "
             f"(config.json + *.safetensors) or a .gguf file, e.g. --model /models/{repo_id.split('/')[-1]}"
         ) from None
@@ -99,13 +136,87 @@ def describe(name: str | os.PathLike | None) -> tuple[str, ModelConfig]:
     return str(path), ModelConfig.from_hf(read_gguf_config(path))
 
 
-def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype = torch.float32,
-               device: torch.device | str = "cpu", quant: "QuantConfig | str | None" = None):
-    """Load any model argument `resolve` accepts into a `Transformer`, quantized while loading if asked
-    ('int8', 'int4', 'int4-64', 'int4-128' or a `QuantConfig`)."""
+def dtype_named(name: str, what: str) -> torch.dtype:
+    """The torch dtype of a command-line name (fp32, bf16, fp16); `what` names the setting in the error."""
+    import torch
+
+    if name not in DTYPES:
+        raise ConfigError(f"{what} must be one of {', '.join(DTYPES)}, got {name!r}")
+    return getattr(torch, DTYPES[name])
+
+
+def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
+               device: torch.device | str = "cpu", quant: QuantConfig | str | None = None):
+    """Load any model argument `resolve` accepts into a `Transformer` (float32 unless `dtype` says otherwise),
+    quantized while loading if asked ('int8', 'int4', 'int4-64', 'int4-128' or a `QuantConfig`)."""
+    import torch
+
     from dscoder.formats.hf import load_gguf, load_hf_dir
     from dscoder.model.quant import QuantConfig
+
+    dtype = dtype or torch.float32
 
     quant = QuantConfig.parse(quant) if isinstance(quant, str) else quant
     path = resolve(name)
     return load_hf_dir(path, dtype, device, quant) if path.is_dir() else load_gguf(path, dtype, device, quant)
+
+
+def tokenizer_source(name: str | os.PathLike | None) -> str:
+    """Where a tokenizer argument's tokenizer is read from: a file (tokenizer.json, .gguf) as is, else the model
+    `resolve` finds."""
+    if name is not None and Path(name).is_file():
+        return str(name)
+    return str(resolve(name))
+
+
+def load_tokenizer(name: str | os.PathLike | None = None):
+    """The tokenizer of a tokenizer.json file or of any model argument `resolve` accepts."""
+    from dscoder.tokenizer.tokenizer import Tokenizer
+
+    return Tokenizer.load(tokenizer_source(name))
+
+
+def load(name: str | os.PathLike | None = None, quant: QuantConfig | str | None = None,
+         kv_dtype: torch.dtype | str | None = None):
+    """The network and the tokenizer of one model argument (resolved, and downloaded, once).
+
+    `kv_dtype` ('fp32', 'bf16', 'fp16' or a torch dtype; None: the weights' own) becomes the
+    network's `Transformer.cache_dtype`, the element type of every cache made for it from now on.
+    """
+    from dscoder.tokenizer.tokenizer import Tokenizer
+
+    if isinstance(kv_dtype, str):
+        kv_dtype = dtype_named(kv_dtype, "--kv-cache")
+    path = resolve(name)
+    net = load_model(path, quant=quant)
+    net.cache_dtype = kv_dtype
+    return net, Tokenizer.load(path)
+
+
+@dataclass
+class Converted:
+    """What `convert` wrote."""
+
+    path: Path
+    parameters: int
+    scheme: str | None  # the quantization scheme of the saved weights, None: unquantized
+    tokenizer: str  # what became of the tokenizer: the files written, or why none was
+
+
+def convert(name: str | os.PathLike, out: str | os.PathLike, dtype: str = "bf16", max_shard_bytes: int = 5 << 30,
+            quant: str | None = None) -> Converted:
+    """Write any model `load_model` accepts (a GGUF file included, dequantized) as an HF directory, tokenizer too."""
+    from dscoder.formats.hf import save_hf_dir
+    from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
+
+    torch_dtype = dtype_named(dtype, "--dtype")
+    source = resolve(name)
+    loaded = load_model(source, dtype=torch_dtype, quant=quant)
+    path = save_hf_dir(loaded, out, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
+    try:
+        Tokenizer.load(source).save(path)
+        wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
+    except TokenizerError as e:
+        wrote_tokenizer = f"no tokenizer ({e})"
+    return Converted(Path(path), loaded.config.param_counts()[0],
+                     loaded.quant_config.scheme if quant else None, wrote_tokenizer)

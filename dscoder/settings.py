@@ -16,6 +16,15 @@ Metadata keys (read by `dscoder.cli.options`):
 - cli:    False for a field the command line does not offer (set by the library, or an argument)
 - choices: the allowed values, shown in the help and checked before anything runs
 - argument: True for a positional command-line argument instead of an option
+- envvar: an environment variable the command line reads when the option is not given
+
+A bool setting that defaults to True and whose one flag is `--no-...` is an off switch: the
+command line shows the flag alone (no value), and giving it sets the setting to False.
+
+A field whose type is itself a settings dataclass (declared with `setting(help=...,
+default_factory=...)`) is nested: the command line offers its fields in its place.
+`like(cls, name)` declares a field exactly as another class declares it, for settings two
+classes share (the model argument, say).
 
 This module is at the bottom of the layers beside `errors`: every package may declare settings.
 """
@@ -30,15 +39,24 @@ MISSING = dataclasses.MISSING
 
 
 def setting(default: Any = MISSING, help: str = "", *flags: str, default_factory: Callable[[], Any] | None = None,
-            run: bool = False, cli: bool = True, choices: Sequence[str] | None = None, argument: bool = False) -> Any:
+            run: bool = False, cli: bool = True, choices: Sequence[str] | None = None, argument: bool = False,
+            envvar: str | None = None) -> Any:
     """A dataclass field carrying its help text and flags (see the module docstring)."""
     if not help:
         raise ValueError("a setting needs a help text")
     metadata = {"help": help, "flags": tuple(flags), "run": run, "cli": cli, "argument": argument,
-                "choices": tuple(choices) if choices is not None else None}
+                "choices": tuple(choices) if choices is not None else None, "envvar": envvar}
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def like(cls: type, name: str) -> Any:
+    """A field declared as `cls` declares its field `name` (default, help, flags...): a setting two classes share."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default_factory is not MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=f.metadata)
+    return dataclasses.field(default=f.default, metadata=f.metadata)
 
 
 def help_of(cls: type, name: str) -> str:
@@ -56,5 +74,8 @@ def as_dict(config: Any) -> dict:
     out = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):  # a nested settings class
+            out[f.name] = as_dict(value)
+            continue
         out[f.name] = value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
     return out

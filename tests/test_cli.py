@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_data
+from conftest import shared_data, wait_for
 from dscoder.formats.hf import save_hf_dir
 from dscoder.model.transformer import Transformer
 from dscoder.model.presets import get_preset
@@ -180,25 +180,93 @@ def test_complete_with_lookup_prints_the_same_text_in_fewer_passes(smollm2_gguf)
     assert hot.returncode == 2 and "use --temperature 0 with --lookup" in hot.stderr
 
 
-def test_ctrl_c_in_chat_stops_the_answer_not_the_program(smollm2_gguf):
+def test_ctrl_c_in_chat_stops_the_answer_not_the_program(smollm2_gguf, tmp_path):
     """SIGINT while an answer streams: the answer stops, the next question is answered."""
     import signal
-    import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli.app", "chat", "-n", "400"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    stderr = tmp_path / "stderr"
+    with open(stderr, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli.app", "chat", "-n", "400"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
     try:
         proc.stdin.write("Write a long story about a robot who learns to program.\n")
         proc.stdin.flush()
         first = proc.stdout.read(20)  # the answer is streaming now
         assert first.strip()
         proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
+        wait_for(lambda: "interrupted" in stderr.read_text(), 120, "the chat to stop the answer")
         proc.stdin.write("What is 2 + 2?\n/exit\n")
         proc.stdin.flush()
-        out, errors = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=300)
     finally:
         proc.kill()
+    errors = stderr.read_text()
     assert proc.returncode == 0, errors
     assert "interrupted" in errors
     assert "is 4" in out.strip().splitlines()[-1]  # the second question got its (greedy) answer
+
+
+class _Recorder:
+    """A loopback HTTP server standing in for the Hugging Face hub: it records each request and answers 404."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        seen = self.requests = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                seen.append(f"{self.command} {self.path}")
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_HEAD = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_hub(tmp_path):
+    import os
+
+    hub = _Recorder()
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "DSCODER_OFFLINE")}
+    env.update(HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))  # an empty cache: nothing found locally
+    yield hub, env
+    hub.close()
+
+
+def test_offline_mode_touches_no_network(fake_hub):
+    """DSCODER_OFFLINE (which huggingface_hub does not know) and HF_HUB_OFFLINE set after import both keep
+    `resolve` in the local cache: the stand-in hub hears nothing, and the error says to pass a local path."""
+    hub, env = fake_hub
+    cli = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "info", "someone/some-model"],
+                         env={**env, "DSCODER_OFFLINE": "1"}, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2 and "DSCODER_OFFLINE is set" in cli.stderr, cli.stderr
+    assert "pass its local directory" in cli.stderr
+    late = ("import os, huggingface_hub, dscoder.hub as hub\n"
+            "os.environ['HF_HUB_OFFLINE'] = '1'  # after huggingface_hub read its environment\n"
+            "try:\n    hub.resolve('someone/some-model')\nexcept hub.CheckpointError as e:\n    print(e)\n")
+    lib = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True, timeout=300)
+    assert "HF_HUB_OFFLINE is set" in lib.stdout and "pass its local directory" in lib.stdout, lib.stderr
+    assert hub.requests == []
+
+
+def test_online_mode_asks_the_hub(fake_hub):
+    """The same command without offline mode does reach the (stand-in) hub: the test above can fail."""
+    hub, env = fake_hub
+    cli = subprocess.run([sys.executable, "-m", "dscoder.cli.app", "info", "someone/some-model"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 2 and "could not download 'someone/some-model'" in cli.stderr, cli.stderr
+    assert any("someone/some-model" in r for r in hub.requests), hub.requests

@@ -18,4 +18,16 @@ model sees a file's imports before the file. The stages, one module each:
 
 Language names are GitHub Linguist's ("Python", "C++", "C#", "JavaScript", "JSON", ...), the
 names DeepSeek-Coder's language table uses.
+
+`build(config)` runs a build described by a `BuildConfig` (both from `pipeline`, imported when
+first asked for, so that using one stage does not load them all).
 """
+
+__all__ = ["BuildConfig", "build"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from dscoder.data import pipeline
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'dscoder.data' has no attribute {name!r}")

@@ -18,6 +18,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from dscoder.errors import UserError
+
 # Trees no repository's own authors wrote, or that a build or an installer produced (StarCoder
 # and Linguist's vendor lists, the common cases). Dot-directories (.git, .tox, .venv, .idea...)
 # and packaging metadata (*.egg-info, *.dist-info: licence copies and file lists) are skipped too.
@@ -38,7 +40,7 @@ MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger files are data or generated far more o
 BAD_UTF8_SHARE = 0.01  # more replaced characters than this and the file is not text in UTF-8
 
 
-class IngestError(ValueError):
+class IngestError(UserError):
     """A source could not be read as repositories (missing path, failed clone)."""
 
 

@@ -34,7 +34,7 @@ import os
 import shutil
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,41 +43,58 @@ from dscoder.data import dedup, deps, engines, filters, fim, ingest, langid, pii
 from dscoder.data.decontam import Decontaminator
 from dscoder.data.fim import Segment
 from dscoder.data.pack import DocumentEncoder, ShardWriter, _atomic_write, token_dtype, tokenizer_digest
+from dscoder.errors import UserError
+from dscoder.hub import tokenizer_source
+from dscoder.settings import MISSING, identity, setting
 
 FORMAT = "dscoder-corpus/1"
 
 
-class BuildError(ValueError):
+class BuildError(UserError):
     """A build cannot start or resume as asked (settings changed, no tokenizer, nothing to read)."""
 
 
 @dataclass
 class BuildConfig:
-    sources: list[str]
-    out: str
-    tokenizer: str
-    split: bool = False  # each child directory of a source is its own repository
-    seq_len: int = 4096
-    shard_sequences: int = 8192  # rows per shard (4096 x 8192 = 32M tokens, 64 MiB in uint16)
-    fim_rate: float = 0.5  # DeepSeek-Coder V1: FIM on 50% of documents...
-    spm_rate: float = 0.0  # ...all in PSM form (the paper's ablation preferred PSM)
-    val_fraction: float = 0.01
-    seed: int = 0
-    max_file_bytes: int = ingest.MAX_FILE_BYTES
-    dedup_threshold: float = dedup.THRESHOLD
-    decontaminate: bool = True
-    benchmark_data: str | None = None  # where the eval benchmarks live (default: the harness's own)
-    redact_pii: bool = True
-    part_bytes: int = 4 << 20
+    """A build's settings: the `dscoder data build` options are generated from these fields.
+
+    All but the `run=True` ones determine the output: they are written to `OUT/manifest.json`
+    (and `OUT/work/settings.json` while building), and a resumed build must match them.
+    """
+
+    sources: list[str] = setting(MISSING, "Repositories: directories, git work trees or git URLs.", argument=True)
+    out: str = setting(MISSING, "Output directory: shards, manifest.json, and work/ while building.", "--out", "-o")
+    tokenizer: str | None = setting(None, "tokenizer.json, model directory, .gguf, preset or HF repo id "
+                                          "(default: the embedded model's).", "--tokenizer", "-t")
+    split: bool = setting(False, "Each child directory of a source is its own repository "
+                                 "(a stdlib or site-packages tree).", "--split")
+    seq_len: int = setting(4096, "Tokens per packed training sequence.")
+    shard_sequences: int = setting(8192, "Sequences per shard file.")  # 4096 x 8192 = 32M tokens, 64 MiB in uint16
+    # DeepSeek-Coder V1: FIM on 50% of documents, all in PSM form (the paper's ablation preferred PSM).
+    fim_rate: float = setting(0.5, "Share of documents rewritten for fill-in-the-middle (0 turns FIM off).")
+    spm_rate: float = setting(0.0, "Share of FIM documents in SPM order instead of PSM.")
+    val_fraction: float = setting(0.01, "Share of tokens held out for validation, as whole repositories.")
+    seed: int = setting(0, "Seeds FIM and the validation split; equal seeds give identical shards.")
+    max_file_bytes: int = setting(ingest.MAX_FILE_BYTES, "Larger files are skipped.")
+    dedup_threshold: float = setting(dedup.THRESHOLD, "Jaccard similarity above which repositories are "
+                                                      "near-duplicates.")
+    decontaminate: bool = setting(True, "Keep files sharing 10-grams with the evaluation benchmarks.",
+                                  "--no-decontaminate")
+    benchmark_data: str | None = setting(None, "Benchmark data directory for decontamination "
+                                               "(default: the eval harness's, $DSCODER_DATA or ../shared/data).")
+    redact_pii: bool = setting(True, "Do not redact emails, IP addresses and secrets.", "--no-pii")
     # How the work runs, not what it produces: free to change when resuming.
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={"run": True})
-    engine: str = field(default="local", metadata={"run": True})
-    ray_address: str | None = field(default=None, metadata={"run": True})
-    keep_work: bool = field(default=False, metadata={"run": True})
+    workers: int = setting(help="Worker processes (or Ray actors).", run=True,
+                           default_factory=lambda: os.cpu_count() or 1)
+    part_bytes: int = setting(4 << 20, "Bytes of source per unit of parallel (and resumable) work.")
+    engine: str = setting("local", "local (processes on this machine) or ray (Ray Data).", run=True)
+    ray_address: str | None = setting(None, "Ray cluster to join (default: $RAY_ADDRESS, else a local instance). "
+                                            "OUT must be on storage every node sees.", run=True)
+    keep_work: bool = setting(False, "Keep OUT/work (the per-stage files) after a successful build.", run=True)
 
     def settings(self) -> dict:
         """What determines the output; a resumed build must match it exactly."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if not f.metadata.get("run")}
+        return identity(self)
 
 
 # ---- scan -------------------------------------------------------------------------------------
@@ -333,12 +350,19 @@ def _validation(documents: list[tuple[str, int]], seed: int, fraction: float) ->
 
 
 def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
-    """Run (or resume) a build; returns the manifest."""
+    """Run (or resume) a build; returns the manifest.
+
+    The tokenizer argument is resolved first (a file as is, else the model `dscoder.hub.resolve`
+    finds, the embedded one for None), so the settings written hold where it was read from.
+    `restart` throws away an unfinished or finished build in `config.out` first.
+    """
     from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn, TransferSpeedColumn)
 
     from dscoder.tokenizer.tokenizer import Tokenizer
 
+    config = dataclasses.replace(config, tokenizer=tokenizer_source(config.tokenizer),
+                                 workers=max(1, config.workers), part_bytes=max(1, config.part_bytes))
     out = Path(config.out)
     work = out / "work"
     manifest_path = out / "manifest.json"

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dscoder.errors import UserError
 
-class CorpusError(ValueError):
+
+class CorpusError(UserError):
     """A corpus directory is missing its manifest or a shard, or a shard has the wrong size."""
 
 

@@ -39,6 +39,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dscoder.errors import UserError
+
 GiB = 1 << 30
 MiB = 1 << 20
 
@@ -79,7 +81,7 @@ class Outcome:
         return self.returncode == 0 and not self.timed_out
 
 
-class SandboxError(RuntimeError):
+class SandboxError(UserError):
     """The sandbox itself could not be set up (not the sandboxed program failing)."""
 
 

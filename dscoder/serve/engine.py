@@ -32,21 +32,9 @@ from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.serve.blocks import BlockManager
 from dscoder.serve.metrics import EngineMetrics
 from dscoder.serve.scheduler import Scheduler, Sequence, Work
+from dscoder.serve.config import EngineConfig  # noqa: F401  (declared apart: the command line reads it without torch)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    block_size: int = 16
-    kv_cache_bytes: int = 1 << 30  # the pool's size; num_blocks overrides it
-    num_blocks: int | None = None
-    max_running: int = 64  # sequences decoding together
-    max_waiting: int = 256  # queued beyond it, submit raises EngineBusy
-    prefill_chunk: int = 128
-    prefill_budget: int = 128  # prompt tokens read per step, beside the decodes (each is a stall for them)
-    prefix_caching: bool = True
-    max_model_len: int | None = None  # default: the model's max_position_embeddings
 
 
 class EngineBusy(RuntimeError):

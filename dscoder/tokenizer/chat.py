@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from dscoder.errors import UserError
+
 
 class _Tokenizer(Protocol):
     bos_token: str | None
@@ -26,7 +28,7 @@ class _Tokenizer(Protocol):
     def token_to_id(self, token: str) -> int | None: ...
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(UserError):
     """A conversation or template that cannot be rendered; the message says which part."""
 
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from dscoder.errors import UserError
+
 
 class _Vocab(Protocol):
     def token_to_id(self, token: str) -> int | None: ...
 
 
-class FimUnsupportedError(ValueError):
+class FimUnsupportedError(UserError):
     """The model's vocabulary has no fill-in-the-middle tokens."""
 
 
