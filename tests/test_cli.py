@@ -270,3 +270,24 @@ def test_online_mode_asks_the_hub(fake_hub):
                          env=env, capture_output=True, text=True, timeout=300)
     assert cli.returncode == 2 and "could not download 'someone/some-model'" in cli.stderr, cli.stderr
     assert any("someone/some-model" in r for r in hub.requests), hub.requests
+
+
+@pytest.mark.parametrize("args, named", [
+    (["infill", "{file}", "--line", "99"], "--line 99 is outside the file"),
+    (["infill", "{file}"], "exactly one <CURSOR> marker"),
+    (["translate", "{file}", "--to", ""], "translate needs a target language (--to)"),
+    (["fix", "{file}", "--error", ""], "fix needs the error message (--error)"),
+])
+def test_bad_input_is_one_line_and_exit_2_before_any_model_loads(tmp_path, args, named):
+    """Plain library errors for bad input are UserErrors: the CLI's one handler reports them
+    (a ValueError outside that family would show a traceback and exit 1)."""
+    from typer.testing import CliRunner
+
+    from dscoder.cli import app
+
+    source = tmp_path / "f.py"
+    source.write_text("def f():\n    return 1\n")
+    result = CliRunner().invoke(app, [a.format(file=source) for a in args])
+    assert result.exit_code == 2, result.output
+    assert named in result.output and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)

@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
+from dscoder.errors import UserError
 
 ENGINES = ("local", "ray")
 
@@ -90,7 +91,7 @@ def run_ray(work, setup, arg, tasks: list, workers: int, address: str | None = N
     try:
         import ray
     except ImportError as e:
-        raise RuntimeError("--engine ray needs Ray Data: pip install 'dscoder[ray]'") from e
+        raise UserError("--engine ray needs Ray Data: pip install 'dscoder[ray]'") from e
     if not tasks:
         return
     if not ray.is_initialized():
@@ -114,4 +115,4 @@ def run(engine: str, work, setup, arg, tasks: list, workers: int, address: str |
         return run_local(work, setup, arg, tasks, workers)
     if engine == "ray":
         return run_ray(work, setup, arg, tasks, workers, address)
-    raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    raise UserError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")

@@ -26,6 +26,7 @@ from dscoder.tokenizer.fim import FimUnsupportedError, fim_tokens
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.data import fim
 from dscoder.data.fim import Segment
+from dscoder.errors import UserError
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -48,7 +49,7 @@ class DocumentEncoder:
 
     def __init__(self, tokenizer: Tokenizer, *, need_fim: bool) -> None:
         if tokenizer.eos_id is None:
-            raise ValueError(f"tokenizer {tokenizer.source} has no EOS token; packed documents are separated by EOS")
+            raise UserError(f"tokenizer {tokenizer.source} has no EOS token; packed documents are separated by EOS")
         self.eos = tokenizer.eos_id
         self.dtype = token_dtype(tokenizer.vocab_size)
         self.fim_ids = None

@@ -42,6 +42,7 @@ def _javatuple_source(name: str, types: tuple[str, ...]) -> str:
     wildcard = ", ".join("?" * n)
     return f"""package org.javatuples;
 import java.util.*;
+from dscoder.errors import UserError
 public final class {name}<{generic}> {{
 {fields}
     public {name}({params}) {{ {assigns} }}
@@ -179,7 +180,7 @@ def _table() -> dict[str, Toolchain]:
 def toolchain(language: str) -> Toolchain:
     table = _table()
     if language not in table:
-        raise ValueError(f"unknown language {language!r}; known: {', '.join(table)}")
+        raise UserError(f"unknown language {language!r}; known: {', '.join(table)}")
     return table[language]
 
 

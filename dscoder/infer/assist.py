@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from dscoder.errors import UserError
 
 LANGUAGES = {
     ".py": "Python", ".js": "JavaScript", ".mjs": "JavaScript", ".ts": "TypeScript", ".tsx": "TypeScript",
@@ -52,11 +53,11 @@ def language_of(path: str | Path | None) -> str:
 
 def task_prompt(name: str, code: str, path: str | Path | None = None, target: str = "", error: str = "") -> str:
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
+        raise UserError(f"unknown task {name!r} (known: {', '.join(TASKS)})")
     if name == "translate" and not target:
-        raise ValueError("translate needs a target language (--to)")
+        raise UserError("translate needs a target language (--to)")
     if name == "fix" and not error:
-        raise ValueError("fix needs the error message (--error)")
+        raise UserError("fix needs the error message (--error)")
     language = language_of(path)
     return TASKS[name].instruction.format(language=language, code=code.rstrip("\n"), target=target, error=error,
                                           framework=TEST_FRAMEWORKS.get(language, "the usual test framework"))

@@ -16,6 +16,7 @@ from dscoder.tokenizer.fim import fim_prompt, fim_tokens
 from dscoder.infer.generate import SamplingParams, stream
 from dscoder.model.transformer import Transformer
 from dscoder.tokenizer.tokenizer import Tokenizer
+from dscoder.errors import UserError
 
 CURSOR = "<CURSOR>"
 DEFAULT_MAX_TOKENS = 128
@@ -36,15 +37,15 @@ def split_at_cursor(text: str, line: int | None = None, col: int | None = None) 
     if line is None:
         count = text.count(CURSOR)
         if count != 1:
-            raise ValueError(f"the file must contain exactly one {CURSOR} marker (found {count}), or pass --line/--col")
+            raise UserError(f"the file must contain exactly one {CURSOR} marker (found {count}), or pass --line/--col")
         prefix, suffix = text.split(CURSOR)
         return prefix, suffix
     lines = text.split("\n")
     if not 1 <= line <= len(lines):
-        raise ValueError(f"--line {line} is outside the file (1..{len(lines)})")
+        raise UserError(f"--line {line} is outside the file (1..{len(lines)})")
     col = len(lines[line - 1]) + 1 if col is None else col
     if not 1 <= col <= len(lines[line - 1]) + 1:
-        raise ValueError(f"--col {col} is outside line {line} (1..{len(lines[line - 1]) + 1})")
+        raise UserError(f"--col {col} is outside line {line} (1..{len(lines[line - 1]) + 1})")
     offset = sum(len(l) + 1 for l in lines[: line - 1]) + col - 1
     return text[:offset], text[offset:]
 

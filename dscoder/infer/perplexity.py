@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from dscoder.model.transformer import Transformer
+from dscoder.errors import UserError
 
 
 @torch.no_grad()
@@ -25,7 +26,7 @@ def perplexity(model: Transformer, ids: Sequence[int], window: int = 512, step: 
     (which differs for quantized layers, see quant.py).
     """
     if len(ids) < 2:
-        raise ValueError(f"perplexity needs at least 2 tokens, got {len(ids)}")
+        raise UserError(f"perplexity needs at least 2 tokens, got {len(ids)}")
     window = min(window, model.config.max_position_embeddings)
     device = model.embed_tokens.weight.device
     total, count = 0.0, 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dscoder.tasks import gsm8k, humaneval, infilling, mbpp
 from dscoder.tasks.problem import Problem
+from dscoder.errors import UserError
 
 BENCHMARKS = {
     "humaneval": {"subsets": humaneval.LANGUAGES, "default": "python"},
@@ -23,14 +24,14 @@ BENCHMARKS = {
 def subsets(benchmark: str, subset: str | None) -> list[str]:
     """The subsets to run: one by name, every one for "all", or the benchmark's default."""
     if benchmark not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+        raise UserError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     known = BENCHMARKS[benchmark]["subsets"]
     if subset in (None, ""):
         return [BENCHMARKS[benchmark]["default"]]
     if subset == "all":
         return list(known)
     if subset not in known:
-        raise ValueError(f"{benchmark} has no subset {subset!r}; choose from {', '.join(s for s in known if s)} or all")
+        raise UserError(f"{benchmark} has no subset {subset!r}; choose from {', '.join(s for s in known if s)} or all")
     return [subset]
 
 
@@ -43,4 +44,4 @@ def load(benchmark: str, subset: str, data: Path | None = None) -> list[Problem]
         return infilling.problems(subset, data)
     if benchmark == "gsm8k":
         return gsm8k.problems(data)
-    raise ValueError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
+    raise UserError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")

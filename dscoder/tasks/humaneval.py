@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from dscoder.tasks.problem import Problem, code_from, data_file, function_preamble
+from dscoder.errors import UserError
 
 PYTHON_STOPS = ("\ndef", "\nclass", "\nif", "\n#", "\nprint")
 # DeepSeek-Coder adds these to TypeScript's own stop tokens.
@@ -112,5 +113,5 @@ def problems(language: str = "python", data: Path | None = None) -> list[Problem
     if language == "python":
         return python_problems()
     if language not in MULTIPL_E:
-        raise ValueError(f"HumanEval has no {language!r} set; choose from {', '.join(LANGUAGES)}")
+        raise UserError(f"HumanEval has no {language!r} set; choose from {', '.join(LANGUAGES)}")
     return multipl_e_problems(language, data)

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from dscoder.tasks.problem import Problem, data_file
+from dscoder.errors import UserError
 
 SPLITS = {"single-line": ("HumanEval-SingleLineInfilling.jsonl.gz", 128),
           "multi-line": ("HumanEval-MultiLineInfilling.jsonl.gz", 256),
@@ -20,7 +21,7 @@ SPLITS = {"single-line": ("HumanEval-SingleLineInfilling.jsonl.gz", 128),
 
 def problems(split: str = "single-line", data: Path | None = None) -> list[Problem]:
     if split not in SPLITS:
-        raise ValueError(f"unknown infilling split {split!r}; choose from {', '.join(SPLITS)}")
+        raise UserError(f"unknown infilling split {split!r}; choose from {', '.join(SPLITS)}")
     name, max_new = SPLITS[split]
     with gzip.open(data_file("infilling", name, data=data), "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for line in f if line.strip()]

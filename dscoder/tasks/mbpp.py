@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from dscoder.tasks.problem import Problem, code_from, data_file
+from dscoder.errors import UserError
 
 SHOTS = (2, 3, 4)
 TEST_IDS = range(11, 511)
@@ -46,7 +47,7 @@ def problems(data: Path | None = None) -> list[Problem]:
                                                 .read_text(encoding="utf-8").splitlines())}
     missing = [i for i in (*SHOTS, *TEST_IDS) if i not in rows]
     if missing:
-        raise ValueError(f"mbpp.jsonl lacks task_ids {missing[:5]}...; it should hold all 974 problems")
+        raise UserError(f"mbpp.jsonl lacks task_ids {missing[:5]}...; it should hold all 974 problems")
     shots = [rows[i] for i in SHOTS]
     header = "".join(f"{_task(shot)}\n{_code(shot)}\n[DONE]\n" for shot in shots)
     problems = []

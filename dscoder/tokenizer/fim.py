@@ -55,4 +55,4 @@ def fim_prompt(prefix: str, suffix: str, tokens: FimTokens = DEEPSEEK_FIM, mode:
         return f"{tokens.prefix}{prefix}{tokens.suffix}{suffix}{tokens.middle}"
     if mode == "spm":
         return f"{tokens.suffix}{suffix}{tokens.prefix}{prefix}{tokens.middle}"
-    raise ValueError(f"FIM mode must be one of {', '.join(MODES)}, got {mode!r}")
+    raise UserError(f"FIM mode must be one of {', '.join(MODES)}, got {mode!r}")
