@@ -15,7 +15,7 @@ from dscoder.tasks import infilling
 from dscoder.tasks import mbpp
 from dscoder.tasks.humaneval import MULTIPL_E, splice
 from dscoder.execute.programs import Program, execute_many
-from conftest import shared_data
+from conftest import requires, shared_data
 
 FIXTURES = Path(__file__).with_name("fixtures") / "multipl_e_solutions.json"
 
@@ -50,7 +50,7 @@ def multipl_e_problems(language: str):
     """The language's MultiPL-E problems; the test skips when its toolchain or data is missing."""
     why = languages.toolchain(language).missing()
     if why:
-        pytest.skip(f"{language}: {why}")
+        requires(f"toolchain:{language}", f"{language}: {why}")
     shared_data("humaneval", f"humaneval-{language}.jsonl")
     return humaneval.problems(language)
 
@@ -102,6 +102,7 @@ def test_mbpp_protocol_and_reference_solutions():
 
 @pytest.mark.slow
 def test_all_500_mbpp_reference_solutions_pass():
+    shared_data("mbpp", "mbpp.jsonl")
     problems = mbpp.problems()
     assert verdicts([Program("python", p.program(p.reference)) for p in problems]) == ["passed"] * 500
 

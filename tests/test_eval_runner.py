@@ -88,9 +88,9 @@ def test_an_interrupted_run_resumes_without_redoing_or_losing_samples(tmp_path):
         return problem.prompt, problem.reference, 0
 
     out = tmp_path / "run"
-    runner.run(problems[:4], complete, runner.EvalConfig("humaneval", "python", model="fake", limit=4), out,
+    runner.run(problems[:4], complete, runner.EvalConfig("humaneval", subset="python", model="fake", limit=4), out,
                progress=False)
-    config = runner.EvalConfig("humaneval", "python", model="fake")  # the quick look grows into the full run
+    config = runner.EvalConfig("humaneval", subset="python", model="fake")  # the quick look grows into the full run
     # A kill mid-write leaves a torn last line; that sample is redone, the others kept.
     lines = (out / "samples.jsonl").read_text().splitlines()
     (out / "samples.jsonl").write_text("\n".join(lines[:3]) + "\n" + lines[3][:25])
@@ -108,7 +108,7 @@ def test_an_interrupted_run_resumes_without_redoing_or_losing_samples(tmp_path):
         assert (row["status"], row["stage"]) == ("error", "generate") and "exceeds the model's context" in row["stderr"]
     assert sum(r["status"] == "passed" for r in rows) == 6
     with pytest.raises(runner.EvalError, match="temperature: 0.0 there, 0.8 now"):
-        runner.run(problems, complete, runner.EvalConfig("humaneval", "python", model="fake", temperature=0.8), out,
+        runner.run(problems, complete, runner.EvalConfig("humaneval", subset="python", model="fake", temperature=0.8), out,
                    progress=False)
 
 
@@ -120,7 +120,6 @@ def test_bad_requests_are_named(tmp_path):
         (["eval", "humaneval", "--language", "cobol"], "humaneval has no subset 'cobol'"),
         (["eval", "humaneval", "--form", "chatty", "--completions", str(bad)], "--form must be one of base, instruct"),
         (["eval", "humaneval", "--samples", "4"], "--samples > 1 with --temperature 0"),
-        (["eval", "humaneval-infilling", "--form", "instruct"], "humaneval-infilling has no instruct form"),
         (["eval", "humaneval", "--completions", str(bad), "--out", str(tmp_path / "o")], "bad.jsonl:2: not a sample line"),
     ]
     for argv, message in cases:
@@ -131,6 +130,13 @@ def test_bad_requests_are_named(tmp_path):
     unknown.write_text('{"task_id": "HumanEval/999", "completion": "x"}\n')
     result = cli.invoke(app, ["eval", "humaneval", "--completions", str(unknown), "--out", str(tmp_path / "u")])
     assert result.exit_code == 2 and "does not have: ['HumanEval/999']" in result.output
+
+
+def test_the_instruct_form_of_a_benchmark_without_one_is_refused():
+    shared_data("infilling")  # what the benchmark has is learnt from its problems
+    result = cli.invoke(app, ["eval", "humaneval-infilling", "--form", "instruct"])
+    assert result.exit_code == 2, result.output
+    assert "humaneval-infilling has no instruct form" in result.output
 
 
 def test_a_language_without_its_toolchain_is_skipped_not_scored_zero(tmp_path, monkeypatch):
@@ -197,7 +203,7 @@ def test_fim_generation_for_infilling(fim_model_dir, tmp_path):
     shared_data("infilling")
     tok = Tokenizer.load(fim_model_dir)
     model = load_model(fim_model_dir)
-    config = runner.EvalConfig("humaneval-infilling", "single-line", model="tiny", max_new_tokens=8)
+    config = runner.EvalConfig("humaneval-infilling", subset="single-line", model="tiny", max_new_tokens=8)
     complete = runner.model_completer(model, tok, config)
     problem = infilling.problems("single-line")[0]
     prompt, middle, tokens = complete(problem, 0)

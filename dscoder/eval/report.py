@@ -41,7 +41,7 @@ def summarize(rows: list[dict], config: dict, skipped: dict[str, str] | None = N
     return summary
 
 
-def _title(config: dict) -> str:
+def title(config: dict) -> str:
     subset = f" ({config['subset']})" if config.get("subset") else ""
     who = config.get("completions") or config.get("model") or "?"
     quant = f", {config['quant']}" if config.get("quant") else ""
@@ -51,7 +51,7 @@ def _title(config: dict) -> str:
 def markdown(summary: dict, chart: str | None) -> str:
     cfg = summary["config"]
     ks = [k for k in summary if k.startswith("pass@")]
-    lines = [f"# {_title(cfg)}", "",
+    lines = [f"# {title(cfg)}", "",
              f"{summary['problems']} problems, {summary['samples']} samples, temperature {cfg['temperature']}; "
              + ", ".join(f"**{k} = {100 * summary[k]:.2f}%**" for k in ks), ""]
     header = "| group | problems | " + " | ".join(ks) + " | " + " | ".join(STATUSES) + " |"
@@ -101,7 +101,7 @@ def plot(summary: dict, path: Path) -> None:
     right.legend(fontsize=8)
     for axis in (left, right):
         axis.tick_params(axis="x", rotation=45 if len(groups) > 4 else 0)
-    fig.suptitle(_title(summary["config"]), fontsize=10)
+    fig.suptitle(title(summary["config"]), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

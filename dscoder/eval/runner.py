@@ -1,89 +1,80 @@
 """Generate, execute, record: the loop behind `dscoder eval`.
 
-Completions come from a model (base or instruct form, FIM for infilling) or from a file
-of completions produced elsewhere. Each finished sample is appended to `samples.jsonl`
-at once, so a killed run loses at most the samples in flight and resumes where it
-stopped; programs execute in the sandbox pool while the model writes the next one.
+Completions come from a model (base or instruct form, FIM for infilling: many samples at
+once through the serving engine, `eval.batched`, or one at a time here) or from a file of
+completions produced elsewhere. Each sample is executed in the sandbox pool as soon as it
+is generated, and its row appended to `samples.jsonl` as soon as it is judged, so a killed
+run (SIGKILL included) loses at most the samples in flight and resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
+from dscoder.eval.config import EvalConfig, EvalError
 from dscoder.execute.programs import Executor, Program, Verdict
-from dscoder.tasks.problem import FORMS, Problem
+from dscoder.tasks.problem import Problem
 
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
-
-
-class EvalError(ValueError):
-    """An evaluation that cannot run as asked; the message names the setting at fault."""
-
-
-@dataclass
-class EvalConfig:
-    """What defines a run: a resumed run must match it exactly (else its numbers would mix)."""
-
-    benchmark: str
-    subset: str  # the language (humaneval), split (infilling) or "" (mbpp, gsm8k)
-    form: str = "base"
-    model: str = ""
-    quant: str | None = None
-    completions: str | None = None  # a file scored instead of a model
-    samples: int = 1
-    temperature: float = 0.0
-    top_p: float = 0.95
-    max_new_tokens: int | None = None  # None: each benchmark's own default
-    seed: int = 0
-    limit: int | None = None
-
-    def check(self) -> None:
-        if self.form not in FORMS:
-            raise EvalError(f"--form must be one of {', '.join(FORMS)}, got {self.form!r}")
-        if self.samples < 1:
-            raise EvalError(f"--samples must be at least 1, got {self.samples}")
-        if self.samples > 1 and self.temperature == 0 and self.completions is None:
-            raise EvalError("--samples > 1 with --temperature 0 gives the same greedy sample every time; "
-                            "set a temperature (DeepSeek-Coder and Codex used 0.2 for pass@1, 0.8 for pass@100)")
 
 
 Completer = Callable[[Problem, int], tuple[str, str, int]]  # (problem, sample index) -> (prompt, completion, tokens)
 
 
-def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
-    """Completions from a loaded model in `config.form`; sample i uses seed `config.seed + i`."""
-    from dscoder.tokenizer.chat import chat_prompt, stop_token_ids
-    from dscoder.tokenizer.fim import fim_prompt, fim_tokens
-    from dscoder.infer.generate import SamplingParams, stream
+@dataclass
+class Generated:
+    """One finished sample: its prompt and completion, or why it could not be generated."""
 
-    eos = (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
+    problem: Problem
+    index: int
+    prompt: str
+    completion: str = ""
+    tokens: int = 0
+    seconds: float = 0.0  # generation wall time charged to this sample
+    error: str | None = None  # e.g. a prompt longer than the model's context: this sample only
+
+
+@runtime_checkable
+class BatchCompleter(Protocol):
+    """Generates many samples at once and yields each as it finishes, in any order."""
+
+    def completions(self, todo: list[tuple[Problem, int]]) -> Iterator[Generated]: ...
+
+
+def one_at_a_time(complete: Completer, todo: list[tuple[Problem, int]]) -> Iterator[Generated]:
+    """A per-sample completer's samples, in order, each timed."""
+    from dscoder.infer.generate import GenerationError  # imports torch: not at CLI start-up
+
+    for problem, index in todo:
+        start = time.perf_counter()
+        try:
+            prompt, completion, tokens = complete(problem, index)
+        except GenerationError as e:
+            yield Generated(problem, index, problem.prompt, error=str(e))
+            continue
+        yield Generated(problem, index, prompt, completion, tokens, time.perf_counter() - start)
+
+
+def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
+    """Completions from a loaded model in `config.form`, one sample at a time (`infer.generate.stream`);
+    sample i uses seed `config.seed + i`. The reference the batched engine path is checked against."""
+    from dscoder.eval.requests import request
+    from dscoder.infer.generate import stream
 
     def complete(problem: Problem, index: int) -> tuple[str, str, int]:
-        limit = config.max_new_tokens or problem.max_new_tokens
-        common = dict(max_new_tokens=limit, temperature=config.temperature,
-                      top_p=config.top_p if config.temperature > 0 else 1.0, seed=config.seed + index)
-        add_bos, rejoin = None, ""
-        if problem.fim is not None:
-            prompt = fim_prompt(*problem.fim, fim_tokens(tokenizer))
-            params = SamplingParams(stop_token_ids=eos, **common)
-        elif config.form == "instruct":
-            prompt = chat_prompt(tokenizer, [{"role": "user", "content": problem.instruction}])
-            params = SamplingParams(stop_token_ids=tuple(stop_token_ids(tokenizer)), **common)
-            add_bos = False  # the template writes its own BOS
-        else:
-            prompt = problem.prompt.rstrip() if problem.strip_prompt else problem.prompt
-            params = SamplingParams(stop=problem.stops, stop_token_ids=eos, **common)
-            rejoin = "\n" if problem.strip_prompt else ""
-        text, tokens = rejoin, 0
-        for delta in stream(model, tokenizer, tokenizer.encode(prompt, add_bos=add_bos), params):
+        asked = request(problem, tokenizer, config, index)
+        text, tokens = asked.rejoin, 0
+        for delta in stream(model, tokenizer, asked.ids, asked.params):
             text += delta.text
             tokens += delta.token_id is not None
-        return prompt, text, tokens
+        return asked.prompt, text, tokens
 
     return complete
 
@@ -135,33 +126,40 @@ def read_samples(out: Path) -> list[dict]:
     return rows
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` whole or not at all: a kill mid-write must not leave half a file behind."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
 def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, str, int]]:
     out.mkdir(parents=True, exist_ok=True)
     saved = out / CONFIG_FILE
+    settings = config.identity()
     if saved.exists() and (out / SAMPLES_FILE).exists():
         previous = json.loads(saved.read_text())
         if not resume:
             raise EvalError(f"{out} already holds a run; resume it (the default) or choose another --out")
         # --limit only chooses how many problems to do now: a quick look can grow into the full run.
-        differing = {k: (previous.get(k), v) for k, v in asdict(config).items() if previous.get(k) != v and k != "limit"}
+        differing = {k: (previous.get(k), v) for k, v in settings.items() if previous.get(k) != v and k != "limit"}
         if differing:
             detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differing.items())
             raise EvalError(f"{out} holds a run with other settings ({detail}); use another --out")
-    saved.write_text(json.dumps(asdict(config), indent=2) + "\n")
+    _write_atomically(saved, json.dumps(settings, indent=2) + "\n")
     # Rewrite the file without any torn last line, so appends start on a fresh line.
     rows = read_samples(out)
-    with open(out / SAMPLES_FILE, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row) + "\n")
+    _write_atomically(out / SAMPLES_FILE, "".join(json.dumps(row) + "\n" for row in rows))
     return {(row["group"], row["task_id"], row["sample"]) for row in rows}
 
 
-def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: Path, *,
+def run(problems: list[Problem], complete: Completer | BatchCompleter, config: EvalConfig, out: Path, *,
         samples_per_task: dict[tuple[str, str], int] | None = None, workers: int | None = None, timeout: float = 10.0,
         resume: bool = True, progress: bool = True) -> list[dict]:
-    """Evaluate every (problem, sample) not yet in `out/samples.jsonl`; return all rows."""
-    from dscoder.infer.generate import GenerationError  # imports torch: not at CLI start-up
+    """Evaluate every (problem, sample) not yet in `out/samples.jsonl`; return all rows, in problem order.
 
+    `complete` is a per-sample completer or a `BatchCompleter`, whose samples are executed
+    in the order they finish."""
     config.check()
     done = _prepare(out, config, resume)
 
@@ -170,9 +168,15 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
 
     todo = [(p, i) for p in problems for i in range(count(p)) if (p.group, p.task_id, i) not in done]
     check_form([p for p, _ in todo], config)
+    generated = complete.completions(todo) if isinstance(complete, BatchCompleter) else one_at_a_time(complete, todo)
     with Executor(workers, timeout) as pool, open(out / SAMPLES_FILE, "a", encoding="utf-8") as sink, \
             _progress(len(todo), len(done), progress) as advance:
         pending: list[tuple[object, dict]] = []
+
+        def record(row: dict) -> None:
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            advance(row)
 
         def drain(block: bool) -> None:
             for future, row in list(pending):
@@ -180,33 +184,45 @@ def run(problems: list[Problem], complete: Completer, config: EvalConfig, out: P
                     verdict: Verdict = future.result()
                     row.update(status=verdict.status, stage=verdict.stage, returncode=verdict.returncode,
                                stderr=verdict.stderr, exec_seconds=round(verdict.seconds, 3))
-                    sink.write(json.dumps(row) + "\n")
-                    sink.flush()
                     pending.remove((future, row))
-                    advance(row)
+                    record(row)
 
-        for problem, index in todo:
-            start = time.perf_counter()
-            try:
-                prompt, completion, tokens = complete(problem, index)
-            except GenerationError as e:  # e.g. a prompt longer than the model's context: this sample only
-                row = dict(task_id=problem.task_id, sample=index, group=problem.group, prompt=problem.prompt,
-                           completion="", gen_tokens=0, gen_seconds=0.0, status="error", stage="generate",
-                           returncode=None, stderr=str(e), exec_seconds=0.0)
-                sink.write(json.dumps(row) + "\n")
-                advance(row)
-                continue
-            seconds = time.perf_counter() - start
-            if config.form == "instruct" and problem.answer_program is not None:
-                source = problem.answer_program(completion)
-            else:
-                source = problem.program(completion)
-            row = dict(task_id=problem.task_id, sample=index, group=problem.group, prompt=prompt,
-                       completion=completion, gen_tokens=tokens, gen_seconds=round(seconds, 3))
-            pending.append((pool.submit(Program(problem.language, source)), row))
-            drain(block=False)
-        drain(block=True)
-    return read_samples(out)
+        try:
+            for sample in generated:
+                problem = sample.problem
+                row = dict(task_id=problem.task_id, sample=sample.index, group=problem.group, prompt=sample.prompt,
+                           completion=sample.completion, gen_tokens=sample.tokens,
+                           gen_seconds=round(sample.seconds, 3))
+                if sample.error is not None:
+                    row.update(status="error", stage="generate", returncode=None, stderr=sample.error,
+                               exec_seconds=0.0)
+                    record(row)
+                    continue
+                if config.form == "instruct" and problem.answer_program is not None:
+                    source = problem.answer_program(sample.completion)
+                else:
+                    source = problem.program(sample.completion)
+                pending.append((pool.submit(Program(problem.language, source)), row))
+                drain(block=False)
+            drain(block=True)
+        finally:
+            close = getattr(generated, "close", None)
+            if close is not None:  # an error (or Ctrl-C) here: stop generating the samples in flight
+                close()
+    return _in_order(read_samples(out), problems)
+
+
+def _in_order(rows: list[dict], problems: list[Problem]) -> list[dict]:
+    """Rows by problem, then sample: a batched run finishes them in any order, its report should not show it.
+    Rows of problems not asked for now (a resumed run with a smaller --limit) keep their place after."""
+    position = {(p.group, p.task_id): i for i, p in enumerate(problems)}
+
+    def key(item: tuple[int, dict]) -> tuple[int, int]:
+        at, row = item
+        where = position.get((row["group"], row["task_id"]))
+        return (where, row["sample"]) if where is not None else (len(position), at)
+
+    return [row for _, row in sorted(enumerate(rows), key=key)]
 
 
 class _progress:

@@ -1,0 +1,111 @@
+"""`dscoder.eval.run(cfg)`: one whole evaluation, from settings to written report.
+
+Chooses the subsets, skips languages whose toolchain is missing, loads the problems, takes
+the completions from a file or from a model (through the serving engine, `cfg.batch` samples
+at a time), judges every sample in the sandbox, and writes summary.json, report.md and the
+chart. `dscoder eval` is this plus option parsing and a printed table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dscoder.eval import report, runner
+from dscoder.eval.config import EvalConfig, EvalError, default_out
+from dscoder.execute import toolchains
+from dscoder.tasks import BENCHMARKS, load, subsets
+from dscoder.tasks.problem import Problem
+
+
+@dataclass
+class Summary:
+    """What a run reports: summary.json's numbers (also by `summary[key]`), where its files are,
+    and what this call added (a resumed run's earlier samples take no time)."""
+
+    numbers: dict
+    out: Path
+    new_samples: int
+    wall_seconds: float
+
+    def __getitem__(self, key: str):
+        return self.numbers[key]
+
+
+def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -> Summary:
+    """Evaluate as `cfg` says, resuming the run already in `cfg.out` if there is one.
+
+    `on_skip(subset, why)` hears of each subset skipped for a missing toolchain as it is skipped.
+    EvalError (and the errors of loading data or a model) name what is wrong before any sample runs.
+    """
+    chosen = subsets(cfg.benchmark, cfg.subset)
+    asked_model = cfg.model
+    cfg = replace(cfg, subset=cfg.subset or BENCHMARKS[cfg.benchmark]["default"],
+                  model=str(cfg.model or "default") if cfg.completions is None else "")
+    cfg.check()
+    out = cfg.out or default_out(cfg)
+    problems, skipped = _problems(cfg, chosen, on_skip)
+    per_task = None
+    with ExitStack() as stack:
+        if cfg.completions is not None:
+            complete, per_task = runner.file_completer(cfg.completions, {p.group for p in problems} or set(chosen))
+            unknown = sorted(set(per_task) - {(p.group, p.task_id) for p in problems})
+            if unknown:
+                names = [task if len(chosen) == 1 else f"{group}/{task}" for group, task in unknown[:5]]
+                raise EvalError(f"{cfg.completions} names task_ids that {cfg.benchmark} does not have: {names}")
+            problems = [p for p in problems if (p.group, p.task_id) in per_task]
+        else:
+            complete = stack.enter_context(_model_completer(cfg, asked_model, problems))
+        before, started = len(runner.read_samples(out)), time.perf_counter()
+        rows = runner.run(problems, complete, cfg, out, samples_per_task=per_task, workers=cfg.workers,
+                          timeout=cfg.timeout, progress=cfg.progress)
+        wall = time.perf_counter() - started
+    numbers = report.write(out, rows, cfg.identity(), skipped)
+    return Summary(numbers, out, numbers["samples"] - before, wall)
+
+
+@contextmanager
+def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem]
+                     ) -> Iterator[runner.Completer | runner.BatchCompleter]:
+    """The model's completer: the serving engine's (`cfg.batch` samples at once), or one sample at a time."""
+    runner.check_form(problems, cfg)  # before the model loads
+    model, tokenizer = _load(name, cfg.quant)
+    if any(p.fim is not None for p in problems):
+        from dscoder.tokenizer.fim import fim_tokens
+
+        fim_tokens(tokenizer, str(name or "the default model"))  # fail now, not after the first sample
+    if cfg.batch == 1:
+        yield runner.model_completer(model, tokenizer, cfg)
+        return
+    from dscoder.eval.batched import EngineCompleter
+
+    with EngineCompleter(model, tokenizer, cfg, problems) as complete:
+        yield complete
+
+
+def _problems(cfg: EvalConfig, chosen: list[str], on_skip: Callable[[str, str], None] | None
+              ) -> tuple[list[Problem], dict[str, str]]:
+    """The problems of every chosen subset whose toolchain is here (the first `cfg.limit` of each),
+    and why each other subset was skipped."""
+    problems, skipped = [], {}
+    for name in chosen:
+        language = name if cfg.benchmark == "humaneval" else "python"
+        why = toolchains.toolchain(language).missing()
+        if why:
+            skipped[name] = why
+            if on_skip is not None:
+                on_skip(name, why)
+            continue
+        loaded = load(cfg.benchmark, name, cfg.data)
+        problems += loaded[:cfg.limit] if cfg.limit else loaded
+    return problems, skipped
+
+
+def _load(model: str | None, quant: str | None):
+    """The network and tokenizer of a model argument (None: the embedded default)."""
+    from dscoder.hub import load as load_model
+
+    return load_model(model, quant=quant)
