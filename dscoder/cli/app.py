@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -56,13 +56,6 @@ data_app = App(help="Build and inspect repository-level training corpora.", no_a
 @app.callback()
 def main() -> None:
     """DeepSeek-Coder on PyTorch."""
-
-
-def _load_model_and_tokenizer(model: Optional[str], quant: Optional[str] = None, kv_cache: Optional[str] = None):
-    """Kept for `dscoder.cli.eval` until it calls `dscoder.hub.load` itself."""
-    from dscoder.hub import load
-
-    return load(model, quant, kv_cache)
 
 
 def _register() -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dscoder.execute import sandbox
+from dscoder.errors import UserError
 
 # MultiPL-E's Java prompts `import org.javatuples.*` (8 problems return Pair/Triplet). The
 # javatuples jar is on Maven Central, which this project cannot reach at run time, so the
@@ -42,7 +43,6 @@ def _javatuple_source(name: str, types: tuple[str, ...]) -> str:
     wildcard = ", ".join("?" * n)
     return f"""package org.javatuples;
 import java.util.*;
-from dscoder.errors import UserError
 public final class {name}<{generic}> {{
 {fields}
     public {name}({params}) {{ {assigns} }}
