@@ -141,3 +141,79 @@ def test_a_16_bit_cache_halves_its_memory_and_decodes_close_to_full_precision(mo
         model.cache_dtype = None
     error = (torch.cat(logits) - full).abs().max() / full.abs().max()
     assert 0 < error < 10 * torch.finfo(cache_dtype).eps  # rounding once, amplified a little by the layers
+
+
+# ---------------------------------------------------------------------------- against transformers' warpers
+def _transformers_filtered(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
+    """transformers' warpers for `params`, chosen and ordered as its `generate` chooses them."""
+    from transformers import MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    warpers = [TemperatureLogitsWarper(params.temperature), TopKLogitsWarper(params.top_k) if params.top_k else None,
+               TopPLogitsWarper(params.top_p), MinPLogitsWarper(params.min_p)]  # top_p 1.0 and min_p 0 applied too
+    scores = logits[None].clone()
+    for warper in filter(None, warpers):
+        scores = warper(None, scores)
+    return scores[0]
+
+
+def _logit_rows() -> list[tuple[str, torch.Tensor]]:
+    gen = torch.Generator().manual_seed(0)
+    rows = [(f"randn*{spread} over {vocab}", torch.randn(vocab, generator=gen) * spread)
+            for vocab in (7, 64, 2048) for spread in (0.3, 2.0, 8.0)]
+    rows.append(("a peaked row whose tail underflows to probability 0", torch.cat([torch.tensor([200.0]),
+                                                                                  torch.randn(63, generator=gen)])))
+    rows.append(("extreme values", torch.tensor([3e4, -3e4, 0.0, 1e-30, -1e-30, 88.0, -88.0, 1.0])))
+    rows.append(("ties, rounded", torch.round(torch.randn(256, generator=gen) * 2)))
+    rows.append(("all tied", torch.zeros(16)))
+    rows.append(("two tied at the top", torch.tensor([4.0, 4.0, 1.0, 0.5, 0.0, -2.0])))
+    return rows
+
+
+SETTINGS = [dict(temperature=t, top_k=k, top_p=p, min_p=m)
+            for t in (0.6, 1.0, 1.7) for k in (0, 1, 3, 40, 5000) for p in (1.0, 0.95, 0.5, 0.1) for m in (0.0, 0.05, 0.5)]
+
+
+@pytest.mark.parametrize("name,logits", _logit_rows(), ids=lambda v: v if isinstance(v, str) else "")
+def test_filters_keep_the_candidates_of_transformers_warpers(name, logits):
+    """Same logits, same candidates (tokens left with a probability above 0) and the same
+    renormalised probabilities, bit for bit; the one deliberate difference is ties at top-p's
+    cut, where transformers keeps whichever of the tied tokens its sort puts last and we keep
+    them all (next_token_scores explains why): there ours keeps a superset, the extra tokens
+    all tied with the least likely token both keep."""
+    ties_at_cut = 0
+    for setting in SETTINGS:
+        params = SamplingParams(**setting)
+        ours = next_token_scores(logits, [], Counter(), params)
+        theirs = _transformers_filtered(logits, params)
+        ours_p, theirs_p = ours.softmax(-1), theirs.softmax(-1)
+        kept, kept_theirs = ours_p > 0, theirs_p > 0
+        if torch.equal(kept, kept_theirs):
+            assert torch.equal(ours_p, theirs_p), setting
+            continue
+        assert (kept | ~kept_theirs).all(), setting  # transformers keeps nothing we drop
+        lowest = theirs[kept_theirs].min()
+        assert (ours[kept & ~kept_theirs] == lowest).all(), setting  # ours adds only tokens tied at the cut
+        assert setting["top_p"] < 1 and (theirs[kept_theirs] == lowest).sum() < (ours == lowest).sum()
+        ties_at_cut += 1
+    if "tie" not in name:
+        assert ties_at_cut == 0  # without ties the sets are equal for every setting
+    if name == "ties, rounded":
+        assert ties_at_cut > 0  # the rows meant to reach the tie rule do reach it
+
+
+def test_the_filters_do_not_depend_on_token_ids():
+    """Permuting the vocabulary permutes the result: ties are kept or dropped together."""
+    logits = torch.round(torch.randn(300, generator=torch.Generator().manual_seed(1)) * 2)
+    order = torch.randperm(300, generator=torch.Generator().manual_seed(2))
+    for setting in SETTINGS:
+        params = SamplingParams(**setting)
+        assert torch.equal(next_token_scores(logits, [], Counter(), params)[order],
+                           next_token_scores(logits[order], [], Counter(), params)), setting
+
+
+def test_min_p_applies_after_top_p_as_in_transformers_and_llama_cpp():
+    """The order matters when both are set: top-p measures mass over what top-k left, then
+    min-p drops tokens below min_p times the likeliest (a ratio renormalising does not change)."""
+    logits = torch.tensor([0.4, 0.3, 0.1, 0.1, 0.1]).log()
+    scores = next_token_scores(logits, [], Counter(), SamplingParams(temperature=1.0, top_p=0.5, min_p=0.3))
+    assert torch.isfinite(scores).tolist() == [True, True, False, False, False]  # min-p first would keep one

@@ -15,7 +15,7 @@ from dscoder.model.presets import get_preset
 from dscoder.serve.blocks import BlockManager
 from dscoder.serve.engine import Engine, EngineBusy, EngineConfig
 from dscoder.tokenizer.tokenizer import Tokenizer
-from conftest import randomize_
+from conftest import randomize_, requires_native
 
 PROMPTS = ["def fibonacci(n):\n    ", "import os\nimport sys\n\n", "class Stack:\n    def push(self, x):",
            "# sort a list\n", "for i in range(10):\n    print(i)\n" * 6, "x = 1\n"]
@@ -49,8 +49,7 @@ def reference(model, tokenizer, prompts, params) -> list[str]:
 # ---------------------------------------------------------------------------- the paged kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_paged_attention_kernel_equals_attention_over_each_sequences_gathered_keys(dtype):
-    if native.kernels() is None:
-        pytest.skip("native kernels unavailable")
+    requires_native()
     gen = torch.Generator().manual_seed(0)
     blocks, bs, kv, heads, d = 40, 16, 2, 8, 64
     k_pool = torch.randn(blocks, bs, kv, d, generator=gen).to(dtype)
@@ -73,8 +72,7 @@ def test_paged_attention_kernel_equals_attention_over_each_sequences_gathered_ke
 
 
 def test_row_invariant_products_do_not_depend_on_the_batch():
-    if native.kernels() is None:
-        pytest.skip("native kernels unavailable")
+    requires_native()
     gen = torch.Generator().manual_seed(1)
     w, x = torch.randn(96, 64, generator=gen), torch.randn(40, 64, generator=gen)
     with native.row_invariant():
@@ -131,6 +129,30 @@ def test_batched_greedy_equals_one_at_a_time_generation(model, tokenizer):
         assert engine.generate(PROMPTS, params) == want  # all at once: chunked prefill beside decodes
         assert [engine.generate([p], params)[0] for p in PROMPTS] == want  # alone, now with prefix-cache hits
         assert engine.stats().blocks_used == 0 and engine.blocks.hit_rate() > 0
+
+
+def quantized_with_kv(path, quant: str, kv_dtype: torch.dtype) -> Transformer:
+    """The real model quantized while loading, its caches (and the engine's pool) in `kv_dtype`."""
+    from dscoder.hub import load_model
+
+    model = load_model(path, quant=quant)
+    model.cache_dtype = kv_dtype  # what Engine and new_cache read for the cache's element type
+    return model
+
+
+def test_real_int4_model_with_an_fp16_cache_is_batch_invariant_and_equals_generate(smollm2_gguf, tokenizer):
+    """The embedded model as served small: int4 weights (the integer decode kernels) and an fp16
+    paged pool.  Greedy output is the same alone and in a full batch, and the same as `generate`
+    (contiguous fp16 cache, no engine), as the fp32 tiny models assert above."""
+    model = quantized_with_kv(smollm2_gguf, "int4", torch.float16)
+    params = SamplingParams(max_new_tokens=24)
+    with Engine(model, tokenizer, EngineConfig(num_blocks=128, prefill_chunk=32, prefill_budget=32)) as engine:
+        assert all(pool.dtype == torch.float16 for layer in engine.kv.layers for pool in layer)
+        batch = engine.generate(PROMPTS, params)  # all at once: chunked prefill beside decodes
+        alone = [engine.generate([p], params)[0] for p in PROMPTS]
+    assert batch == alone
+    assert len(set(batch)) == len(PROMPTS) and all(len(tokenizer.encode(t, add_bos=False)) >= 12 for t in batch)
+    assert reference(model, tokenizer, PROMPTS[:3], params) == batch[:3]  # generate is slow: half the prompts
 
 
 def test_a_request_joining_a_busy_batch_gets_its_lone_result(tokenizer):

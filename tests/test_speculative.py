@@ -134,3 +134,28 @@ def test_prompt_lookup_stop_token_and_errors():
         prompt_lookup_generate(target, [5], 5, ngram_max=2, ngram_min=3)
     with pytest.raises(GenerationError, match="exceeds the target model's context of 512"):
         prompt_lookup_generate(target, [5], 600)
+
+
+@torch.no_grad()
+def test_a_quantized_target_with_a_different_real_draft_returns_its_own_greedy_output(smollm2_gguf):
+    """The embedded model as int4 target; as draft, its first 6 of 30 layers in int8 (same
+    tokenizer, different network): a draft that is often wrong, so verification must reject.
+    The output is still exactly what the target alone decodes greedily (`generate`)."""
+    from dscoder.hub import load_model
+    from dscoder.infer.generate import SamplingParams, generate
+    from dscoder.model.quant import quantize_model
+    from dscoder.tokenizer.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.load(smollm2_gguf)
+    target = load_model(smollm2_gguf, quant="int4")
+    full = load_model(smollm2_gguf)
+    draft = Transformer(full.config.replace(num_hidden_layers=6)).eval()
+    draft.load_state_dict({k: v for k, v in full.state_dict().items()
+                           if not k.startswith("layers.") or int(k.split(".")[1]) < 6})
+    draft = quantize_model(draft, "int8")
+    prompt = "def is_prime(n):\n    if n < 2:\n        return False\n"
+    expected = generate(target, tokenizer, prompt, SamplingParams(max_new_tokens=40))[0].token_ids
+    tokens, stats = speculative_generate(target, draft, tokenizer.encode(prompt), 40, k=4)
+    assert tokens == expected
+    assert 0 < stats.accepted < stats.proposed  # the draft was right sometimes and rejected at least once
+    assert stats.target_passes < 40  # and the accepted guesses saved target passes

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 import torch
 
 from dscoder.model.transformer import Transformer
+from dscoder.errors import UserError
 from dscoder.tokenizer.tokenizer import Tokenizer
 
 
-class GenerationError(ValueError):
+class GenerationError(UserError):
     """A request that cannot be served as asked (too long, bad parameter); the message names it."""
 
 
@@ -80,7 +81,14 @@ class Completion:
 
 
 def next_token_scores(logits: torch.Tensor, history: Sequence[int], output: Counter, params: SamplingParams) -> torch.Tensor:
-    """Penalised, temperature-scaled and truncated logits (fp32, -inf where excluded) for one row."""
+    """Penalised, temperature-scaled and truncated logits (fp32, -inf where excluded) for one row.
+
+    The truncations are transformers' warpers, in its order and arithmetic (temperature,
+    top-k, top-p, min-p; llama.cpp's chain also runs top-p before min-p), so a request keeps
+    the same candidates here as there.  One deliberate difference: tokens tied with the
+    least likely token top-p keeps are all kept (as top-k keeps ties), where transformers
+    keeps whichever of them its sort happens to put last, so its set depends on token ids.
+    """
     scores = logits.float().clone()
     if params.repetition_penalty != 1.0 and history:
         seen = torch.tensor(sorted(set(history)), device=scores.device)
@@ -96,15 +104,16 @@ def next_token_scores(logits: torch.Tensor, history: Sequence[int], output: Coun
     if params.top_k and params.top_k < scores.numel():
         kth = scores.topk(params.top_k).values[-1]
         scores = scores.masked_fill(scores < kth, float("-inf"))
+    if params.top_p < 1.0:
+        ascending = scores.sort().values
+        # the least likely tokens whose mass together is at most 1 - top_p go (the token that
+        # crosses top_p stays); the mass grows along the sort, so they are a prefix of it
+        dropped = int((ascending.softmax(-1).cumsum(-1) <= 1 - params.top_p).sum())
+        lowest_kept = ascending[min(dropped, ascending.numel() - 1)]  # the likeliest always stays
+        scores = scores.masked_fill(scores < lowest_kept, float("-inf"))
     if params.min_p > 0:
         probs = scores.softmax(-1)
         scores = scores.masked_fill(probs < params.min_p * probs.max(), float("-inf"))
-    if params.top_p < 1.0:
-        sorted_scores, order = scores.sort(descending=True)
-        cumulative = sorted_scores.softmax(-1).cumsum(-1)
-        drop = cumulative - sorted_scores.softmax(-1) >= params.top_p  # keep the token that crosses top_p
-        drop[0] = False  # and always the likeliest (a top_p that rounds to 0 in fp32 would drop them all)
-        scores = scores.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
     return scores
 
 

@@ -1,4 +1,4 @@
-"""Weight-only quantization: int8 per output channel and int4 in groups of 32/64/128.
+"""Weight-only quantization: int8 per output channel and int4 in groups of 32 (llama.cpp's Q4_1).
 
 Decode on a CPU reads every weight once per token, so its speed is bytes per weight: fp32
 is 4, int8 is 1 (+ one fp32 scale per row), int4 with group 32 is 0.625 (two fp16 numbers,
@@ -21,6 +21,13 @@ Which layers: every nn.Linear of the network with an input width divisible by 32
     single most sensitive matrix, and llama.cpp's Q4 files keep it at 8 bits too.
 The MoE router and the norms stay in full precision (tiny, and routing flips are costly).
 
+What `--quant` offers is int8 and int4, each with a perplexity budget on the embedded model
+(tests/test_quant.py).  The int4 layout also takes groups of 64 and 128 (the kernels and saved
+checkpoints read them), but those are refused as choices: re-rounding the embedded model to
+them cost +34% / +48% perplexity (int4: +0.2%) for 10% / 15% fewer weight bytes, and choosing
+the range that minimises the squared error, as llama.cpp's K-quants do, lowered that error by
+a quarter but raised the perplexity further (+42% at 64): the outlying weights it clips matter.
+
 Quantization can happen on a loaded model (`quantize_model`) or tensor by tensor while a
 checkpoint is read (`checkpoint.build_model(..., quant=...)`), which is how a model larger
 than memory in fp32 is loaded.  A quantized model saves as an HF-style directory whose
@@ -40,7 +47,10 @@ from dscoder.errors import ConfigError
 from dscoder.kernels import native
 
 SCHEMES = ("int8", "int4")
-GROUP_SIZES = (32, 64, 128)
+GROUP_SIZES = (32, 64, 128)  # the int4 layouts the kernels and saved checkpoints read
+OFFERED = ("int8", "int4")  # the --quant choices
+# group -> (perplexity vs fp32, measured as in tests/test_quant.py; weight bytes saved vs int4's 5 bits a weight)
+REFUSED_GROUPS = {64: ("+34%", "10%"), 128: ("+48%", "15%")}
 QUANT_METHOD = "dscoder"
 # Rows up to which the integer kernel beats dequantize-then-matmul (native.MAX_ROWS, which also
 # covers a prompt-lookup verification of 1 + 8 tokens).
@@ -64,11 +74,18 @@ class QuantConfig:
 
     @classmethod
     def parse(cls, spec: str) -> "QuantConfig":
-        """'int8', 'int4' (group 32), 'int4-64', 'int4-128'."""
+        """An offered --quant choice: 'int8' or 'int4' (groups of 32); see the module docstring for why
+        'int4-64' and 'int4-128' are refused."""
         scheme, _, group = spec.partition("-")
         if group and not group.isdigit():
-            raise ConfigError(f"--quant must be int8, int4, int4-64 or int4-128, got {spec!r}")
-        return cls(scheme, int(group) if group else 32)
+            raise ConfigError(f"--quant must be {' or '.join(OFFERED)}, got {spec!r}")
+        config = cls(scheme, int(group) if group else 32)
+        if config.group_size in REFUSED_GROUPS:
+            cost, saving = REFUSED_GROUPS[config.group_size]
+            raise ConfigError(f"--quant {spec} is not offered: groups of {config.group_size} cost {cost} perplexity "
+                              f"on the embedded model for {saving} fewer weight bytes than int4; use int4 (groups "
+                              f"of 32, +0.2%) or int8 (+0.4%)")
+        return config
 
     def to_hf(self) -> dict:
         return {"quant_method": QUANT_METHOD, "scheme": self.scheme, "group_size": self.group_size, "head": self.head}
