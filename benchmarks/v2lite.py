@@ -215,7 +215,7 @@ def run(model: Transformer, prompt_len: int, new_tokens: int, seed: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quant", default="int4", help="int4 (group 32), int4-64, int4-128 or int8; head int8")
+    parser.add_argument("--quant", default="int4", help="int4 (group 32) or int8; head int8")
     parser.add_argument("--tokens", type=int, default=32, help="greedy decode steps (default 32)")
     parser.add_argument("--prompt", type=int, default=16, help="prompt length in tokens (default 16)")
     parser.add_argument("--threads", type=int, default=2)

@@ -45,8 +45,8 @@ class ModelChoice:
 
     model: str | None = setting(None, f"{MODEL_HELP} (default: the embedded SmolLM2-135M-Instruct).",
                                 "--model", "-m")
-    quant: str | None = setting(None, "Quantize the weights while loading: int8 (per channel), int4 (groups of 32), "
-                                      "int4-64 or int4-128; decode runs on native AVX2 kernels.", "--quant", "-q")
+    quant: str | None = setting(None, "Quantize the weights while loading: int8 (per channel) or int4 (groups of 32, "
+                                      "Q4_1 layout); decode runs on native AVX2 kernels.", "--quant", "-q")
     kv_cache: str | None = setting(None, "Element type of the KV cache: fp32, bf16 or fp16 (default: the model's; "
                                          "16 bits halve its memory).", "--kv-cache")
 
@@ -148,7 +148,7 @@ def dtype_named(name: str, what: str) -> torch.dtype:
 def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
                device: torch.device | str = "cpu", quant: QuantConfig | str | None = None):
     """Load any model argument `resolve` accepts into a `Transformer` (float32 unless `dtype` says otherwise),
-    quantized while loading if asked ('int8', 'int4', 'int4-64', 'int4-128' or a `QuantConfig`)."""
+    quantized while loading if asked ('int8', 'int4' or a `QuantConfig`)."""
     import torch
 
     from dscoder.formats.hf import load_gguf, load_hf_dir

@@ -80,7 +80,7 @@ def convert(
     out: str = typer.Argument(..., help="Output directory (Hugging Face layout)."),
     dtype: str = typer.Option("bf16", help="Weight dtype to write: fp32, bf16 or fp16."),
     max_shard_gb: float = typer.Option(5.0, help="Largest safetensors shard, in GiB."),
-    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Save quantized (int8, int4, int4-64, int4-128): "
+    quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Save quantized (int8 or int4): "
                                         "dscoder loads it back as is; other tools need the unquantized form."),
 ) -> None:
     """Write any model we can load (a GGUF file included, dequantized) as an HF directory, tokenizer too."""

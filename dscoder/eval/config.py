@@ -14,7 +14,8 @@ from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from dscoder.errors import UserError
-from dscoder.settings import identity, setting
+from dscoder.hub import ModelChoice
+from dscoder.settings import identity, like, setting
 from dscoder.tasks import BENCHMARKS
 from dscoder.tasks.problem import FORMS
 
@@ -49,7 +50,7 @@ class EvalConfig:
     max_new_tokens: int | None = setting(None, "Most new tokens per sample (default: the benchmark's own).",
                                          "--max-tokens")
     limit: int | None = setting(None, "Only the first N problems (a quick look).", "--limit")
-    quant: str | None = setting(None, "int8, int4, int4-64 or int4-128.", "--quant", "-q")
+    quant: str | None = like(ModelChoice, "quant")
     out: Path | None = setting(None, "Results folder (default: eval-results/...). An interrupted run there is "
                                      "resumed.", "--out", "-o", run=True)
     workers: int | None = setting(None, "Parallel sandboxes (default: cores).", "--workers", "-j", run=True)
