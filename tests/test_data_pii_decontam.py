@@ -17,6 +17,7 @@ import textwrap
 
 import pytest
 
+from conftest import missing
 from dscoder.data import pii
 from dscoder.data.decontam import Decontaminator, origin
 from dscoder.tasks.problem import data_dir
@@ -191,7 +192,8 @@ def test_origin_groups_translations_and_infilling():
     assert origin("MBPP/11") == "MBPP/11"
 
 
-@pytest.mark.skipif(not (data_dir() / "mbpp" / "mbpp.jsonl").exists(), reason="shared benchmark data absent")
+@pytest.mark.skipif(not (data_dir() / "mbpp" / "mbpp.jsonl").exists(),
+                    reason=missing("shared-data", f"{data_dir() / 'mbpp' / 'mbpp.jsonl'} not found"))
 def test_all_benchmarks_build_and_keep_stdlib_clean():
     d = Decontaminator.from_benchmarks()
     assert d.sources["mbpp"] == 500 and "humaneval/python" in d.sources

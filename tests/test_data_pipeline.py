@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import shared_data, wait_for
 from data_repos import make_sources
 from typer.testing import CliRunner
 
@@ -29,9 +29,6 @@ from dscoder.data.stats import CorpusError, load_manifest
 from dscoder.tokenizer.fim import DEEPSEEK_FIM
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.tokenizer.train import train_tokenizer
-
-DEEPSEEK_VOCAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "tokenizers" / "ggml-vocab-deepseek-coder.gguf"
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict:
@@ -218,22 +215,47 @@ def test_changed_settings_refuse_to_resume(corpus, tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["settings"]["seed"] == 5
 
 
+def _part_markers(work: Path) -> dict[str, int]:
+    """The finished parts of every stage (a marker is written last, atomically), with their mtimes."""
+    return {str(p.relative_to(work)): p.stat().st_mtime_ns for p in sorted(work.glob("*/part-*.json"))}
+
+
 def test_killed_cli_build_resumes_to_the_same_shards(corpus, plain_build, tmp_path):
-    """SIGKILL the real command once the scan has finished some parts; the rerun completes it."""
+    """SIGKILL the real command once its scan has finished a part; the rerun completes it.
+
+    The build is frozen (SIGSTOP) before it is killed, so what its directory holds then is
+    what the kill interrupted: the test proves the kill landed mid-scan (killed by the signal,
+    some scan parts finished and some not, no manifest) instead of trusting that it did."""
     plain_out, _ = plain_build
+    work = tmp_path / "work"
     args = [sys.executable, "-m", "dscoder.cli.app", "data", "build", str(corpus["src"]), "--out", str(tmp_path),
             "--tokenizer", corpus["tokenizer"], "--split", "--seq-len", "64", "--shard-sequences", "8",
-            "--val-fraction", "0", "--fim-rate", "0", "--workers", "2", "--part-bytes", "600"]
+            "--val-fraction", "0", "--fim-rate", "0", "--workers", "2", "--part-bytes", "600", "--keep-work"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if len(list((tmp_path / "work" / "scan").glob("part-*.json"))) >= 2:
+    finished, scan_parts, manifest_written = {}, 0, True
+    try:
+        wait_for(lambda: proc.poll() is not None or list(work.glob("scan/part-*.json")), 300,
+                 "the build's first finished scan part")
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGSTOP)  # the build and its workers, frozen mid-write
+            finished = _part_markers(work)
+            scan_parts = len(json.loads((work / "plan.json").read_text())["parts"])
+            manifest_written = (tmp_path / "manifest.json").exists()
             os.killpg(proc.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the build ended by itself (exit {proc.returncode}) before the kill"
+    assert not manifest_written, "the build had finished when it was killed"
+    scan_done = sum(name.startswith("scan/") for name in finished)
+    assert 1 <= scan_done < scan_parts, f"killed with {scan_done} of {scan_parts} scan parts finished"
+
     done = subprocess.run(args, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    after = _part_markers(work)
+    assert sum(name.startswith("scan/") for name in after) == scan_parts
+    assert {name: after.get(name) for name in finished} == finished  # finished parts are not redone
     assert _shard_bytes(tmp_path) == _shard_bytes(plain_out)
 
 
@@ -290,9 +312,9 @@ def test_build_refuses_a_tokenizer_without_fim_tokens_unless_fim_is_off(corpus, 
         pipeline.build(_config(corpus, tmp_path / "a", tokenizer=str(plain_tok)))
 
 
-@pytest.mark.skipif(not DEEPSEEK_VOCAB.exists(), reason="needs ../shared/data/tokenizers")
 def test_deepseek_vocabulary_fim_ids(corpus, tmp_path):
-    manifest = pipeline.build(_config(corpus, tmp_path, tokenizer=str(DEEPSEEK_VOCAB), fim_rate=1.0))
+    vocab = shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf")
+    manifest = pipeline.build(_config(corpus, tmp_path, tokenizer=str(vocab), fim_rate=1.0))
     tokens = set(_tokens(tmp_path).tolist())
     assert {32016, 32015, 32017} <= tokens  # <｜fim▁begin｜>, <｜fim▁hole｜>, <｜fim▁end｜>
     assert manifest["tokenizer"]["eos_id"] == 32014 and manifest["dtype"] == "uint16"

@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import native_kernels_mark
 from dscoder.kernels import native
 
-pytestmark = pytest.mark.skipif(native.kernels() is None, reason="native kernels unavailable (no AVX2 or compiler)")
+pytestmark = native_kernels_mark()
 
 
 def sdpa_reference(q, k, v, scale):

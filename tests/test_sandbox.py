@@ -14,9 +14,12 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import requires, wait_for
 
 from dscoder.execute import sandbox
 from dscoder.execute.programs import STATUSES, Program, execute, execute_many
@@ -24,11 +27,19 @@ from dscoder.execute.programs import STATUSES, Program, execute, execute_many
 REPO = Path(__file__).resolve().parents[1]
 
 
+def skip_without_bwrap(why: str) -> None:
+    """Skip for want of bubblewrap: a set-up fault (strict mode fails it) unless DSCODER_SANDBOX chose another method."""
+    forced = os.environ.get("DSCODER_SANDBOX")
+    if forced and forced != "bwrap":
+        pytest.skip(f"DSCODER_SANDBOX={forced}: {why}")
+    requires("sandbox", why)
+
+
 @pytest.fixture(scope="module")
 def contained():
     iso = sandbox.isolation()
     if iso.method != "bwrap":
-        pytest.skip(f"bubblewrap is not usable here ({iso.warning}); `make setup` installs it")
+        skip_without_bwrap(f"bubblewrap is not usable here ({iso.warning}); `make setup` installs it")
     return iso
 
 
@@ -60,6 +71,28 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 pass
     return found
+
+
+def judge_watching(source: str, timeout: float, running: Callable[[], bool]):
+    """Judge `source` while polling `running` (a look at the host's /proc for the attack's
+    processes) until it holds or the program is over. Returns the verdict and whether it held:
+    the proof that the processes a test expects to be killed really existed."""
+    held = False
+
+    def seen_or_over() -> bool:
+        nonlocal held
+        held = held or bool(running())
+        return held or judging.done()
+
+    with ThreadPoolExecutor(1) as pool:
+        judging = pool.submit(judge, source, timeout)
+        wait_for(seen_or_over, timeout + 120, "the program to start its processes or end")
+        return judging.result(), held
+
+
+def assert_reaped(marker: str) -> None:
+    """No process carrying `marker` is left on the host (waited for: reaping is asynchronous)."""
+    wait_for(lambda: not processes_with(marker), 30, f"the processes carrying {marker} to be reaped")
 
 
 def test_rm_rf_of_the_home_directory_is_contained(contained, canary_dir):
@@ -124,18 +157,19 @@ def test_fork_bomb_is_contained_and_reaped():
     if not sandbox.isolation().limits_processes:
         pytest.skip("running as root without a uid to drop to: RLIMIT_NPROC would not bind")
     marker = f"forkbomb-{uuid.uuid4().hex}"
-    verdict = judge(f"""
+    verdict, forked = judge_watching(f"""
 import os, sys
-sys.argv.append({marker!r})
+if {marker!r} not in sys.argv:  # re-exec so the marker is in every process's /proc cmdline
+    os.execv(sys.executable, [sys.executable, *sys.argv, {marker!r}])
 while True:
     try:
         os.fork()
     except OSError:
         pass
-""", timeout=3.0)
+""", timeout=3.0, running=lambda: len(processes_with(marker)) >= 3)
+    assert forked, f"the fork bomb never had 3 processes: {verdict}"
     assert verdict.status in ("timeout", "failed")
-    time.sleep(0.2)
-    assert processes_with(marker) == []
+    assert_reaped(marker)
 
 
 def test_socket_to_loopback_is_refused(contained):
@@ -173,10 +207,11 @@ def test_killing_the_parent_does_not_reach_the_host():
     it reaches inside the sandbox, the host process survives and the harness keeps working."""
     iso = sandbox.isolation()
     if iso.method == "rlimits" and not iso.drop_uid:
-        pytest.skip("rlimits only, as ourselves: nothing stops the program signalling us")
+        skip_without_bwrap("rlimits only, as ourselves (no bubblewrap): nothing stops the program signalling us")
     me = os.getpid()
     verdict = execute(Program("python", f"""
 import os, signal
+os.write(2, b"signalling the parent, the host test, PID 1 and our group\\n")
 for pid in (os.getppid(), {me}, 1, 0):
     try:
         os.kill(pid, signal.SIGKILL)
@@ -184,25 +219,27 @@ for pid in (os.getppid(), {me}, 1, 0):
         pass
 """))
     assert verdict.status in STATUSES
+    assert "signalling the parent" in verdict.stderr, f"the attack never ran: {verdict}"
     os.kill(me, 0)  # still here
     assert execute(Program("python", "print('next sample')\n")).status == "passed"
 
 
 def test_child_outliving_the_timeout_is_killed():
     marker = f"outlive-{uuid.uuid4().hex}"
-    verdict = judge(f"""
+    child, daemon = f"{marker}-child", f"{marker}-daemon"
+    verdict, both_ran = judge_watching(f"""
 import os, subprocess, time
-subprocess.Popen(["sh", "-c", "sleep 120; true", {marker!r}], start_new_session=True)
+subprocess.Popen(["sh", "-c", "sleep 120; true", {child!r}], start_new_session=True)
 if os.fork() == 0:          # and a double-forked daemon
     os.setsid()
     if os.fork() == 0:
-        os.execv("/bin/sh", ["sh", "-c", "sleep 120; true", {marker!r}])
+        os.execv("/bin/sh", ["sh", "-c", "sleep 120; true", {daemon!r}])
     os._exit(0)
 time.sleep(120)
-""", timeout=2.0)
+""", timeout=5.0, running=lambda: processes_with(child) and processes_with(daemon))
+    assert both_ran, f"the child and the daemon never both ran: {verdict}"
     assert verdict.status == "timeout"
-    time.sleep(0.2)
-    assert processes_with(marker) == []
+    assert_reaped(marker)
 
 
 def test_environment_is_scrubbed(monkeypatch):
