@@ -111,6 +111,7 @@ def dscoder_serve(args: list[str], log: Path, bound: float = 300) -> Iterator[tu
 
     try:
         url = wait_for(ready, lambda: f"dscoder serve became healthy:\n{log.read_text()[-4000:]}", bound, 0.1)
+        assert f" on {url}/ " in log.read_text(), "the ready line names the port actually bound"
         yield proc, url
     finally:
         if proc.poll() is None:

@@ -22,7 +22,7 @@ Which layers: every nn.Linear of the network with an input width divisible by 32
 The MoE router and the norms stay in full precision (tiny, and routing flips are costly).
 
 What `--quant` offers is int8 and int4, each with a perplexity budget on the embedded model
-(tests/test_quant.py).  The int4 layout also takes groups of 64 and 128 (the kernels and saved
+(tests/model/test_quant.py).  The int4 layout also takes groups of 64 and 128 (the kernels and saved
 checkpoints read them), but those are refused as choices: re-rounding the embedded model to
 them cost +34% / +48% perplexity (int4: +0.2%) for 10% / 15% fewer weight bytes, and choosing
 the range that minimises the squared error, as llama.cpp's K-quants do, lowered that error by
@@ -49,7 +49,7 @@ from dscoder.kernels import native
 SCHEMES = ("int8", "int4")
 GROUP_SIZES = (32, 64, 128)  # the int4 layouts the kernels and saved checkpoints read
 OFFERED = ("int8", "int4")  # the --quant choices
-# group -> (perplexity vs fp32, measured as in tests/test_quant.py; weight bytes saved vs int4's 5 bits a weight)
+# group -> (perplexity vs fp32, measured as in tests/model/test_quant.py; weight bytes saved vs int4's 5 bits a weight)
 REFUSED_GROUPS = {64: ("+34%", "10%"), 128: ("+48%", "15%")}
 QUANT_METHOD = "dscoder"
 # Rows up to which the integer kernel beats dequantize-then-matmul (native.MAX_ROWS, which also

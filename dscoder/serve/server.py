@@ -96,9 +96,16 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
         net, tokenizer = load(cfg.model, cfg.quant, cfg.kv_cache)
         engine = Engine(net, tokenizer, config)
         if on_ready is not None:
-            on_ready(f"{state.model_name} on http://{cfg.host}:{cfg.port}/ ({engine.blocks.num_blocks} KV blocks of "
+            on_ready(f"{state.model_name} on http://{cfg.host}:{bound_port()}/ ({engine.blocks.num_blocks} KV blocks of "
                      f"{config.block_size} tokens, context {engine.max_model_len})")
         return engine
+
+    def bound_port() -> int:
+        """The port listened on (the OS's choice for --port 0) once uvicorn has bound it."""
+        for listening in getattr(server, "servers", None) or []:
+            for sock in listening.sockets:
+                return sock.getsockname()[1]
+        return cfg.port
 
     def failed(message: str) -> None:
         if server is not None:

@@ -20,7 +20,7 @@ from serve_live import dscoder_serve
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking"]
 KEY = "playground-test-key"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 WAIT_MS = 120_000  # generous: the machine may be busy; nothing here measures time
 
 

@@ -24,7 +24,7 @@ from conftest import requires, wait_for
 from dscoder.execute import sandbox
 from dscoder.execute.programs import STATUSES, Program, execute, execute_many
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def skip_without_bwrap(why: str) -> None:
