@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shlex
 from datetime import date
 from pathlib import Path
 
-from tokenizer_load import RESULTS, row, smollm2_path, timed
+from tokenizer_load import record, row, smollm2_path, timed
 
 
 def main() -> None:
@@ -55,17 +54,7 @@ def main() -> None:
                      ("`load_gguf` (the Transformer, float32)", lambda: load_gguf(path))):
         lines.append(row(name, timed(fn, args.runs)))
         print(lines[-1], flush=True)
-    env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-    flags = "".join(f" --{flag} {shlex.quote(value)}" for flag, value in (("label", args.label), ("note", args.note))
-                    if value)
-    lines += ["", "Command:", "", f"    {env}python benchmarks/model_load.py --runs {args.runs}{flags}", ""]
-    text = "\n".join(lines)
-    if args.no_save:
-        print(text)
-    else:
-        with RESULTS.open("a", encoding="utf-8") as f:
-            f.write("\n" + text)
-        print(f"appended to {RESULTS}")
+    record(lines, "model_load.py", args.runs, {"label": args.label, "note": args.note}, args.no_save)
 
 
 if __name__ == "__main__":

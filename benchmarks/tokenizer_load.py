@@ -111,11 +111,16 @@ def main() -> None:
     lines.append(row("`import dscoder.tokenizer.tokenizer` (fresh interpreter)", seconds,
                      f"heavy modules imported: {loaded}"))
     print(lines[-1], flush=True)
+    record(lines, "tokenizer_load.py", args.runs, {"label": args.label}, args.no_save)
+
+
+def record(lines: list[str], script: str, runs: int, flags: dict[str, str | None], no_save: bool) -> None:
+    """Close a result table with the command that reproduces it; print it, or append it to RESULTS.md."""
     env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
-    flags = f" --label {shlex.quote(args.label)}" if args.label else ""
-    lines += ["", "Command:", "", f"    {env}python benchmarks/tokenizer_load.py --runs {args.runs}{flags}", ""]
+    given = "".join(f" --{flag} {shlex.quote(value)}" for flag, value in flags.items() if value)
+    lines = lines + ["", "Command:", "", f"    {env}python benchmarks/{script} --runs {runs}{given}", ""]
     text = "\n".join(lines)
-    if args.no_save:
+    if no_save:
         print(text)
     else:
         with RESULTS.open("a", encoding="utf-8") as f:
