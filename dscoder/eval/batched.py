@@ -44,8 +44,7 @@ class EngineCompleter:
         longest = max((min(len(asked.ids) + asked.params.max_new_tokens, context)
                        for asked in (request(p, tokenizer, config) for p in problems)), default=1)
         block_size = EngineConfig.block_size
-        dtype = model.cache_dtype or model.embed_tokens.weight.dtype
-        per_block = PagedKV.bytes_per_block(model.config, block_size, dtype)
+        per_block = PagedKV.bytes_per_block(model.config, block_size, model.kv_dtype)
         need = -(-longest // block_size)
         blocks = max(need, min(need * config.batch, POOL_BYTES // per_block))
         self.engine = Engine(model, tokenizer, EngineConfig(num_blocks=blocks, max_running=config.batch,

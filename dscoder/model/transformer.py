@@ -442,11 +442,16 @@ class Transformer(nn.Module):
             x = x[:, -logits_to_keep:]
         return self.lm_head(self.norm(x)), aux_total
 
+    @property
+    def kv_dtype(self) -> torch.dtype:
+        """The element type of new KV caches: `cache_dtype` when set (by `hub.load`), else the weights'."""
+        return self.cache_dtype or self.embed_tokens.weight.dtype
+
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype | None = None,
                   device: torch.device | str | None = None) -> list[LayerCache]:
         """Per-layer caches: kv heads for V1, the latent c_KV + RoPE key for V2."""
         cfg = self.config
-        dtype = dtype or self.cache_dtype or self.embed_tokens.weight.dtype
+        dtype = dtype or self.kv_dtype
         device = device or self.embed_tokens.weight.device
         if max_len > cfg.max_position_embeddings:
             raise ValueError(f"cache length {max_len} exceeds max_position_embeddings={cfg.max_position_embeddings}")

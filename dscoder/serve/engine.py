@@ -119,7 +119,7 @@ class Engine:
         self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
         cfg = model.config
         self.device = model.embed_tokens.weight.device
-        dtype = model.cache_dtype or model.embed_tokens.weight.dtype
+        dtype = model.kv_dtype
         per_block = PagedKV.bytes_per_block(cfg, config.block_size, dtype)
         num_blocks = config.num_blocks or max(1, config.kv_cache_bytes // per_block)
         self.kv = PagedKV(cfg, num_blocks, config.block_size, dtype, self.device)
