@@ -71,8 +71,10 @@ def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -
 def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem]
                      ) -> Iterator[runner.Completer | runner.BatchCompleter]:
     """The model's completer: the serving engine's (`cfg.batch` samples at once), or one sample at a time."""
+    from dscoder.hub import load
+
     runner.check_form(problems, cfg)  # before the model loads
-    model, tokenizer = _load(name, cfg.quant)
+    model, tokenizer = load(name, quant=cfg.quant)
     if any(p.fim is not None for p in problems):
         from dscoder.tokenizer.fim import fim_tokens
 
@@ -102,10 +104,3 @@ def _problems(cfg: EvalConfig, chosen: list[str], on_skip: Callable[[str, str], 
         loaded = load(cfg.benchmark, name, cfg.data)
         problems += loaded[:cfg.limit] if cfg.limit else loaded
     return problems, skipped
-
-
-def _load(model: str | None, quant: str | None):
-    """The network and tokenizer of a model argument (None: the embedded default)."""
-    from dscoder.hub import load as load_model
-
-    return load_model(model, quant=quant)
