@@ -204,19 +204,34 @@ class Converted:
 
 
 def convert(name: str | os.PathLike, out: str | os.PathLike, dtype: str = "bf16", max_shard_bytes: int = 5 << 30,
-            quant: str | None = None) -> Converted:
-    """Write any model `load_model` accepts (a GGUF file included, dequantized) as an HF directory, tokenizer too."""
+            quant: str | None = None, force: bool = False) -> Converted:
+    """Write any model `load_model` accepts (a GGUF file included, dequantized) as an HF directory, tokenizer too.
+
+    The directory is built beside `out` under a temporary name and renamed into place when
+    complete (`dscoder.files.atomic_directory`), so a kill at any moment leaves no `out` or a
+    whole one. An `out` that exists (and is not an empty directory) is refused before anything
+    is loaded, unless `force`: then it stays as it was until the new one replaces it in one step.
+    """
+    from dscoder.files import atomic_directory
     from dscoder.formats.hf import save_hf_dir
     from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
 
     torch_dtype = dtype_named(dtype, "--dtype")
     source = resolve(name)
-    loaded = load_model(source, dtype=torch_dtype, quant=quant)
-    path = save_hf_dir(loaded, out, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
+    target = Path(out).absolute()
     try:
-        Tokenizer.load(source).save(path)
-        wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
-    except TokenizerError as e:
-        wrote_tokenizer = f"no tokenizer ({e})"
-    return Converted(Path(path), loaded.config.param_counts()[0],
+        with atomic_directory(target, replace=force) as building:
+            loaded = load_model(source, dtype=torch_dtype, quant=quant)
+            save_hf_dir(loaded, building, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
+            try:
+                Tokenizer.load(source).save(building)
+                wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
+            except TokenizerError as e:
+                wrote_tokenizer = f"no tokenizer ({e})"
+    except FileExistsError as e:
+        if e.filename != str(target):
+            raise
+        raise CheckpointError(f"{out} already exists: pass --force to replace it (it stays as it is until "
+                              f"the new model is complete), or choose another output") from None
+    return Converted(Path(out), loaded.config.param_counts()[0],
                      loaded.quant_config.scheme if quant else None, wrote_tokenizer)

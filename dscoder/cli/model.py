@@ -82,10 +82,15 @@ def convert(
     max_shard_gb: float = typer.Option(5.0, help="Largest safetensors shard, in GiB."),
     quant: Optional[str] = typer.Option(None, "--quant", "-q", help="Save quantized (int8 or int4): "
                                         "dscoder loads it back as is; other tools need the unquantized form."),
+    force: bool = typer.Option(False, "--force", help="Replace OUT if it exists; the old one stays whole until "
+                               "the new one is complete."),
 ) -> None:
-    """Write any model we can load (a GGUF file included, dequantized) as an HF directory, tokenizer too."""
+    """Write any model we can load (a GGUF file included, dequantized) as an HF directory, tokenizer too.
+
+    The directory is built under a temporary name beside OUT and renamed into place when complete:
+    a kill at any moment leaves no OUT (or the old one) or a complete one, never half of one."""
     from dscoder.hub import convert as convert_model
 
-    done = convert_model(model, out, dtype, int(max_shard_gb * 1024**3), quant)
+    done = convert_model(model, out, dtype, int(max_shard_gb * 1024**3), quant, force=force)
     scheme = f", {done.scheme} weights" if done.scheme else ""
     err.print(f"wrote {done.path} ({done.parameters:,} parameters, {dtype}{scheme}; {done.tokenizer})")

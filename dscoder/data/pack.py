@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.data import fim
 from dscoder.data.fim import Segment
 from dscoder.errors import UserError
+from dscoder.files import remove_stale, replacing
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -83,16 +83,17 @@ class DocumentEncoder:
 
 
 def _atomic_write(path: Path, data: bytes | np.ndarray) -> str:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
+    """Write `path` whole or not at all (`dscoder.files.replacing`: temporary name, fsync, rename,
+    directory fsync) and return the sha256 of what was written. The build's part markers, shards
+    and manifest all go through here, so a part, a shard or the manifest exists only when complete."""
+    if isinstance(data, np.ndarray):
+        data = np.ascontiguousarray(data)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
         if isinstance(data, np.ndarray):
             data.tofile(f)
         else:
             f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()
 
 
 class ShardWriter:
@@ -101,6 +102,7 @@ class ShardWriter:
     def __init__(self, out: Path, split: str, *, seq_len: int, shard_sequences: int, dtype: np.dtype, eos: int) -> None:
         self.out, self.split, self.seq_len, self.dtype, self.eos = out, split, seq_len, dtype, eos
         self.shard_tokens = seq_len * shard_sequences
+        remove_stale(out)  # temporaries of a build killed while writing a shard
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
         self.shards: list[dict] = []

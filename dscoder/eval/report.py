@@ -9,6 +9,7 @@ from pathlib import Path
 from dscoder.execute.programs import STATUSES
 from dscoder.eval.passk import mean_pass_at_k
 from dscoder.eval.runner import iter_groups
+from dscoder.files import replacing, write_atomic
 
 
 def _counts(rows: list[dict]) -> list[tuple[int, int]]:
@@ -103,16 +104,17 @@ def plot(summary: dict, path: Path) -> None:
         axis.tick_params(axis="x", rotation=45 if len(groups) > 4 else 0)
     fig.suptitle(title(summary["config"]), fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # by type, not name: `write` hands it a temporary name
     plt.close(fig)
 
 
 def write(out: Path, rows: list[dict], config: dict, skipped: dict[str, str] | None = None) -> dict:
     summary = summarize(rows, config, skipped)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     chart = None
     if rows:
-        plot(summary, out / "chart.png")
+        with replacing(out / "chart.png") as tmp:
+            plot(summary, tmp)
         chart = "chart.png"
-    (out / "report.md").write_text(markdown(summary, chart))
+    write_atomic(out / "report.md", markdown(summary, chart))
     return summary

@@ -10,7 +10,6 @@ run (SIGKILL included) loses at most the samples in flight and resumes where it 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from dscoder.eval.config import EvalConfig, EvalError
 from dscoder.execute.programs import Executor, Program, Verdict
+from dscoder.files import remove_stale, write_atomic
 from dscoder.tasks.problem import Problem
 
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
@@ -126,15 +126,9 @@ def read_samples(out: Path) -> list[dict]:
     return rows
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Replace `path` whole or not at all: a kill mid-write must not leave half a file behind."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, path)
-
-
 def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, str, int]]:
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)  # temporaries of a run killed while it rewrote a file
     saved = out / CONFIG_FILE
     settings = config.identity()
     if saved.exists() and (out / SAMPLES_FILE).exists():
@@ -146,10 +140,10 @@ def _prepare(out: Path, config: EvalConfig, resume: bool) -> set[tuple[str, str,
         if differing:
             detail = ", ".join(f"{k}: {old!r} there, {new!r} now" for k, (old, new) in differing.items())
             raise EvalError(f"{out} holds a run with other settings ({detail}); use another --out")
-    _write_atomically(saved, json.dumps(settings, indent=2) + "\n")
+    write_atomic(saved, json.dumps(settings, indent=2) + "\n")
     # Rewrite the file without any torn last line, so appends start on a fresh line.
     rows = read_samples(out)
-    _write_atomically(out / SAMPLES_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+    write_atomic(out / SAMPLES_FILE, "".join(json.dumps(row) + "\n" for row in rows))
     return {(row["group"], row["task_id"], row["sample"]) for row in rows}
 
 

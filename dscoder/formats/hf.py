@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from dscoder.model.config import ModelConfig
 from dscoder.errors import CheckpointError, ConfigError
+from dscoder.files import replacing, write_atomic
 from dscoder.model.transformer import Transformer
 
 # Tensors some published checkpoints carry that are derived, not learned.
@@ -221,7 +222,14 @@ def _is_float_weight(key: str, tensor: torch.Tensor) -> bool:
 
 def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.dtype | None = None,
                 max_shard_bytes: int = DEFAULT_SHARD_BYTES, rope_format: str = "legacy") -> Path:
-    """Write config.json, generation_config.json and (sharded) safetensors that transformers loads."""
+    """Write config.json, generation_config.json and (sharded) safetensors that transformers loads.
+
+    Each file is written whole or not at all (`dscoder.files`: temporary name, fsync, rename),
+    weights first and config.json last. The directory as a whole is not: saving over an older
+    model that a kill interrupts can leave new shards beside the old config. Whoever needs the
+    whole directory to be old or new (convert, a trainer's checkpoint) saves into
+    `dscoder.files.atomic_directory`.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     cfg = model.config
@@ -240,25 +248,27 @@ def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.d
             size = 0
         shards[-1][key] = tensor
         size += nbytes
-    for stale in list(directory.glob("model*.safetensors")) + list(directory.glob("model.safetensors.index.json")):
-        stale.unlink()
-    if len(shards) == 1:
-        save_file(shards[0], str(directory / "model.safetensors"), metadata={"format": "pt"})
-    else:
-        weight_map = {}
-        for i, shard in enumerate(shards, 1):
-            name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(directory / name), metadata={"format": "pt"})
-            weight_map.update(dict.fromkeys(shard, name))
+    names = ["model.safetensors"] if len(shards) == 1 else \
+        [f"model-{i:05d}-of-{len(shards):05d}.safetensors" for i in range(1, len(shards) + 1)]
+    if len(shards) == 1:  # an index left by an earlier sharded save would be read first: it goes before anything
+        (directory / "model.safetensors.index.json").unlink(missing_ok=True)
+    for name, shard in zip(names, shards):
+        with replacing(directory / name) as tmp:
+            save_file(shard, str(tmp), metadata={"format": "pt"})
+    if len(shards) > 1:
+        weight_map = {key: name for name, shard in zip(names, shards) for key in shard}
         total = sum(t.numel() * t.element_size() for t in state.values())
-        (directory / "model.safetensors.index.json").write_text(
-            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        write_atomic(directory / "model.safetensors.index.json",
+                     json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    for stale in directory.glob("model*.safetensors"):
+        if stale.name not in names:
+            stale.unlink()
     hf = cfg.to_hf(rope_format=rope_format)
     quant = getattr(model, "quant_config", None)
     if quant is not None:
         hf["quantization_config"] = quant.to_hf()
     hf["torch_dtype"] = _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
-    (directory / "config.json").write_text(json.dumps(hf, indent=2, sort_keys=True) + "\n")
+    write_atomic(directory / "config.json", json.dumps(hf, indent=2, sort_keys=True) + "\n")
     generation = {"bos_token_id": cfg.bos_token_id, "eos_token_id": cfg.eos_token_id}
-    (directory / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+    write_atomic(directory / "generation_config.json", json.dumps(generation, indent=2) + "\n")
     return directory
