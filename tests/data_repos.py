@@ -175,3 +175,106 @@ def make_sources(root: Path) -> dict:
                    ("src/delta", ["src/vec.h", "src/vec.c"]), ("src/delta", ["src/vec.h", "src/main.c"])],
         "kept_repositories": {"src/alpha", "src/beta", "src/gamma", "src/delta"},
     }
+
+
+# ---- hostile trees (tests/hostile/test_hostile_data_tree.py) ------------------------------------
+
+GIT_IDENTITY = ("-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false")
+SMALL_MODULE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+
+
+def git(repo: Path, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *GIT_IDENTITY, *args], check=check, capture_output=True, **kwargs)
+
+
+def module(name: str) -> str:
+    """A small Python module that passes the filters, unique by `name` (so dedup keeps each)."""
+    return SMALL_MODULE.replace("add", f"add_{name}").replace("sub", f"sub_{name}")
+
+
+def make_trapped_git_repo(repo: Path, markers: Path) -> dict:
+    """A git work tree whose config, included configs, attributes and hooks each run a command that
+    leaves a file named after itself in `markers` (which must stay empty while a build lists it).
+
+    Returns the tracked files. `set_off_traps` proves the traps live: plain git sets them off.
+    """
+    markers.mkdir(parents=True, exist_ok=True)
+    _write(repo / "a.py", module("a"))
+    _write(repo / "sub" / "b.py", module("b"))
+    _write(repo / "ignored.py", module("ignored"))
+    _write(repo / ".gitignore", "ignored.py\n")
+    _write(repo / ".gitattributes", "*.py filter=trap diff=trap\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "init")
+
+    trap = markers.parent / f"{markers.name}-trap.sh"  # trap.sh NAME [FILE]: leave a marker, pass text through (filters)
+    trap.write_text(f'#!/bin/sh\ntouch "{markers}/$1"\ncase "$1" in\n  clean|smudge|process) exec cat ;;\n'
+                    f'  textconv) exec cat "$2" ;;\nesac\nexit 1\n')
+    trap.chmod(0o755)
+    hooks = repo / ".git" / "hooks"
+    for hook in ("post-checkout", "post-index-change", "reference-transaction", "pre-commit", "post-commit",
+                 "post-merge", "pre-auto-gc", "fsmonitor-watchman"):
+        (hooks / hook).write_text(f'#!/bin/sh\ntouch "{markers}/{hook}"\nexit 1\n' if hook == "fsmonitor-watchman"
+                                  else f'#!/bin/sh\ntouch "{markers}/{hook}"\n')
+        (hooks / hook).chmod(0o755)
+    (repo / ".git" / "trap.cfg").write_text(  # reached through include.path only
+        f'[filter "trap"]\n\tclean = {trap} clean\n\tsmudge = {trap} smudge\n\tprocess = {trap} process\n'
+        f'\trequired = false\n[core]\n\taskPass = {trap} askpass\n')
+    (repo / ".git" / "trap-if.cfg").write_text(  # reached through includeIf only
+        f'[diff "trap"]\n\ttextconv = {trap} textconv\n[credential]\n\thelper = !{trap} credential\n')
+    with open(repo / ".git" / "config", "a") as config:
+        config.write(f'[core]\n\tfsmonitor = {hooks / "fsmonitor-watchman"}\n\tsshCommand = {trap} ssh\n'
+                     f'\tpager = {trap} pager\n\teditor = {trap} editor\n\thooksPath = {hooks}\n'
+                     f'[pager]\n\tls-files = true\n'
+                     f'[alias]\n\tls-files = !{trap} alias\n\tlsf = !{trap} alias\n'
+                     f'[gpg]\n\tprogram = {trap} gpg\n[sequence]\n\teditor = {trap} sequence-editor\n'
+                     f'[uploadpack]\n\tpackObjectsHook = {trap} pack-objects-hook\n'
+                     f'[include]\n\tpath = trap.cfg\n[includeIf "gitdir:/"]\n\tpath = trap-if.cfg\n')
+    return {".gitattributes", ".gitignore", "a.py", "sub/b.py"}
+
+
+# What the traps of make_trapped_git_repo leave when plain git runs in the tree: proof they are live.
+TRAPS_SET_OFF_BY_GIT = {"fsmonitor-watchman", "post-index-change", "process", "textconv", "post-checkout",
+                        "reference-transaction", "ssh"}
+
+
+def set_off_traps(repo: Path) -> None:
+    """Run the git commands that set off make_trapped_git_repo's traps (a user's everyday commands)."""
+    git(repo, "status", check=False, timeout=60)  # fsmonitor, the filter (defined in the include.path file)
+    (repo / "a.py").write_text(module("a") + "# changed\n")
+    git(repo, "diff", check=False, timeout=60)  # textconv (defined in the includeIf file)
+    git(repo, "checkout", "-q", "-b", "other", check=False, timeout=60)  # hooks
+    git(repo, "ls-remote", "ssh://example.invalid/x", check=False, timeout=60)  # core.sshCommand
+
+
+def make_deep_tree(root: Path, depth: int, name: str = "d") -> str:
+    """`depth` nested directories under root (made through descriptors: os.makedirs recurses, and
+    a path this long would not do either), a module at the bottom; returns its relative path."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir(name, dir_fd=fd)
+            fd, old = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+            os.close(old)
+        out = os.open("deep.py", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(out, module("deep").encode())
+        os.close(out)
+    finally:
+        os.close(fd)
+    return "/".join([name] * depth + ["deep.py"])
+
+
+def remove_deep_tree(root: Path, name: str = "d") -> None:
+    """Remove a make_deep_tree chain one level at a time (shutil.rmtree recurses, and pytest's
+    clean-up of old temporary directories would hit RecursionError on it)."""
+    top, spare = root / name, root / f"{name}.removing"
+    while top.is_dir() and not top.is_symlink():
+        if (top / name).is_dir():
+            os.rename(top / name, spare)  # lift the child to the top, then drop the now shallow level
+        for entry in os.listdir(top):
+            os.unlink(top / entry)
+        os.rmdir(top)
+        if spare.exists():
+            os.rename(spare, top)

@@ -18,6 +18,7 @@ import bisect
 import random
 from dataclasses import dataclass
 
+from dscoder.data.ingest import printable_path
 from dscoder.tokenizer.fim import FimTokens
 
 MODES = ("none", "psm", "spm")
@@ -33,9 +34,11 @@ def file_block(path: str, text: str) -> str:
     """One file of a repository-level document: a path comment line, then the file (ending in a newline).
 
     The same layout the server's `/infill` gives `input_extra` files, so a model sees at
-    inference what it was trained on.
+    inference what it was trained on. The path is written by `printable_path`: a file name is
+    any bytes but `/` and NUL, and a newline in one must not start a line of its own (a fake
+    header), nor bytes that are not UTF-8 reach the tokenizer.
     """
-    return f"#{path}\n{text}" + ("" if text.endswith("\n") else "\n")
+    return f"#{printable_path(path)}\n{text}" + ("" if text.endswith("\n") else "\n")
 
 
 def _cut(segments: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:

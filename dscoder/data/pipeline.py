@@ -3,10 +3,13 @@
 Four steps, each leaving files under `OUT/work/` that the next reads:
 
 1. **plan** (main process): the repositories and their files, listed in a fixed sorted order and
-   cut into parts of about `part_bytes`. Written once; a resumed build reuses it, so parts mean
+   cut into parts of about `part_bytes`. Paths through a symbolic link, files that are not
+   regular and files over `max_file_bytes` are refused here already (`ingest.Tree.check`), so
+   parts hold only what will be read. Written once; a resumed build reuses it, so parts mean
    the same files whatever happened in between.
-2. **scan** (parallel, per part): read, language id, filters, decontamination, PII redaction,
-   content hash and MinHash signature of each file. Kept text goes to `scan/part-N.jsonl`, its
+2. **scan** (parallel, per part): read (inside the repository's root only, checked again as
+   each file is opened: the tree may have changed since the plan), language id, filters,
+   decontamination, PII redaction, content hash and MinHash signature of each file. Kept text goes to `scan/part-N.jsonl`, its
    index and counts to `scan/part-N.json` (written last, atomically: a part is done exactly
    when that file exists).
 3. **dedup** (main process, from the indexes only): near-duplicate repositories by MinHash-LSH,
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dscoder import files
 from dscoder.data import dedup, deps, engines, filters, fim, ingest, langid, pii
 from dscoder.data.decontam import Decontaminator
 from dscoder.data.fim import Segment
@@ -112,12 +116,14 @@ def scan_part(state: dict, task: dict) -> dict:
     notes: Counter = Counter()
     pii_counts: Counter = Counter()
     index, signatures, contaminated, drops = [], [], [], []
-    bytes_in = 0
+    bytes_in = bytes_skipped = 0
     path = work / "scan" / f"part-{task['part']:05d}.jsonl"
-    with open(path.with_suffix(".jsonl.tmp"), "wb") as out:
+    with files.replacing(path) as tmp, open(tmp, "wb") as out, ingest.Trees() as trees:
         for repo, root, rel, _ in task["files"]:
-            text, why, size = ingest.read_text(Path(root) / rel, state["max_file_bytes"])
-            bytes_in += size
+            got = trees.read(root, rel, state["max_file_bytes"])
+            text, why, size = got.text, got.why, got.size
+            bytes_in += got.read
+            bytes_skipped += size if got.read == 0 else 0
             if text is None:
                 dropped[f"ingest.{why}"] += 1
                 dropped_bytes[f"ingest.{why}"] += size
@@ -134,24 +140,24 @@ def scan_part(state: dict, task: dict) -> dict:
                 hit = decontaminator.match(text)
                 if hit:
                     rule = "decontam.benchmark_ngram"
-                    contaminated.append({"repo": repo, "path": rel, "problem": hit})
+                    contaminated.append({"repo": repo, "path": ingest.printable_path(rel), "problem": hit})
             if rule:
                 dropped[rule] += 1
                 dropped_bytes[rule] += size
                 drops.append((repo, rel, rule))
                 continue
             if state["redact_pii"]:
-                text, found = pii.redact(text)
+                text, found = pii.redact(text, ingest.printable_path(rel))
                 pii_counts.update(found)
             data = json.dumps({"text": text}, ensure_ascii=False).encode() + b"\n"
             index.append({"repo": repo, "path": rel, "language": language, "bytes": len(text.encode()),
                           "sha1": dedup.content_hash(text), "offset": out.tell(), "length": len(data)})
             out.write(data)
             signatures.append(dedup.signature(text))
-    os.replace(path.with_suffix(".jsonl.tmp"), path)
-    np.save(work / "scan" / f"part-{task['part']:05d}.sig.npy",
-            np.stack(signatures) if signatures else np.zeros((0, dedup.NUM_PERM), np.uint64))
-    record = {"part": task["part"], "files_in": len(task["files"]), "bytes_in": bytes_in, "kept": len(index),
+    with files.replacing(work / "scan" / f"part-{task['part']:05d}.sig.npy") as tmp, open(tmp, "wb") as sig:
+        np.save(sig, np.stack(signatures) if signatures else np.zeros((0, dedup.NUM_PERM), np.uint64))
+    record = {"part": task["part"], "files_in": len(task["files"]), "bytes_in": bytes_in,
+              "bytes_skipped": bytes_skipped, "kept": len(index),
               "dropped": dict(dropped), "dropped_bytes": dict(dropped_bytes), "notes": dict(notes),
               "pii": dict(pii_counts), "contaminated": contaminated, "index": index, "drops": drops}
     _atomic_write(_marker(work / "scan", task["part"]), json.dumps(record).encode())
@@ -228,21 +234,34 @@ def _plan(config: BuildConfig, work: Path) -> dict:
     repos = ingest.discover(config.sources, split=config.split, clone_dir=work / "clones")
     if not repos:
         raise BuildError(f"no repositories found in {', '.join(config.sources)}")
-    files, skipped, skipped_files = [], Counter(), []
-    for repo in repos:
-        for rel in repo.files:
-            why = ingest.skipped_path(rel)
-            if why:
-                skipped[f"ingest.{why}"] += 1
-                skipped_files.append((repo.name, rel, f"ingest.{why}"))
-                continue
-            try:
-                size = (Path(repo.root) / rel).lstat().st_size
-            except OSError:
-                size = 0
-            files.append((repo.name, repo.root, rel, size))
+    files, skipped, skipped_bytes, skipped_files = [], Counter(), Counter(), []
+
+    def skip(repo: ingest.Repository, rel: str, why: str, size: int = 0) -> None:
+        skipped[f"ingest.{why}"] += 1
+        if size:
+            skipped_bytes[f"ingest.{why}"] += size
+        skipped_files.append((repo.name, rel, f"ingest.{why}"))
+
+    with ingest.Trees() as trees:
+        for repo in repos:
+            for rel, why in repo.skipped:
+                skip(repo, rel, why)
+            for rel in repo.files:
+                why = ingest.skipped_path(rel)
+                if why:
+                    skip(repo, rel, why)
+                    continue
+                # Links, files outside the root and files over the limit are refused here, so the
+                # scan's parts (and its bytes-per-second) hold only what will be read; the scan
+                # checks again as it reads, since the tree may change in between.
+                size, why = trees.check(repo.root, rel, config.max_file_bytes)
+                if why:
+                    skip(repo, rel, why, size)
+                    continue
+                files.append((repo.name, repo.root, rel, size))
     parts = _parts_by_size(files, lambda f: f[3], config.part_bytes)
-    plan = {"repositories": [r.name for r in repos], "skipped": dict(skipped), "skipped_files": skipped_files,
+    plan = {"repositories": [r.name for r in repos], "skipped": dict(skipped), "skipped_bytes": dict(skipped_bytes),
+            "skipped_files": skipped_files,
             "files": len(files),
             "parts": parts}
     _atomic_write(path, json.dumps(plan).encode())
@@ -446,7 +465,7 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
             languages[f["language"]]["files"] += 1
             languages[f["language"]]["bytes"] += f["bytes"]
     dropped: Counter = Counter(plan["skipped"])
-    dropped_bytes: Counter = Counter()
+    dropped_bytes: Counter = Counter(plan.get("skipped_bytes", {}))
     notes: Counter = Counter()
     pii_counts: Counter = Counter()
     contaminated = []
@@ -460,7 +479,8 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
     dropped_bytes.update(dedup_report["dropped_bytes"])
     drops = [*plan["skipped_files"], *(d for scan in scans for d in scan["drops"]), *dedup_report["drops"]]
     _atomic_write(out / "dropped.jsonl", "".join(
-        json.dumps({"repository": r, "path": p, "rule": rule}) + "\n" for r, p, rule in drops).encode())
+        json.dumps({"repository": r, "path": ingest.printable_path(p), "rule": rule}) + "\n"
+        for r, p, rule in drops).encode())
     if not documents:
         if not listed:
             raise BuildError(f"nothing to pack: no files found in {', '.join(config.sources)}")
@@ -480,7 +500,11 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
         "repositories": {"listed": len(plan["repositories"]), "near_duplicates": len(dedup_report["near_duplicate_repositories"]),
                          "kept": len(documents)},
         "files": {"listed": listed, "kept": sum(len(r["files"]) for r in kept)},
-        "bytes": {"read": sum(s["bytes_in"] for s in scans), "kept": sum(r["bytes"] for r in kept)},
+        # read: bytes really read from disk (what a scan rate is made of); skipped: the listed size
+        # of files never read (too large, not a regular file), so a 2 GB sparse file counts here only.
+        "bytes": {"read": sum(s["bytes_in"] for s in scans),
+                  "skipped": sum(plan.get("skipped_bytes", {}).values()) + sum(s.get("bytes_skipped", 0) for s in scans),
+                  "kept": sum(r["bytes"] for r in kept)},
         "dropped": dict(sorted(dropped.items())),
         "dropped_bytes": dict(sorted(dropped_bytes.items())),
         "notes": dict(notes),

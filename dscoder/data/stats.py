@@ -55,6 +55,10 @@ def print_stats(manifest: dict, console) -> None:
     console.print(f"[bold]{manifest['format']}[/] {manifest['dtype']} x {manifest['seq_len']}; "
                   f"repositories {repos['kept']:,} kept of {repos['listed']:,} ({repos['near_duplicates']:,} near-duplicates); "
                   f"files {files['kept']:,} kept of {files['listed']:,}; FIM {manifest['fim']}")
+    size = manifest.get("bytes", {})
+    if "skipped" in size:  # manifests before the skipped count counted a skipped file's size as read
+        console.print(f"bytes {size['read']:,} read from disk, {size['skipped']:,} listed but not read "
+                      f"(too large, links, not regular files), {size['kept']:,} kept")
     table = Table(title="splits")
     for column in ("split", "documents", "tokens", "sequences", "shards"):
         table.add_column(column, justify="left" if column == "split" else "right")
