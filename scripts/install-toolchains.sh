@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Debian packages the evaluation sandbox and its benchmark languages need: bubblewrap
-# (the sandbox), util-linux (setpriv, unshare), and the compilers/runtimes of MultiPL-E's
+# (the sandbox), util-linux (setpriv, unshare), libseccomp2 (its syscall filter), and the compilers/runtimes of MultiPL-E's
 # languages, plus chromium (the web playground's browser test drives it through Playwright).
 # Best effort: without root or apt-get it only reports, and the harness then skips the
 # languages it cannot run (never scoring them 0%), the playground test skips without chromium.
 set -uo pipefail
 want=(bubblewrap util-linux)
 have() { command -v "$1" >/dev/null 2>&1; }
+# libseccomp: the sandbox's seccomp filter (pyseccomp loads it); apt itself depends on it on Debian
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || want+=(libseccomp2)
 have g++ || want+=(g++)
 have javac || want+=(default-jdk-headless)
 have node || want+=(nodejs)

@@ -76,7 +76,7 @@ class Toolchain:
     build: tuple[str, ...] | None = None
     needs: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
-    memory_bytes: int | None = 4 * sandbox.GiB
+    address_space_bytes: int | None = 4 * sandbox.GiB  # per process; None where the runtime reserves huge maps
     processes: int = 64
     build_seconds: float = 60.0
     support: str | None = None  # name of a function giving extra files (e.g. the javatuples subset)
@@ -87,7 +87,7 @@ class Toolchain:
 
     def limits(self, wall_seconds: float) -> sandbox.Limits:
         return sandbox.Limits(wall_seconds=wall_seconds, cpu_seconds=int(wall_seconds * 2) + 5,
-                              memory_bytes=self.memory_bytes, processes=self.processes)
+                              address_space_bytes=self.address_space_bytes, processes=self.processes)
 
     def support_files(self) -> dict[str, str | bytes]:
         return _java_support() if self.support == "javatuples" else {}
@@ -120,21 +120,18 @@ def _rust_sysroot() -> str | None:
 
 @functools.lru_cache(maxsize=None)
 def _mounts(needs: tuple[str, ...]) -> tuple[Path, ...]:
-    """Install prefixes of toolchains that live under a directory the sandbox hides (pyenv
-    and rustup under a home directory), to be bound back read-only."""
-    hidden = sandbox.hidden_dirs()
+    """Install prefixes of toolchains that live outside the sandbox's allowlisted system
+    directories (pyenv and rustup under a home directory, a Go under /opt), to be bound
+    back read-only; a prefix inside the allowlist is already visible and is left out."""
     prefixes: set[Path] = set()
     for exe in needs:
         path = _resolve(exe)
         if path is None:
             continue
-        prefix = Path(os.path.realpath(path)).parent.parent
-        if any(prefix.is_relative_to(h) for h in hidden):
-            prefixes.add(prefix)
-    for extra in (sys.base_prefix, sys.prefix):
-        if any(Path(extra).is_relative_to(h) for h in hidden):
-            prefixes.add(Path(extra))
-    return tuple(sorted(prefixes))
+        prefixes.add(Path(os.path.realpath(path)).parent.parent)
+    prefixes.update({Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve()})
+    outside = {p for p in prefixes if not any(p.is_relative_to(d) for d in sandbox.SYSTEM_DIRS)}
+    return tuple(sorted(p for p in outside if not any(p != q and p.is_relative_to(q) for q in outside)))
 
 
 def _rustc() -> str:
@@ -144,7 +141,7 @@ def _rustc() -> str:
 
 def _table() -> dict[str, Toolchain]:
     java_cp = "lib/javatuples.jar:." if os.environ.get("DSCODER_JAVATUPLES_JAR") else "."
-    big_runtime = dict(memory_bytes=None, processes=512)  # JVM/Go/.NET/V8 reserve huge virtual maps and many threads
+    big_runtime = dict(address_space_bytes=None, processes=512)  # JVM/Go/.NET/V8 reserve huge virtual maps and many threads
     return {
         "python": Toolchain("python", "main.py", (sys.executable, "main.py"), needs=(sys.executable,),
                             env={"PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}),
