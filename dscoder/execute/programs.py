@@ -1,7 +1,8 @@
 """Build and run whole programs in the sandbox, many at a time, and judge each one.
 
-This is the one place that turns "a program and its tests" into a verdict; the
-evaluation harness, GRPO rewards and verified generation all call it, so they agree.
+`execute` is the one verdict function: the evaluation harness, GRPO rewards and verified
+generation all call it (through `Executor` when many run at once), so a reward can never
+count a sample that evaluation would fail, or the other way round. Keep it one function.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from dscoder.execute import sandbox
+from dscoder.execute import harness, sandbox
 from dscoder.execute.toolchains import toolchain
 
 STATUSES = ("passed", "failed", "timeout", "error")
@@ -21,7 +22,12 @@ STDERR_EXCERPT = 2000
 
 @dataclass
 class Program:
-    """Source text in one language, complete with its tests: it passes iff it exits 0."""
+    """Source text in one language, complete with its tests.
+
+    A benchmark program (assembled by `harness.program`, as every `dscoder.tasks` problem
+    does) passes only when it exits 0 *and* its checks ran to their end in that process,
+    which it proves by printing a per-run token it is given at run time. Any other program
+    (the sandbox's own tests, a user's script) passes iff it exits 0."""
 
     language: str
     source: str
@@ -29,10 +35,12 @@ class Program:
 
 @dataclass
 class Verdict:
-    """passed: built and exited 0 within the limits. failed: ran and exited non-zero (a
-    failed assert, an exception, a killed-by-limit that was not time). timeout: stopped by
-    the wall clock or CPU limit. error: did not build (compile error), or the toolchain
-    could not run at all."""
+    """passed: built, exited 0 within the limits, and (a benchmark program) said its checks ran
+    to their end. failed: ran and exited non-zero (a failed assert, an exception, a limit that
+    was not time), or exited 0 before its checks finished, or (Python) returned a value that is
+    not plain data. timeout: stopped by the wall clock or CPU limit. error: did not build
+    (compile error), or the toolchain could not run at all. `stderr` starts with the reason
+    when it is the harness's (an early exit, a sample limit)."""
 
     status: str
     stage: str  # "build" or "run"
@@ -41,19 +49,38 @@ class Verdict:
     seconds: float
 
 
-def _excerpt(outcome: sandbox.Outcome) -> str:
-    text = (outcome.stderr or outcome.stdout).strip()
+EARLY_EXIT = ("dscoder: exited {code} before its checks finished (no end-of-checks marker): a pass needs the "
+              "checks to run to their end")
+
+
+def _clip(text: str) -> str:
+    text = text.strip()
     return text if len(text) <= STDERR_EXCERPT else text[:STDERR_EXCERPT // 2] + "\n...\n" + text[-STDERR_EXCERPT // 2:]
 
 
+def _excerpt(outcome: sandbox.Outcome, stdout: str | None = None, reason: str | None = None) -> str:
+    text = _clip(outcome.stderr or (outcome.stdout if stdout is None else stdout))
+    return f"{reason}\n{text}".strip() if reason else text
+
+
 def execute(program: Program, timeout: float = 10.0, uid: int | None = None) -> Verdict:
-    """Build (if the language compiles) and run `program` in a fresh sandboxed directory,
-    as the leased sandbox `uid` (None: lease one for this call)."""
+    """The verdict on `program`: build it (if the language compiles) and run it in a fresh
+    sandboxed directory, as the leased sandbox `uid` (None: lease one for this call).
+
+    This is the reward function as well as the evaluation's judge (see the module docstring).
+    A benchmark program (`harness.checked`) gets a fresh token for this run only, through a
+    channel its source never holds (`harness.launch`), and passes only with exit status 0 and
+    the end-of-checks line carrying that token, which is then cut from the recorded output."""
     if uid is None:
         with sandbox.UidLease() as lease:
             return execute(program, timeout, lease.uid)
     tool = toolchain(program.language)
-    files = {tool.filename: program.source, **tool.support_files()}
+    token = harness.new_token() if harness.checked(program.language, program.source) else None
+    if token is None:
+        launch = harness.Launch({tool.filename: program.source})
+    else:
+        launch = harness.launch(program.language, program.source, tool.filename, token)
+    files = {**launch.files, **tool.support_files()}
     with sandbox.Workdir(files) as workdir:
         seconds = 0.0
         if tool.build:
@@ -62,16 +89,23 @@ def execute(program: Program, timeout: float = 10.0, uid: int | None = None) -> 
             seconds += built.seconds
             if not built.ok:
                 status = "timeout" if built.timed_out else "error"
-                return Verdict(status, "build", built.returncode, _excerpt(built), seconds)
-        ran = sandbox.run(list(tool.run), workdir, tool.limits(timeout), env=tool.env, mounts=tool.mounts(), uid=uid)
+                return Verdict(status, "build", built.returncode, _excerpt(built, reason=built.limit),
+                               seconds)
+        ran = sandbox.run(list(tool.run), workdir, tool.limits(timeout), env={**tool.env, **launch.env},
+                          mounts=tool.mounts(), uid=uid, stdin=launch.stdin)
         seconds += ran.seconds
-        output = ran.stdout + ran.stderr
+        limit = ran.limit  # a whole-sample limit the sandbox names ("memory limit ... exceeded")
+        reached, stdout = harness.reached_end(ran.stdout, token) if token is not None else (True, ran.stdout)
+        output = stdout + ran.stderr
         if ran.timed_out:
-            return Verdict("timeout", "run", ran.returncode, _excerpt(ran), seconds)
+            return Verdict("timeout", "run", ran.returncode, _excerpt(ran, stdout, limit), seconds)
         if ran.returncode != 0 and any(marker in output for marker in tool.build_failure_markers):
-            return Verdict("error", "build", ran.returncode, _excerpt(ran), seconds)
-        failed = ran.returncode != 0 or any(marker in output for marker in tool.failure_markers)
-        return Verdict("failed" if failed else "passed", "run", ran.returncode, _excerpt(ran), seconds)
+            return Verdict("error", "build", ran.returncode, _excerpt(ran, stdout), seconds)
+        failed = ran.returncode != 0 or limit is not None or any(marker in output for marker in tool.failure_markers)
+        if not failed and not reached:
+            return Verdict("failed", "run", ran.returncode,
+                           _excerpt(ran, stdout, EARLY_EXIT.format(code=ran.returncode)), seconds)
+        return Verdict("failed" if failed else "passed", "run", ran.returncode, _excerpt(ran, stdout, limit), seconds)
 
 
 def default_workers() -> int:

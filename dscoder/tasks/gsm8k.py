@@ -3,7 +3,9 @@
 DeepSeek-Coder reports math reasoning this way: the arithmetic is done by Python, so the
 score measures whether the model can turn a word problem into a correct program. The
 few-shot examples below are our own (written for this project, not taken from GSM8K's
-training split), in the PAL format: the question, then a commented function.
+training split), in the PAL format: the question, then a commented function. The program
+(`execute.harness.program`) passes only when its check ran to the end and `solution()`
+returned plain data (a float subclass with a lying `__float__` is refused).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 from pathlib import Path
 
+from dscoder.execute import harness
 from dscoder.tasks.problem import Problem, code_from, data_file
 
 EXAMPLES = '''Q: A baker makes 24 muffins. She sells three quarters of them in the morning and half of the rest in the afternoon. How many muffins are left at the end of the day?
@@ -85,10 +88,10 @@ def problems(data: Path | None = None) -> list[Problem]:
         check = _checker(answer)
 
         def program(completion: str, head=head, check=check) -> str:
-            return head + completion + check
+            return harness.program("python", head + completion, check, guard=("solution",))
 
         def answer_program(text: str, check=check) -> str:
-            return code_from(text, "python") + check
+            return harness.program("python", code_from(text, "python"), check, guard=("solution",))
 
         ask = (f"Write a Python function `solution()` that solves the following problem and returns the final "
                f"number. Answer with the code in a single fenced block.\n\n{question}")

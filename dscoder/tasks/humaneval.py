@@ -5,7 +5,8 @@ prompt (trailing newline stripped) and is stopped by `\\ndef`, `\\nclass`, `\\ni
 `\\nprint` (Python) or the dataset's own `stop_tokens`; the program is prompt + "\\n" +
 output + tests. An instruct model is asked to "continue to complete the function" and
 its fenced code is spliced back into the prompt's surroundings (imports before the
-function, tests after it).
+function, tests after it). Programs are assembled by `execute.harness.program`, so a pass
+needs the tests to run to their end (and, in Python, the function to return plain data).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 from pathlib import Path
 
+from dscoder.execute import harness
 from dscoder.tasks.problem import Problem, code_from, data_file, function_preamble
 from dscoder.errors import UserError
 
@@ -46,11 +48,11 @@ def python_problems() -> list[Problem]:
         check = f"\n{test}\ncheck({entry})\n"
         preamble = function_preamble(prompt, f"def {entry}")
 
-        def program(completion: str, prompt=prompt, check=check) -> str:
-            return prompt + completion + "\n" + check
+        def program(completion: str, prompt=prompt, check=check, entry=entry) -> str:
+            return harness.program("python", prompt + completion, check, guard=(entry,))
 
-        def answer_program(answer: str, preamble=preamble, check=check) -> str:
-            return preamble + "\n" + code_from(answer, "python") + "\n" + check
+        def answer_program(answer: str, preamble=preamble, check=check, entry=entry) -> str:
+            return harness.program("python", preamble + "\n" + code_from(answer, "python"), check, guard=(entry,))
 
         problems.append(Problem(task_id, "python", prompt, program, PYTHON_STOPS, instruction("python", prompt),
                                 answer_program, reference=row["canonical_solution"], group="python",
@@ -70,7 +72,13 @@ def _function_name(prompt: str) -> str:
 def splice(answer: str, prompt: str, tests: str, language: str) -> str:
     """An instruct answer's function put back between the prompt's preamble and the tests:
     from the line naming the function to its closing brace (kept only when the tests do not
-    start by closing it themselves), as DeepSeek-Coder's `extract_generation_code` does."""
+    start by closing it themselves), as DeepSeek-Coder's `extract_generation_code` does.
+    The tests are joined as given (`answer_program` gives them with the end-of-checks marker)."""
+    return spliced_solution(answer, prompt, tests, language) + "\n" + tests
+
+
+def spliced_solution(answer: str, prompt: str, tests: str, language: str) -> str:
+    """`splice` without the tests: the prompt's preamble and the answer's function."""
     code = code_from(answer, FENCE[language])
     main = MAIN.get(language)
     if main and main in code:
@@ -79,7 +87,7 @@ def splice(answer: str, prompt: str, tests: str, language: str) -> str:
     preamble = function_preamble(prompt, name)
     found = re.search(rf"^([ \t]*)[^\n]*\b{re.escape(name)}\b", code, re.M | re.I)
     if found is None:  # no declaration: treat the code as the body
-        return prompt + code + "\n" + tests
+        return prompt + code
     indent = found.group(1)
     body = code[found.start():]
     closing = body.rfind("\n" + indent + "}")
@@ -87,7 +95,7 @@ def splice(answer: str, prompt: str, tests: str, language: str) -> str:
         body = body[:closing]
     if not tests.lstrip().startswith("}"):
         body += "\n" + indent + "}"
-    return preamble + body + "\n" + tests
+    return preamble + body
 
 
 def multipl_e_problems(language: str, data: Path | None = None) -> list[Problem]:
@@ -98,10 +106,10 @@ def multipl_e_problems(language: str, data: Path | None = None) -> list[Problem]
         prompt, tests = row["prompt"], row["tests"]
 
         def program(completion: str, prompt=prompt, tests=tests) -> str:
-            return prompt + completion + "\n" + tests
+            return harness.program(language, prompt + completion, tests)
 
         def answer_program(answer: str, prompt=prompt, tests=tests) -> str:
-            return splice(answer, prompt, tests, language)
+            return harness.program(language, spliced_solution(answer, prompt, tests, language), tests)
 
         stops = tuple(row["stop_tokens"]) + (TS_STOPS if language == "ts" else ())
         problems.append(Problem(row["name"], language, prompt, program, stops, instruction(language, prompt),

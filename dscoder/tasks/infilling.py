@@ -2,7 +2,8 @@
 
 The model sees the prefix and suffix through its own FIM tokens (PSM) and writes the
 middle; pass@1 is by execution of prefix + middle + suffix + tests, as DeepSeek-Coder
-reports its single-line and multi-line FIM numbers.
+reports its single-line and multi-line FIM numbers. The program is assembled by
+`execute.harness.program` (a pass needs the checks to run to their end, returns plain data).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import gzip
 import json
 from pathlib import Path
 
+from dscoder.execute import harness
 from dscoder.tasks.problem import Problem, data_file
 from dscoder.errors import UserError
 
@@ -28,10 +30,11 @@ def problems(split: str = "single-line", data: Path | None = None) -> list[Probl
     problems = []
     for row in rows:
         prefix, suffix = row["prompt"], row["suffix"]
-        check = f"\n{row['test']}\ncheck({row['entry_point']})\n"
+        entry = row["entry_point"]
+        check = f"\n{row['test']}\ncheck({entry})\n"
 
-        def program(middle: str, prefix=prefix, suffix=suffix, check=check) -> str:
-            return prefix + middle + suffix + "\n" + check
+        def program(middle: str, prefix=prefix, suffix=suffix, check=check, entry=entry) -> str:
+            return harness.program("python", prefix + middle + suffix, check, guard=(entry,))
 
         problems.append(Problem(row["task_id"], "python", prefix, program, reference=row["canonical_solution"],
                                 fim=(prefix, suffix), max_new_tokens=max_new, group=split))

@@ -6,19 +6,34 @@ written back to back; the test set is task_ids 11-510, the prompt ends at `[BEGI
 generation stops at `[DONE]`, the code being what lies between, stripped. Instruct
 models get the same three examples as "Problem / Test Cases / Code" blocks in one chat
 message and answer with a fenced block. The program is the code, the problem's setup
-code, then its asserts.
+code, then its asserts, assembled by `execute.harness.program`: a pass needs the asserts to
+run to their end, and the functions they call (`entry_points`) to return plain data.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import warnings
 from pathlib import Path
 
+from dscoder.execute import harness
 from dscoder.tasks.problem import Problem, code_from, data_file
 from dscoder.errors import UserError
 
 SHOTS = (2, 3, 4)
 TEST_IDS = range(11, 511)
+
+
+def entry_points(row: dict) -> tuple[str, ...]:
+    """The functions MBPP's asserts call that the reference solution defines: the entry points
+    whose returns must be plain data. MBPP names none; the asserts call them by name."""
+    with warnings.catch_warnings():  # the dataset's code has invalid escape sequences ("\\w" in a plain string)
+        warnings.simplefilter("ignore")
+        defined = {node.name for node in ast.walk(ast.parse(_code(row))) if isinstance(node, ast.FunctionDef)}
+        called = {node.func.id for test in row["test_list"] for node in ast.walk(ast.parse(test))
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    return tuple(sorted(defined & called))
 
 
 def _code(row: dict) -> str:
@@ -54,12 +69,13 @@ def problems(data: Path | None = None) -> list[Problem]:
     for task_id in TEST_IDS:
         row = rows[task_id]
         tests = f"\n{row['test_setup_code']}\n" + "\n".join(row["test_list"]) + "\n"
+        guard = entry_points(row)
 
-        def program(completion: str, tests=tests) -> str:
-            return completion.strip() + "\n" + tests
+        def program(completion: str, tests=tests, guard=guard) -> str:
+            return harness.program("python", completion.strip(), tests, guard)
 
-        def answer_program(answer: str, tests=tests) -> str:
-            return code_from(answer, "python") + "\n" + tests
+        def answer_program(answer: str, tests=tests, guard=guard) -> str:
+            return harness.program("python", code_from(answer, "python"), tests, guard)
 
         problems.append(Problem(f"MBPP/{task_id}", "python", header + _task(row), program, ("[DONE]",),
                                 _instruction(shots, row), answer_program, reference=_code(row),
