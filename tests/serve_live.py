@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,10 +90,12 @@ def listening_port(pid: int) -> int | None:
 
 
 @contextmanager
-def dscoder_serve(args: list[str], log: Path, bound: float = 300) -> Iterator[tuple[subprocess.Popen, str]]:
+def dscoder_serve(args: list[str], log: Path, bound: float = 300, prefix: Sequence[str] = ()
+                  ) -> Iterator[tuple[subprocess.Popen, str]]:
     """`dscoder serve ARGS` on loopback port 0 as a subprocess: yields (process, base URL) once
-    /health answers 200, and stops the process after the block."""
-    argv = [sys.executable, "-m", "dscoder.cli.app", "serve", *args, "--host", "127.0.0.1", "--port", "0"]
+    /health answers 200, and stops the process after the block.  `prefix` goes before the
+    command, for a wrapper that execs it in the same process (`prlimit --nofile=...`)."""
+    argv = [*prefix, sys.executable, "-m", "dscoder.cli.app", "serve", *args, "--host", "127.0.0.1", "--port", "0"]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
@@ -186,10 +188,14 @@ class StepGate:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.open()
+        self._hook.remove()
+
+    def open(self) -> None:
+        """Let every forward through from now on (as leaving the block does), from any thread."""
         with self._cond:
             self._open = True
             self._cond.notify_all()
-        self._hook.remove()
 
     def _wait(self, *_) -> None:
         with self._cond:

@@ -2,9 +2,10 @@
 tokenize/detokenize, health, Prometheus metrics, and the web playground at `/`.
 
 Every error leaves in OpenAI's envelope `{"error": {"message", "type", "param", "code"}}`:
-bad input is a 400 that names the field (never a 500), an unknown model a 404, a full
-queue a 429 with Retry-After, a server still loading a 503 with Retry-After.  A client
-that goes away, streaming or not, cancels its generation, which frees its KV blocks.
+bad input is a 400 that names the field (never a 500), an unknown model a 404, a body over
+--max-body-bytes a 413 (before it is read), a full queue a 429 with Retry-After, a request
+that waited longer than --queue-timeout or a server still loading a 503 with Retry-After.  A
+client that goes away, streaming or not, cancels its generation, which frees its KV blocks.
 
 This module builds the app and runs its start-up and shut-down; the routes live in
 routes_openai.py, routes_llama.py and routes_ops.py, the envelope in errors.py, the API key in
@@ -24,6 +25,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from dscoder.serve import routes_llama, routes_openai, routes_ops
 from dscoder.serve.auth import require_api_key
+from dscoder.serve.body_limit import BodyLimit
 from dscoder.serve.engine import Engine
 from dscoder.serve.errors import EXCEPTION_HANDLERS
 from dscoder.serve.state import ServerState
@@ -59,7 +61,8 @@ def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, a
     """The app over `state`; with a `loader`, the engine is built in the background after start-up
     (GET /health answers 503 until it is ready)."""
     app = FastAPI(title="dscoder", version="0.1.0", lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS,
-                  middleware=[Middleware(BaseHTTPMiddleware, dispatch=require_api_key)],
+                  middleware=[Middleware(BaseHTTPMiddleware, dispatch=require_api_key),
+                              Middleware(BodyLimit, limit=state.body_limit)],
                   description="DeepSeek-Coder serving: OpenAI-compatible completions (with FIM suffix) and chat, "
                               "llama.cpp-compatible /infill, tokenize/detokenize, metrics.")
     app.state.server, app.state.api_key = state, api_key

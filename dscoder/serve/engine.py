@@ -14,6 +14,7 @@ alone or in a full batch.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import queue
@@ -67,6 +68,7 @@ class RequestHandle:
     _sync: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     _loop: asyncio.AbstractEventLoop | None = None
     _async: asyncio.Queue | None = None
+    _left_queue: asyncio.Event | None = None  # set (on the handle's loop) once the engine admits the request
     prompt_logprobs: list[float | None] | None = None
     done: bool = False
 
@@ -78,6 +80,20 @@ class RequestHandle:
                 pass
         else:
             self._sync.put(out)
+
+    def _admitted(self) -> None:
+        """Engine thread: the request left the queue (admitted to the batch, or finished before)."""
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._left_queue.set)
+            except RuntimeError:  # the loop is closed: nobody is listening
+                pass
+
+    async def left_queue(self) -> None:
+        """Return once the engine has taken the request out of its queue (async handles only)."""
+        if self._left_queue is None:
+            raise RuntimeError("this handle was submitted outside an event loop")
+        await self._left_queue.wait()
 
     def __iter__(self) -> Iterator[Output]:
         if self._loop is not None:
@@ -183,8 +199,8 @@ class Engine:
             if self._queued >= self.config.max_waiting:
                 self._rejections += 1
                 self.metrics.rejections.inc()
-                retry = max(1.0, math.ceil(self._step_seconds * 32))
-                raise EngineBusy(f"the server's queue is full ({self._queued} requests waiting); retry later", retry)
+                raise EngineBusy(f"the server's queue is full ({self._queued} requests waiting); retry later",
+                                 self.retry_after())
             self._queued += 1
         generator = None
         if params.seed is not None:
@@ -197,13 +213,25 @@ class Engine:
         except RuntimeError:
             loop = None
         handle = RequestHandle(request_id or f"req-{seq.id}", len(ids), self, seq, _loop=loop,
-                               _async=asyncio.Queue() if loop else None)
+                               _async=asyncio.Queue() if loop else None,
+                               _left_queue=asyncio.Event() if loop else None)
         if prompt_logprobs:
             handle.prompt_logprobs = [None]
         seq.on_output = handle
         self.metrics.queued.inc()
         self._commands.put(("add", seq))
         return handle
+
+    def retry_after(self) -> float:
+        """Seconds a refused client should wait: about 32 of the engine's recent steps, at least 1."""
+        return max(1.0, math.ceil(self._step_seconds * 32))
+
+    @functools.cached_property
+    def max_token_bytes(self) -> int:
+        """The longest text one token stands for, in UTF-8 bytes (so a text of more characters than
+        max_model_len * this cannot fit the context, whatever it tokenizes to)."""
+        tok = self.tokenizer
+        return max(len(tok.decode([i]).encode()) for i in range(tok.vocab_size))
 
     def stats(self) -> Stats:
         """The state after the engine thread's last step or command (safe from any thread)."""
@@ -347,6 +375,7 @@ class Engine:
         with self._lock:
             self._queued -= 1
         self.metrics.queued.dec()
+        seq.on_output._admitted()
 
     def _finish(self, seq: Sequence, reason: str, text: str = "", token: int | None = None,
                 logprob: float | None = None, top=None) -> None:

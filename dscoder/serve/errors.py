@@ -12,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dscoder.serve.protocol import UNICODE_ERROR
+
 log = logging.getLogger(__name__)
 # pydantic names the member of a union that failed ("prompt.str", "messages.0.content.list[TextPart].0.type"):
 # not a field of the request, so left out of the `param` a client sees.
@@ -37,8 +39,11 @@ async def api_error(_, e: ApiError) -> JSONResponse:
 
 
 async def invalid_request(_, e: RequestValidationError) -> JSONResponse:
-    """A body that does not parse or fails protocol.py's checks: a 400 whose `param` names the field."""
-    first = e.errors()[0] if e.errors() else {}
+    """A body that does not parse or fails protocol.py's checks: a 400 whose `param` names the field.
+    A value no member of a union takes fails in each member; text that is not Unicode is named
+    rather than the other members' "not a list"."""
+    errors = e.errors()
+    first = next((x for x in errors if x.get("type") == UNICODE_ERROR), errors[0] if errors else {})
     where = [str(p) for p in first.get("loc", ()) if p != "body" and not _UNION_MEMBER.match(str(p))]
     param = ".".join(where) or None
     message = first.get("msg", "invalid request")

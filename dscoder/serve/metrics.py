@@ -29,6 +29,8 @@ class EngineMetrics:
                                      "Share of prompt tokens found in the prefix cache, since start", registry=r)
         self.rejections = Counter("dscoder_request_rejections", "Requests refused because the queue was full",
                                   registry=r)
+        self.queue_timeouts = Counter("dscoder_request_queue_timeouts",
+                                      "Requests refused (503) after waiting longer than --queue-timeout", registry=r)
         self.preemptions = Counter("dscoder_preemptions", "Sequences preempted (recomputed later) for lack of blocks",
                                    registry=r)
         self.generated_tokens = Counter("dscoder_generation_tokens", "Tokens generated", registry=r)

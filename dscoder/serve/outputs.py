@@ -1,6 +1,11 @@
 """Reading a request's engine outputs on the event loop: merged as they arrive, or collected
 whole.  Whoever stops reading cancels what still runs, so a client that goes away (or a route
 that has what it needs) frees its KV blocks at once.
+
+Before either, `started` waits for the engine to take the request out of its queue, and refuses
+it (503 with Retry-After, as vLLM and TGI answer when overloaded) once it has waited longer than
+--queue-timeout: every request gets an answer within a bound, however long the queue.  A stream
+waits there too, so its refusal is a 503, not an error after a 200.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from contextlib import aclosing
 
 from fastapi import Request
 
-from dscoder.serve.engine import Output, RequestHandle
+from dscoder.serve.engine import Engine, Output, RequestHandle
 from dscoder.serve.errors import ApiError
 from dscoder.serve.submit import cancel_all
 
@@ -46,6 +51,31 @@ async def merged(handles: list[RequestHandle]) -> AsyncIterator[tuple[int, Outpu
 async def _until_disconnect(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
+
+
+async def started(request: Request, handles: list[RequestHandle], engine: Engine, timeout: float) -> None:
+    """Return once the engine has admitted every one of `handles`; past `timeout` seconds, or when
+    the client goes away meanwhile, cancel them all and raise (503 with Retry-After, or 499)."""
+    async def all_admitted() -> None:
+        for h in handles:
+            await h.left_queue()
+
+    admitted = asyncio.ensure_future(all_admitted())
+    gone = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({admitted, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        admitted.cancel()
+        gone.cancel()
+    if admitted in done:
+        return
+    cancel_all(handles)
+    if gone in done:
+        raise ApiError(499, "client disconnected", code="client_closed_request")
+    engine.metrics.queue_timeouts.inc()
+    raise ApiError(503, f"the request waited {timeout:g} s in the queue without starting (the server's "
+                        "--queue-timeout); retry later", "server_unavailable", code="queue_timeout",
+                   headers={"Retry-After": str(int(engine.retry_after()))})
 
 
 async def collect(request: Request, handles: list[RequestHandle],

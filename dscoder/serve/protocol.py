@@ -4,15 +4,34 @@ Fields and defaults follow the APIs they copy (so their clients work unchanged);
 checked here so a bad value is a 400 naming the field.  Unknown fields are ignored, as
 OpenAI's server does.  Extensions beyond OpenAI (top_k, min_p, repetition_penalty) are the
 ones vLLM also accepts.
+
+Every text field is `Text`: JSON may escape a lone UTF-16 surrogate ("\\ud800"), which Python
+keeps in the string although it is no Unicode text; the tokenizer (Rust) cannot take it, nor can
+a response that echoes it be encoded, so it is refused here as a 400 naming the field.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-Stop = Union[str, list[str], None]
+
+UNICODE_ERROR = "unicode"  # the error type, which errors.py prefers among a union's
+
+
+def _unicode(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise PydanticCustomError(UNICODE_ERROR, "contains a lone surrogate ({code}) at character {at}, which is not "
+                                  "Unicode text", {"code": f"U+{ord(text[e.start]):04X}", "at": e.start}) from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
+Stop = Union[Text, list[Text], None]
 
 
 class StreamOptions(BaseModel):
@@ -22,7 +41,7 @@ class StreamOptions(BaseModel):
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    model: str
+    model: Text
     max_tokens: int | None = Field(None, ge=1)
     temperature: float = Field(1.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -35,7 +54,7 @@ class _Request(BaseModel):
     stop: Stop = None
     stream: bool = False
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    user: str | None = None
+    user: Text | None = None
     stream_options: StreamOptions | None = None
 
     @field_validator("stop")
@@ -49,14 +68,14 @@ class _Request(BaseModel):
         return v
 
 
-Prompt = Union[str, Annotated[list[str], Field(min_length=1)], Annotated[list[int], Field(min_length=1)],
+Prompt = Union[Text, Annotated[list[Text], Field(min_length=1)], Annotated[list[int], Field(min_length=1)],
                Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]]
 
 
 class CompletionRequest(_Request):
     prompt: Prompt
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
-    suffix: str | None = None  # fill-in-the-middle: the model's own FIM tokens
+    suffix: Text | None = None  # fill-in-the-middle: the model's own FIM tokens
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
 
@@ -71,14 +90,14 @@ class CompletionRequest(_Request):
 
 class TextPart(BaseModel):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "developer", "tool"]
-    content: str | list[TextPart] | None = None
+    content: Text | list[TextPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -94,8 +113,8 @@ class ChatRequest(_Request):
 
 
 class InputExtra(BaseModel):
-    filename: str = ""
-    text: str = ""
+    filename: Text = ""
+    text: Text = ""
 
 
 class InfillRequest(BaseModel):
@@ -103,10 +122,10 @@ class InfillRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    input_prefix: str = ""
-    input_suffix: str = ""
+    input_prefix: Text = ""
+    input_suffix: Text = ""
     input_extra: list[InputExtra] = []
-    prompt: str = ""  # text placed after the prefix, before the middle (llama.cpp: the current line's start)
+    prompt: Text = ""  # text placed after the prefix, before the middle (llama.cpp: the current line's start)
     n_predict: int = Field(-1, ge=-1)  # -1: until the model ends the middle or the context is full
     n_indent: int = Field(0, ge=0)
     t_max_predict_ms: int = Field(0, ge=0)
@@ -117,21 +136,21 @@ class InfillRequest(BaseModel):
     top_k: int = Field(0, ge=0)
     min_p: float = Field(0.0, ge=0, le=1)
     seed: int | None = Field(None, ge=-1, le=2**63 - 1)
-    stop: list[str] = []
-    model: str | None = None
+    stop: list[Text] = []
+    model: Text | None = None
 
 
 class TokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    content: str | None = None  # llama.cpp's name
-    prompt: str | None = None  # vLLM's name
+    content: Text | None = None  # llama.cpp's name
+    prompt: Text | None = None  # vLLM's name
     add_special: bool = False
-    model: str | None = None
+    model: Text | None = None
 
 
 class DetokenizeRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     tokens: list[int]
-    model: str | None = None
+    model: Text | None = None

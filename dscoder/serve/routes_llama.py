@@ -4,18 +4,20 @@ t_max_predict_ms), /tokenize and /detokenize (which also take vLLM's field names
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, Request
+from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from dscoder.serve.engine import Output, RequestHandle
 from dscoder.serve.errors import ApiError
 from dscoder.serve.indent import IndentCut
-from dscoder.serve.outputs import collect, generated, merged
-from dscoder.serve.prompts import decode_ids, fim_ids
+from dscoder.serve.outputs import collect, generated, merged, started
+from dscoder.serve.prompts import decode_ids, encode, fim_ids
 from dscoder.serve.protocol import DetokenizeRequest, InfillRequest, TokenizeRequest
 from dscoder.serve.sse import event_stream, sse, sse_error
 from dscoder.serve.state import serving
@@ -70,12 +72,13 @@ async def infill(body: InfillRequest, request: Request):
     # Repository context in DeepSeek-Coder's repository-level layout: each file after a
     # "#path" line, then the file being edited.
     extra = "".join(f"#{chunk.filename}\n{chunk.text}\n" for chunk in body.input_extra)
-    ids = await run_in_threadpool(fim_ids, tok, state.model_name, extra + body.input_prefix + body.prompt,
+    ids = await run_in_threadpool(fim_ids, engine, state.model_name, extra + body.input_prefix + body.prompt,
                                   body.input_suffix, "input_prefix")
     limit = body.n_predict if body.n_predict > 0 else max(1, engine.max_model_len - len(ids))
     deadline = time.monotonic() + body.t_max_predict_ms / 1000 if body.t_max_predict_ms else None
     params = sampling_params(body, limit, eos_stop(tok), False)
     [handle] = submit(engine, ids, params, 1, "input_prefix", deadline=deadline)
+    await started(request, [handle], engine, state.limits.queue_timeout)
     indent = IndentCut(body.n_indent)
     answer = _InfillAnswer(state.model_name, len(ids))
 
@@ -100,9 +103,18 @@ async def tokenize(body: TokenizeRequest, request: Request):
     text = body.content if body.content is not None else body.prompt
     if text is None:
         raise ApiError(400, "give the text as `content` (or `prompt`)", param="content")
-    ids = await run_in_threadpool(engine.tokenizer.encode, text,
-                                  add_bos=body.add_special and engine.tokenizer.bos_id is not None)
-    return {"tokens": ids, "count": len(ids), "max_model_len": engine.max_model_len}
+    ids = await run_in_threadpool(encode, engine.tokenizer, text,
+                                  body.add_special and engine.tokenizer.bos_id is not None)
+    rendered = await run_in_threadpool(_tokens_json, ids, engine.max_model_len)
+    return Response(rendered, media_type="application/json")
+
+
+def _tokens_json(ids: list[int], max_model_len: int) -> bytes:
+    """/tokenize's answer as JSON, rendered a slice of ids at a time: one `json.dumps` of millions
+    of ids would hold the GIL (and so the event loop) for a second; between slices it is let go."""
+    step = 1 << 16
+    tokens = ",".join(json.dumps(ids[i:i + step], separators=(",", ":"))[1:-1] for i in range(0, len(ids), step))
+    return f'{{"tokens":[{tokens}],"count":{len(ids)},"max_model_len":{max_model_len}}}'.encode()
 
 
 @router.post("/detokenize")

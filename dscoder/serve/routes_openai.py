@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from dscoder.serve.engine import Engine, Output, RequestHandle
 from dscoder.serve.errors import ApiError
 from dscoder.serve.logprobs import chat_logprobs, completion_logprobs, merge_prompt_logprobs
-from dscoder.serve.outputs import collect, generated, merged
-from dscoder.serve.prompts import chat_ids, decode_ids, fim_ids
+from dscoder.serve.outputs import collect, generated, merged, started
+from dscoder.serve.prompts import chat_ids, check_ids_fit, decode_ids, fim_ids, text_ids
 from dscoder.serve.protocol import ChatRequest, CompletionRequest
 from dscoder.serve.sse import DONE, event_stream, sse, sse_error
 from dscoder.serve.state import serving, server_state
@@ -67,18 +67,20 @@ async def models(request: Request):
 
 # ---------------------------------------------------------------------------- completions
 def _completion_jobs(body: CompletionRequest, engine: Engine, model_name: str) -> list[tuple[list[int], str]]:
-    """(prompt ids, echo text) for every prompt, in order (runs in a worker thread: it tokenizes)."""
-    tok = engine.tokenizer
+    """(prompt ids, echo text) for every prompt, in order (runs in a worker thread: it tokenizes).
+    A prompt too long for the context stops it there, before the next is tokenized."""
     jobs = []
     for prompt in body.prompts():
         if body.suffix is not None:
             if not isinstance(prompt, str):
                 raise ApiError(400, "suffix needs a text prompt", param="prompt")
-            jobs.append((fim_ids(tok, model_name, prompt, body.suffix, "suffix"), ""))
+            ids, echo = fim_ids(engine, model_name, prompt, body.suffix, "suffix"), ""
         elif isinstance(prompt, str):
-            jobs.append((tok.encode(prompt), prompt))
+            ids, echo = text_ids(engine, prompt, "prompt"), prompt
         else:
-            jobs.append((list(prompt), decode_ids(engine, prompt, "prompt")))
+            ids, echo = list(prompt), None
+        check_ids_fit(engine, len(ids), body.max_tokens or 16, "prompt")
+        jobs.append((ids, decode_ids(engine, ids, "prompt") if echo is None else echo))
     return jobs
 
 
@@ -101,6 +103,7 @@ async def completions(body: CompletionRequest, request: Request):
     except ApiError:
         cancel_all(handles)
         raise
+    await started(request, handles, engine, state.limits.queue_timeout)
     echoes = [echo for _, echo in jobs for _ in range(body.n)] if body.echo else None
     head = {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": state.model_name}
@@ -143,12 +146,13 @@ async def chat(body: ChatRequest, request: Request):
     tok = engine.tokenizer
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in body.messages]
-    ids = await run_in_threadpool(chat_ids, tok, messages)
+    ids = await run_in_threadpool(chat_ids, engine, messages)
     limit = body.max_completion_tokens or body.max_tokens or max(1, engine.max_model_len - len(ids))
     want_lp = body.logprobs
     params = sampling_params(body, limit, stop_token_ids(tok), want_lp)
     handles = submit(engine, ids, params, body.n, "messages", top_logprobs=(body.top_logprobs or 0) if want_lp
                      else 0)
+    await started(request, handles, engine, state.limits.queue_timeout)
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk" if body.stream
             else "chat.completion", "created": int(time.time()), "model": state.model_name}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from dscoder.errors import ConfigError, UserError
 from dscoder.hub import DEFAULT_MODEL_FILE, ModelChoice, load
 from dscoder.serve.config import EngineConfig
+from dscoder.serve.limits import HttpLimits
 from dscoder.settings import like, setting
 
 
@@ -41,6 +42,12 @@ class ServeConfig:
     kv_cache_gib: float = setting(1.0, "Memory for the paged KV cache, GiB.")
     engine: EngineConfig = setting(help="How the engine batches requests and caches their keys and values.",
                                    default_factory=EngineConfig)
+    # What one client may take (declared by HttpLimits, which the app reads as `limits`).
+    max_body_bytes: int | None = like(HttpLimits, "max_body_bytes")
+    header_timeout: float = like(HttpLimits, "header_timeout")
+    body_timeout: float = like(HttpLimits, "body_timeout")
+    queue_timeout: float = like(HttpLimits, "queue_timeout")
+    max_connections: int | None = like(HttpLimits, "max_connections")
     log_level: str = setting("info", "uvicorn log level.")
 
     def check(self) -> None:
@@ -51,6 +58,12 @@ class ServeConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.kv_cache_gib <= 0:
             raise ConfigError(f"--kv-cache-gib must be positive, got {self.kv_cache_gib}")
+        self.limits.check()
+
+    @property
+    def limits(self) -> HttpLimits:
+        """The bounds on one client, from their options."""
+        return HttpLimits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(HttpLimits)})
 
     @property
     def exposed(self) -> bool:
@@ -85,11 +98,13 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
     import uvicorn
 
     from dscoder.serve.api import ServerState, create_app
+    from dscoder.serve.connections import ConnectionGuard, raise_open_files_limit
     from dscoder.serve.engine import Engine
+    from dscoder.serve.log_limit import limit_repeats
 
     cfg.check()
     config = cfg.engine_config()
-    state = ServerState(model_name=cfg.model_name)
+    state = ServerState(model_name=cfg.model_name, limits=cfg.limits)
     server: uvicorn.Server | None = None
 
     def load_engine() -> Engine:
@@ -113,8 +128,11 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
 
     logging.basicConfig(level=logging.INFO if cfg.log_level in ("info", "debug") else logging.WARNING)
     app = create_app(state, loader=load_engine, api_key=cfg.api_key, on_load_error=failed)
-    server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level,
-                                           timeout_graceful_shutdown=5))
-    server.run()
+    guard = ConnectionGuard(cfg.limits, cfg.limits.connection_limit(raise_open_files_limit()))
+    http = uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level, timeout_graceful_shutdown=5,
+                          http=guard.protocol)
+    limit_repeats("", "uvicorn", "uvicorn.error", "uvicorn.access")  # uvicorn.Config set up its handlers
+    server = uvicorn.Server(http)
+    server.run(sockets=[guard.listen(http)])
     if state.load_error:
         raise ServeError(f"could not load the model: {state.load_error}")

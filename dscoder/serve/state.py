@@ -1,6 +1,6 @@
 """What the routes serve: the model's name and its engine, which may still be loading (or have
-failed to).  `create_app` keeps one `ServerState` on `app.state.server`; the module-level route
-handlers reach it through their request.
+failed to), and the limits on what one client may ask.  `create_app` keeps one `ServerState`
+on `app.state.server`; the module-level route handlers reach it through their request.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import Request
 
 from dscoder.serve.engine import Engine
 from dscoder.serve.errors import ApiError
+from dscoder.serve.limits import HttpLimits
 
 
 @dataclass
@@ -20,6 +21,13 @@ class ServerState:
     engine: Engine | None = None
     load_error: str | None = None
     started: float = field(default_factory=time.time)
+    limits: HttpLimits = field(default_factory=HttpLimits)
+
+    def body_limit(self) -> int:
+        """The largest request body accepted now (its default follows the model, once it has loaded)."""
+        engine = self.engine
+        return self.limits.body_limit(engine.max_model_len if engine else None,
+                                      engine.config.max_running if engine else None)
 
     def ready(self) -> Engine:
         if self.engine is None:

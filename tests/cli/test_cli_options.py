@@ -101,9 +101,10 @@ def _settings_classes() -> list[type]:
     from dscoder.data.pipeline import BuildConfig
     from dscoder.hub import ModelChoice
     from dscoder.serve.engine import EngineConfig
+    from dscoder.serve.limits import HttpLimits
     from dscoder.serve.server import ServeConfig
 
-    classes = [BuildConfig, EngineConfig, ModelChoice, ServeConfig]
+    classes = [BuildConfig, EngineConfig, HttpLimits, ModelChoice, ServeConfig]
     try:  # the evaluation settings, where the harness declares them
         from dscoder.eval.config import EvalConfig
         classes.append(EvalConfig)
@@ -126,6 +127,7 @@ def test_serve_options_are_the_settings_flattened():
 
     text = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "250"}).output
     for flag in ("--model", "--host", "--port", "--api-key", "--quant", "--kv-cache-gib", "--block-size",
-                 "--max-running", "--max-waiting", "--prefill-chunk", "--max-model-len", "--no-prefix-cache"):
+                 "--max-running", "--max-waiting", "--prefill-chunk", "--max-model-len", "--no-prefix-cache",
+                 "--max-body-bytes", "--header-timeout", "--body-timeout", "--queue-timeout", "--max-connections"):
         assert flag in text, flag
     assert "--kv-cache-bytes" not in text and "--num-blocks" not in text  # cli=False settings
