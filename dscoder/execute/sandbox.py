@@ -50,10 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dscoder.errors import UserError
-from dscoder.settings import setting
-from dscoder.execute import cgroups, seccomp
+from dscoder.execute import cgroups, reaper, seccomp
 from dscoder.execute.scratch import Scratch, can_mount
 from dscoder.execute.watchdog import Watchdog
+from dscoder.settings import setting
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -194,6 +194,8 @@ def isolation(refresh: bool = False) -> Isolation:
         iso = Isolation("rlimits", drop_uid, warning=(
             f"SANDBOX WEAKENED: {why_not_bwrap}. Falling back to rlimits and a process group only: "
             "programs CAN use the network and write wherever this user can. Install bubblewrap."))
+    if iso.method == "bwrap":
+        reaper.become_subreaper()  # bwrap leaves its namespace init to PID 1, which may never reap it
     iso.cgroups = cgroups.hierarchy() is not None
     iso.tmpfs = can_mount()
     weaker = []
@@ -420,7 +422,7 @@ def _launch(command: list[str], workdir: Path, limits: Limits, environment: dict
         timed_out = False
         with open(out_path, "wb") as out, open(err_path, "wb") as err:
             try:
-                proc = subprocess.Popen(
+                proc = reaper.start(
                     command, cwd=workdir, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                     stdout=out, stderr=err, env=None if iso.method == "bwrap" else environment,
                     start_new_session=True, preexec_fn=_child_setup(limits, nproc_for(limits, iso, uid), group),
@@ -442,6 +444,7 @@ def _launch(command: list[str], workdir: Path, limits: Limits, environment: dict
                 dog.stop()
                 _kill(proc, iso, uid, group)
                 proc.wait()
+                reaper.finished(proc)
         seconds = time.monotonic() - start
         code = proc.returncode
         timed_out = timed_out or code == -signal.SIGXCPU  # the CPU limit is a timeout too

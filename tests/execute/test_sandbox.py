@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import requires, wait_for
 
-from dscoder.execute import sandbox
+from dscoder.execute import reaper, sandbox
 from dscoder.execute.programs import STATUSES, Program, execute, execute_many
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,6 +151,24 @@ def test_infinite_loop_times_out():
 def test_huge_allocation_fails_cleanly():
     verdict = judge("x = bytearray(20 * 2**30)\nx[-1] = 1\n")
     assert verdict.status == "failed" and "MemoryError" in verdict.stderr
+
+
+def test_finished_and_killed_samples_leave_no_zombie(contained):
+    """bwrap's outer process exits without waiting for its namespace init, which is then an
+    orphan; under a PID 1 that does not reap (docker without --init, this VM's agent) every
+    sample left a zombie. The orphans must come to this process (a child subreaper) and be
+    reaped: counted by the reaper, and none left among our children."""
+    def none_left() -> bool:
+        reaper.reap()
+        return not reaper.zombie_bwrap_children(os.getpid())
+
+    before = reaper.reaped
+    for script, wall in [("echo done", 10.0), ("while :; do :; done", 1.0)] * 2:
+        with sandbox.Workdir() as workdir:
+            outcome = sandbox.run(["sh", "-c", script], workdir, sandbox.Limits(wall_seconds=wall))
+            assert outcome.ok or outcome.timed_out, outcome
+    wait_for(none_left, 10.0, "orphaned bwrap processes left as zombies of this process")
+    assert reaper.reaped - before >= 2, "the finished samples' namespace inits never came to this process"
 
 
 def test_fork_bomb_is_contained_and_reaped():
