@@ -53,6 +53,6 @@ def toolchains_command() -> None:
     for name, why in languages.available().items():
         table.add_row(name, "[green]ready[/]" if why is None else f"[yellow]missing:[/] {why}")
     out.print(table)
-    out.print(f"sandbox: {iso.method}" + (", one unprivileged uid per worker" if iso.drop_uid else ""))
+    out.print(f"sandbox: {iso.describe()}")
     if iso.warning:
         print(iso.warning, file=sys.stderr)
