@@ -10,11 +10,14 @@ of PIDs.
 
 So the process that runs samples makes itself a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`,
 as buildah and containerd's shims do): orphans of its descendants come to it instead of PID 1,
-and after each sample it reaps the zombies among its children that are bwrap processes it did
-not start itself. That "did not start" matters: reaping a child that some `Popen` still waits for
+and after each sample it reaps the zombies among its children that it did not start itself and
+that are bwrap processes or run as a sandbox uid (the orphans of a sample run without a PID
+namespace, under the `unshare` or rlimits fallback once bwrap has been used in this process).
+That "did not start" matters: reaping a child that some `Popen` still waits for
 would steal its exit status (Python then reports 0, a pass). So every bwrap is started through
 `start` under a lock and stays in the live set until its `Popen` has been waited for, and the
-reaping pass holds the same lock; children that are not bwrap are never touched.
+reaping pass holds the same lock; other children (what the rest of the process runs) are never
+touched.
 """
 
 from __future__ import annotations
@@ -52,18 +55,19 @@ def start(argv: list[str], **popen_args) -> subprocess.Popen:
     return proc
 
 
-def finished(proc: subprocess.Popen) -> None:
+def finished(proc: subprocess.Popen, sample_uids: range = range(0)) -> None:
     """After `proc.wait()`: forget it, and reap the orphans that have died so far."""
     with _LOCK:
         _LIVE.discard(proc.pid)
-    reap()
+    reap(sample_uids)
 
 
-def reap() -> None:
-    """Reap the zombies among our children that are bwrap processes no `Popen` waits for."""
+def reap(sample_uids: range = range(0)) -> None:
+    """Reap the zombies among our children that no `Popen` waits for and that are bwrap
+    processes or ran as one of `sample_uids`."""
     global reaped
     with _LOCK:
-        for pid in zombie_bwrap_children(os.getpid()):
+        for pid in orphaned_zombies(os.getpid(), sample_uids):
             if pid in _LIVE:
                 continue
             try:
@@ -73,7 +77,8 @@ def reap() -> None:
                 pass
 
 
-def zombie_bwrap_children(parent: int) -> list[int]:
+def orphaned_zombies(parent: int, sample_uids: range = range(0)) -> list[int]:
+    """Zombie children of `parent` that are bwrap processes or ran as one of `sample_uids`."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -81,11 +86,12 @@ def zombie_bwrap_children(parent: int) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/stat", "rb") as f:
                 stat = f.read()
+            uid = entry.stat().st_uid
         except OSError:
             continue
         comm_end = stat.rfind(b")")
         comm = stat[stat.find(b"(") + 1:comm_end]
         fields = stat[comm_end + 2:].split()
-        if comm == b"bwrap" and fields[0] == b"Z" and int(fields[1]) == parent:
+        if fields[0] == b"Z" and int(fields[1]) == parent and (comm == b"bwrap" or uid in sample_uids):
             found.append(int(entry.name))
     return found

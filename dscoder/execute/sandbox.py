@@ -444,7 +444,7 @@ def _launch(command: list[str], workdir: Path, limits: Limits, environment: dict
                 dog.stop()
                 _kill(proc, iso, uid, group)
                 proc.wait()
-                reaper.finished(proc)
+                reaper.finished(proc, range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UIDS))
         seconds = time.monotonic() - start
         code = proc.returncode
         timed_out = timed_out or code == -signal.SIGXCPU  # the CPU limit is a timeout too

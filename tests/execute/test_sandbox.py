@@ -160,7 +160,7 @@ def test_finished_and_killed_samples_leave_no_zombie(contained):
     reaped: counted by the reaper, and none left among our children."""
     def none_left() -> bool:
         reaper.reap()
-        return not reaper.zombie_bwrap_children(os.getpid())
+        return not reaper.orphaned_zombies(os.getpid())
 
     before = reaper.reaped
     for script, wall in [("echo done", 10.0), ("while :; do :; done", 1.0)] * 2:
