@@ -202,7 +202,9 @@ def isolation(refresh: bool = False) -> Isolation:
     if not iso.cgroups:
         weaker.append(f"no cgroup per sample ({cgroups.why_unavailable()}): a watchdog polls memory instead")
     if not iso.tmpfs:
-        weaker.append("no tmpfs mounts (not root): a watchdog counts scratch bytes instead")
+        why = ("DSCODER_SANDBOX_NO_TMPFS is set" if os.environ.get("DSCODER_SANDBOX_NO_TMPFS")
+               else "not root" if os.geteuid() != 0 else "mount(2) refused")
+        weaker.append(f"no tmpfs mounts ({why}): a watchdog counts scratch bytes instead")
     if iso.method == "bwrap" and not use_seccomp:
         weaker.append(f"no seccomp filter ({seccomp.why_unavailable()}): nested user namespaces are possible")
     if weaker and iso.warning is None:
