@@ -160,16 +160,25 @@ def _probe_bwrap(drop_uid: bool, use_seccomp: bool) -> str | None:
     filter_fd = seccomp.open_filter() if use_seccomp else None
     try:
         argv = _wrap(["true"], "bwrap", scratch, (), {}, 65534 if drop_uid else None, filter_fd)
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=20,
-                                pass_fds=() if filter_fd is None else (filter_fd,))
-    except (OSError, subprocess.TimeoutExpired) as e:
+        # Through the reaper like every bwrap, so a reaping pass in another thread never takes its status.
+        proc = reaper.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            pass_fds=() if filter_fd is None else (filter_fd,))
+        try:
+            _, stderr = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired as e:
+            proc.kill()
+            proc.wait()
+            return f"bwrap could not start: {e}"
+        finally:
+            reaper.finished(proc)
+    except OSError as e:
         return f"bwrap could not start: {e}"
     finally:
         if filter_fd is not None:
             os.close(filter_fd)
         shutil.rmtree(scratch, ignore_errors=True)
-    if result.returncode != 0:
-        return f"bwrap cannot create namespaces here: {result.stderr.strip()[:300]}"
+    if proc.returncode != 0:
+        return f"bwrap cannot create namespaces here: {stderr.strip()[:300]}"
     return None
 
 
