@@ -77,21 +77,44 @@ def reap(sample_uids: range = range(0)) -> None:
                 pass
 
 
+def _children(parent: int) -> list[int]:
+    """The children of `parent`, zombies included: from each thread's `children` file where the
+    kernel has them (a few small reads), else by reading every process's parent from /proc."""
+    if os.path.exists(f"/proc/{parent}/task/{parent}/children"):
+        found = []
+        for tid in os.listdir(f"/proc/{parent}/task"):
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children", "rb") as f:
+                    found += [int(pid) for pid in f.read().split()]
+            except OSError:  # the thread has ended
+                continue
+        return found
+    return [int(e.name) for e in os.scandir("/proc") if e.name.isdigit() and _stat(int(e.name))[2] == parent]
+
+
+def _stat(pid: int) -> tuple[bytes, bytes, int]:
+    """(command name, state, parent pid) of `pid`, or (b"", b"", 0) once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return b"", b"", 0
+    comm_end = stat.rfind(b")")
+    fields = stat[comm_end + 2:].split()
+    return stat[stat.find(b"(") + 1:comm_end], fields[0], int(fields[1])
+
+
 def orphaned_zombies(parent: int, sample_uids: range = range(0)) -> list[int]:
     """Zombie children of `parent` that are bwrap processes or ran as one of `sample_uids`."""
     found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for pid in _children(parent):
+        comm, state, ppid = _stat(pid)
+        if state != b"Z" or ppid != parent:
             continue
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-            uid = entry.stat().st_uid
+            uid = os.stat(f"/proc/{pid}").st_uid
         except OSError:
             continue
-        comm_end = stat.rfind(b")")
-        comm = stat[stat.find(b"(") + 1:comm_end]
-        fields = stat[comm_end + 2:].split()
-        if fields[0] == b"Z" and int(fields[1]) == parent and (comm == b"bwrap" or uid in sample_uids):
-            found.append(int(entry.name))
+        if comm == b"bwrap" or uid in sample_uids:
+            found.append(pid)
     return found
