@@ -41,6 +41,7 @@ refused only in Python (a Java `ArrayList` subclass with `equals` always true, o
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Sequence
@@ -59,7 +60,9 @@ def new_token() -> str:
     return secrets.token_hex(16)
 
 
+@functools.cache
 def python_harness_source() -> str:
+    """The text of `pyharness`, read once: every checked Python run writes it as main.py."""
     return Path(pyharness.__file__).read_text(encoding="utf-8")
 
 
