@@ -119,12 +119,12 @@ def _probe() -> Hierarchy | None:
 
 def hierarchy() -> Hierarchy | None:
     """The hierarchy sample groups are made in (probed once), or None when none can be."""
-    global _HIERARCHY
+    global _HIERARCHY, _WHY_NOT
     if _HIERARCHY == "unprobed":
-        _HIERARCHY = None if os.environ.get("DSCODER_SANDBOX_NO_CGROUP") else _probe()
         if os.environ.get("DSCODER_SANDBOX_NO_CGROUP"):
-            global _WHY_NOT
-            _WHY_NOT = "DSCODER_SANDBOX_NO_CGROUP is set"
+            _HIERARCHY, _WHY_NOT = None, "DSCODER_SANDBOX_NO_CGROUP is set"
+        else:
+            _HIERARCHY = _probe()
     return _HIERARCHY  # type: ignore[return-value]
 
 

@@ -52,6 +52,7 @@ from pathlib import Path
 from dscoder.errors import UserError
 from dscoder.execute import cgroups, reaper, seccomp
 from dscoder.execute.scratch import Scratch, can_mount
+from dscoder.execute.scratch import why_unavailable as why_no_tmpfs
 from dscoder.execute.watchdog import Watchdog
 from dscoder.settings import setting
 
@@ -64,6 +65,7 @@ MiB = 1 << 20
 # ranges Debian hands to users and system accounts.
 SANDBOX_UID_BASE = 61000
 SANDBOX_UIDS = 1000
+SANDBOX_UID_RANGE = range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UIDS)
 
 # What a sandboxed program sees of the host file system, read-only: the system's programs,
 # libraries and configuration. Everything else (home directories, /srv, /opt, /var, /run
@@ -211,9 +213,7 @@ def isolation(refresh: bool = False) -> Isolation:
     if not iso.cgroups:
         weaker.append(f"no cgroup per sample ({cgroups.why_unavailable()}): a watchdog polls memory instead")
     if not iso.tmpfs:
-        why = ("DSCODER_SANDBOX_NO_TMPFS is set" if os.environ.get("DSCODER_SANDBOX_NO_TMPFS")
-               else "not root" if os.geteuid() != 0 else "mount(2) refused")
-        weaker.append(f"no tmpfs mounts ({why}): a watchdog counts scratch bytes instead")
+        weaker.append(f"no tmpfs mounts ({why_no_tmpfs()}): a watchdog counts scratch bytes instead")
     if iso.method == "bwrap" and not use_seccomp:
         weaker.append(f"no seccomp filter ({seccomp.why_unavailable()}): nested user namespaces are possible")
     if weaker and iso.warning is None:
@@ -350,7 +350,7 @@ class UidLease:
             return
         locks = Path(tempfile.gettempdir()) / "dscoder-sandbox-uids"
         locks.mkdir(mode=0o700, exist_ok=True)
-        for uid in range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UIDS):
+        for uid in SANDBOX_UID_RANGE:
             handle = open(locks / str(uid), "a")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -455,7 +455,7 @@ def _launch(command: list[str], workdir: Path, limits: Limits, environment: dict
                 dog.stop()
                 _kill(proc, iso, uid, group)
                 proc.wait()
-                reaper.finished(proc, range(SANDBOX_UID_BASE, SANDBOX_UID_BASE + SANDBOX_UIDS))
+                reaper.finished(proc, SANDBOX_UID_RANGE)
         seconds = time.monotonic() - start
         code = proc.returncode
         timed_out = timed_out or code == -signal.SIGXCPU  # the CPU limit is a timeout too

@@ -31,6 +31,7 @@ PREFIX = "dscoder-sbx-"
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _CAN_MOUNT: bool | None = None
+_WHY_NOT = ""
 
 
 def _mount_tmpfs(path: Path, size: int) -> None:
@@ -45,22 +46,29 @@ def _unmount(path: Path) -> None:
 
 
 def can_mount() -> bool:
-    """Whether this process may mount a tmpfs (probed once, by trying)."""
-    global _CAN_MOUNT
+    """Whether this process may mount a tmpfs (probed once, by trying); `why_unavailable` says why not."""
+    global _CAN_MOUNT, _WHY_NOT
     if _CAN_MOUNT is None:
-        if os.environ.get("DSCODER_SANDBOX_NO_TMPFS") or os.geteuid() != 0:
-            _CAN_MOUNT = False
+        if os.environ.get("DSCODER_SANDBOX_NO_TMPFS"):
+            _CAN_MOUNT, _WHY_NOT = False, "DSCODER_SANDBOX_NO_TMPFS is set"
+        elif os.geteuid() != 0:
+            _CAN_MOUNT, _WHY_NOT = False, "not root"
         else:
             probe = Path(tempfile.mkdtemp(prefix=f"{PREFIX}probe-"))
             try:
                 _mount_tmpfs(probe, 1 << 20)
                 _unmount(probe)
                 _CAN_MOUNT = True
-            except OSError:
-                _CAN_MOUNT = False
+            except OSError as e:
+                _CAN_MOUNT, _WHY_NOT = False, f"mount(2) refused: {e.strerror}"
             finally:
                 probe.rmdir()
     return _CAN_MOUNT
+
+
+def why_unavailable() -> str:
+    can_mount()
+    return _WHY_NOT
 
 
 def sweep_stale() -> None:
