@@ -110,8 +110,8 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     fsync_directory(path.parent)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, encoding: str = "utf-8") -> None:
-    """Replace `path` with `data` whole, or leave it as it was."""
+def write_atomic(path: str | os.PathLike, data: bytes | memoryview | str, encoding: str = "utf-8") -> None:
+    """Replace `path` with `data` (text, or any bytes-like object) whole, or leave it as it was."""
     with replacing(path) as tmp, open(tmp, "wb") as f:
         f.write(data.encode(encoding) if isinstance(data, str) else data)
 

@@ -26,7 +26,7 @@ from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.data import fim
 from dscoder.data.fim import Segment
 from dscoder.errors import UserError
-from dscoder.files import remove_stale, replacing
+from dscoder.files import remove_stale, write_atomic
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -83,17 +83,12 @@ class DocumentEncoder:
 
 
 def _atomic_write(path: Path, data: bytes | np.ndarray) -> str:
-    """Write `path` whole or not at all (`dscoder.files.replacing`: temporary name, fsync, rename,
-    directory fsync) and return the sha256 of what was written. The build's part markers, shards
-    and manifest all go through here, so a part, a shard or the manifest exists only when complete."""
-    if isinstance(data, np.ndarray):
-        data = np.ascontiguousarray(data)
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        if isinstance(data, np.ndarray):
-            data.tofile(f)
-        else:
-            f.write(data)
-    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()
+    """Write `path` whole or not at all (`dscoder.files.write_atomic`) and return the sha256 of
+    what was written. The build's part markers, shards and manifest all go through here, so a
+    part, a shard or the manifest exists only when complete."""
+    view = memoryview(np.ascontiguousarray(data) if isinstance(data, np.ndarray) else data).cast("B")
+    write_atomic(path, view)
+    return hashlib.sha256(view).hexdigest()
 
 
 class ShardWriter:
