@@ -70,15 +70,9 @@ def _function_name(prompt: str) -> str:
 
 
 def splice(answer: str, prompt: str, tests: str, language: str) -> str:
-    """An instruct answer's function put back between the prompt's preamble and the tests:
-    from the line naming the function to its closing brace (kept only when the tests do not
-    start by closing it themselves), as DeepSeek-Coder's `extract_generation_code` does.
-    The tests are joined as given (`answer_program` gives them with the end-of-checks marker)."""
-    return spliced_solution(answer, prompt, tests, language) + "\n" + tests
-
-
-def spliced_solution(answer: str, prompt: str, tests: str, language: str) -> str:
-    """`splice` without the tests: the prompt's preamble and the answer's function."""
+    """An instruct answer's function put back into the prompt's preamble, for the tests to
+    follow: from the line naming the function to its closing brace (kept only when the tests
+    do not start by closing it themselves), as DeepSeek-Coder's `extract_generation_code` does."""
     code = code_from(answer, FENCE[language])
     main = MAIN.get(language)
     if main and main in code:
@@ -109,7 +103,7 @@ def multipl_e_problems(language: str, data: Path | None = None) -> list[Problem]
             return harness.program(language, prompt + completion, tests)
 
         def answer_program(answer: str, prompt=prompt, tests=tests) -> str:
-            return harness.program(language, spliced_solution(answer, prompt, tests, language), tests)
+            return harness.program(language, splice(answer, prompt, tests, language), tests)
 
         stops = tuple(row["stop_tokens"]) + (TS_STOPS if language == "ts" else ())
         problems.append(Problem(row["name"], language, prompt, program, stops, instruction(language, prompt),

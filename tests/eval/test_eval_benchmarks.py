@@ -13,7 +13,7 @@ from dscoder.tasks import gsm8k
 from dscoder.tasks import humaneval
 from dscoder.tasks import infilling
 from dscoder.tasks import mbpp
-from dscoder.tasks.humaneval import MULTIPL_E, splice
+from dscoder.tasks.humaneval import MULTIPL_E
 from dscoder.execute.programs import Program, execute_many
 from conftest import requires, shared_data
 
@@ -69,7 +69,7 @@ def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
         tests = problem.program("")[len(problem.prompt) + 1:]
         closing = tests.splitlines()[0] if tests.lstrip().startswith("}") else ""
         answer = f"```{humaneval.FENCE[language]}\n{problem.prompt}{case['solution']}\n{closing}\n```"
-        programs.append(Program(language, splice(answer, problem.prompt, tests, language)))
+        programs.append(Program(language, problem.answer_program(answer)))
         expected.append("passed")
     assert verdicts(programs, timeout=30) == expected
 
