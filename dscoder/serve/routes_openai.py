@@ -66,6 +66,9 @@ async def models(request: Request):
 
 
 # ---------------------------------------------------------------------------- completions
+COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions without max_tokens
+
+
 def _completion_jobs(body: CompletionRequest, engine: Engine, model_name: str) -> list[tuple[list[int], str]]:
     """(prompt ids, echo text) for every prompt, in order (runs in a worker thread: it tokenizes).
     A prompt too long for the context stops it there, before the next is tokenized."""
@@ -79,7 +82,7 @@ def _completion_jobs(body: CompletionRequest, engine: Engine, model_name: str) -
             ids, echo = text_ids(engine, prompt, "prompt"), prompt
         else:
             ids, echo = list(prompt), None
-        check_ids_fit(engine, len(ids), body.max_tokens or 16, "prompt")
+        check_ids_fit(engine, len(ids), body.max_tokens or COMPLETION_MAX_TOKENS, "prompt")
         jobs.append((ids, decode_ids(engine, ids, "prompt") if echo is None else echo))
     return jobs
 
@@ -96,7 +99,7 @@ async def completions(body: CompletionRequest, request: Request):
     handles, prompt_tokens = [], 0
     try:
         for ids, _ in jobs:
-            params = sampling_params(body, body.max_tokens or 16, eos_stop(tok), want_lp)
+            params = sampling_params(body, body.max_tokens or COMPLETION_MAX_TOKENS, eos_stop(tok), want_lp)
             handles += submit(engine, ids, params, body.n, "prompt", top_logprobs=body.logprobs or 0,
                               prompt_logprobs=want_lp and body.echo)
             prompt_tokens += len(ids)
