@@ -3,9 +3,20 @@
 The corpus is bucketed by language before anything reads a file, so this looks only at the
 path, never the content, and must cost next to nothing per file (it runs on every file of every
 repository).  The table covers DeepSeek-Coder V1's languages (the list in its README: 89 names,
-though the paper counts "87") plus XML, which the XML rule of `filters` needs, with the common
-extensions and file names GitHub Linguist's `languages.yml` gives them; V2's 338 languages are the
-same table with more rows.
+though the paper counts "87") plus XML, which the XML rule of `filters` needs, and
+DeepSeek-Coder-V2's 338 (its `supported_langs.txt`; a copy lies in ../shared/data/languages, never
+in the repository): 335 rows, V1's 90 first and unchanged, then 245 for the V2 names V1 lacks.  Of
+V2's 338 names, 323 have a row, `Tcl` is V1's row `TCL` (`V2_SPELLINGS`: V1 corpora use that
+spelling), and 14 cannot be told by a file name at all, each listed with the reason in
+`UNIDENTIFIABLE_BY_NAME` (their only extensions are a V1 language's, or they have none).
+`V1_LANGUAGES` names V1's rows, for a corpus that keeps to V1's languages.
+
+Rows carry the common extensions and file names GitHub Linguist's `languages.yml` gives the
+language.  V2's list mixes in older Linguist names (Bro, Nimrod, Perl 6, VimL, Jade, ASP) and
+Pygments lexer names (AmbientTalk, CADL, COBOLFree, Execline, FoxPro, GAS, RConsole, S, ...): a
+row takes what Linguist gives the language under its current name, plus Pygments' file patterns
+where Pygments has a lexer of that name (all a Pygments-only name has; Mizar, in neither, has its
+own `.miz`).  Patterns too generic to mean the language (`.run`, `.load`) are left out.
 
 How a name is looked up, first hit wins:
 
@@ -25,6 +36,29 @@ Common Lisp (not OpenCL), `.cls` TeX (not Visual Basic), `.pp` Pascal (not Puppe
 `.st` Smalltalk, `.yy` Yacc (not JSON), `.tsx` TypeScript and `.jsx` JavaScript (the Stack's
 grouping, which DeepSeek's language list follows).  Extensions too ambiguous to bet on (`.inc`,
 `.d`, `.l`, `.i`, `.cake`) are left out: such files come back unidentified.
+
+V2's rows keep every V1 choice (no V2 row takes a key that V1's rows identify, so a V1 corpus is
+bucketed as before: `Objective-C`, `Octave`, `Arduino` and the like are therefore unidentifiable)
+and settle the rest as follows.  Two names for one language split its extensions, so both stay
+identifiable: `.bro` Bro and `.zeek` Zeek, `.jade` Jade and `.pug` Pug, `.erb` HTML ERB and `.rhtml`
+RHTML, `.cbl` COBOLFree (Pygments' split; Linguist: COBOL, which keeps `.cob`/`.cpy`), `.prg`
+FoxPro (Pygments; Linguist's xBase, here XBase, keeps `.prw`/`.ch`).  Otherwise: `.as`
+ActionScript (not AngelScript), `.asy` Asymptote (not LTspice), `.b` Limbo (Brainfuck keeps
+`.bf`; not Beef, Befunge or HyPhy), `.bb` BitBake (not BlitzBasic, which keeps `.decls`, or
+babashka Clojure), `.bst` BST (not BuildStream), `.ch` XBase (not Charity), `.dsc` Debian Control
+File (not DenizenScript), `.e` Eiffel (not E or Euphoria), `.ftl` FreeMarker (not Fluent), `.fx`
+HLSL (Flux keeps `.flux`), `.gd` GDScript (not GAP, which keeps `.gap`/`.gi`), `.gsp` Groovy Server
+Pages (not Gosu), `.gst` Gosu (not XML), `.j` Jasmin (not Objective-J), `.jq` JSONiq (not jq),
+`.mc` M4 (not Monkey C, Mason or Win32 message files), `.mm` Objective-C++ (not FreeMind XML),
+`.mo` Modelica (not Motoko), `.mod` Modula-2 (not AMPL, NMODL or kernel modules), `.moo` MooCode
+(not Mercury), `.ms` MiniScript (not MAXScript, troff's ms or Unix assembly), `.ncl` NCL, `.nu` Nu
+(not Nushell), `.odin` Odin, `.p` and `.w` OpenEdge ABL (not Gnuplot, Pawn or CWEB), `.plt` Gnuplot
+(not Prolog), `.psc` Papyrus (not Praat), `.q` Q (not HiveQL), `.re` ReasonML (not C++'s re2c),
+`.tpl` Smarty, `.vhost` Apache Configuration (not Nginx), `.mask` Unity3D Asset (not Mask), `.n`
+and `.nr` Groff (not Nemerle or Noir), `.at` AmbientTalk.  Left out as too ambiguous: `.asc` (AGS
+Script, AsciiDoc, PGP armour), `.gs` (Gosu, Genie, GLSL, Apps Script), `.tst` (GAP, Scilab), `.tt`
+(Treetop, Template Toolkit, Thor), `.x` (Linker Script, Logos, RPC, DirectX, Alex), `.def`
+(Modula-2, Singularity, Windows module definitions).
 """
 
 from __future__ import annotations
@@ -42,7 +76,8 @@ class Language:
 
 
 L = Language
-_TABLE = (
+# DeepSeek-Coder V1's languages (its README's list) and XML, as V1 corpora were bucketed.
+_V1_TABLE = (
     L("Ada", (".adb", ".ads", ".ada", ".ada95")),
     L("Agda", (".agda",)),
     L("Alloy", (".als",)),
@@ -156,27 +191,313 @@ _TABLE = (
               ".targets", ".nuspec", ".rss", ".atom", ".kml", ".xib", ".storyboard", ".xml.dist", ".jelly"),
       (".classpath", ".project", ".cproject", "App.config", "Web.config", "packages.config", "NuGet.config")),
 )
+
+# DeepSeek-Coder-V2's languages that V1's list lacks, in the order of V2's list. No row here takes a
+# file name or an extension that the V1 rows above identify (tests/data/test_data_langid_v2.py holds
+# every key against a V1-only index), so a V1 corpus is bucketed exactly as before.
+_V2_TABLE = (
+    L("ABAP", (".abap",)),
+    L("AGS Script", (".ash",)),
+    L("AMD GPU", (".isa",)),
+    L("AMPL", (".ampl",)),
+    L("ANSYS Parametric Design Language", (".ans",)),
+    L("APL", (".apl", ".dyalog", ".aplf", ".aplo", ".apln", ".aplc", ".apli")),
+    L("ASP", (".asp", ".asax", ".ascx", ".ashx", ".asmx", ".aspx", ".axd")),
+    L("ActionScript", (".as",)),
+    L("AmbientTalk", (".at",)),
+    L("Apache Configuration", (".apacheconf", ".vhost"), (".htaccess", "apache.conf", "apache2.conf", "httpd.conf")),
+    L("Arc", (".arc",)),
+    L("AspectJ", (".aj",)),
+    L("Asymptote", (".asy",)),
+    L("AutoHotkey", (".ahk", ".ahkl")),
+    L("AutoIt", (".au3",)),
+    L("BC", (".bc",)),
+    L("BNF", (".bnf",)),
+    L("BST", (".bst",)),
+    L("Berry", (".be",)),
+    L("BitBake", (".bb", ".bbappend", ".bbclass")),
+    L("BlitzBasic", (".decls",)),
+    L("BlitzMax", (".bmx",)),
+    L("Boo", (".boo",)),
+    L("Boogie", (".bpl",)),
+    L("Brainfuck", (".bf",)),
+    L("BrightScript", (".brs",)),
+    L("Bro", (".bro",)),
+    L("C2HS Haskell", (".chs",)),
+    L("CADL", (".cadl",)),
+    L("COBOL", (".cob", ".ccp", ".cobol", ".cpy")),
+    L("COBOLFree", (".cbl",)),
+    L("CapDL", (".cdl",)),
+    L("Ceylon", (".ceylon",)),
+    L("Chapel", (".chpl",)),
+    L("ChucK", (".ck",)),
+    L("Cirru", (".cirru",)),
+    L("Click", (".click",)),
+    L("ColdFusion CFC", (".cfc",)),
+    L("Crystal", (".cr",)),
+    L("Csound", (".orc", ".udo")),
+    L("Csound Score", (".sco",)),
+    L("Cypher", (".cyp", ".cypher")),
+    L("Cython", (".pyx", ".pxd", ".pxi")),
+    L("DASM16", (".dasm16", ".dasm")),
+    L("DM", (".dm",)),
+    L("Darcs Patch", (".darcspatch", ".dpatch")),
+    L("Debian Control File", (".dsc",), ("control",)),
+    L("DeviceTree", (".dts", ".dtsi")),
+    L("Diff", (".diff", ".patch")),
+    L("Docker", (".docker",)),
+    L("Dylan", (".dylan", ".dyl", ".intr", ".lid")),
+    L("EBNF", (".ebnf",)),
+    L("ELPi", (".elpi",)),
+    L("Eiffel", (".e",)),
+    L("EmberScript", (".em", ".emberscript")),
+    L("Execline", (".exec",)),
+    L("F*", (".fst", ".fsti")),
+    L("Factor", (".factor",), (".factor-boot-rc", ".factor-rc")),
+    L("Fancy", (".fy", ".fancypack"), ("Fakefile",)),
+    L("Fantom", (".fan",)),
+    L("Felix", (".flx", ".flxh")),
+    L("Fennel", (".fnl", ".fnlm")),
+    L("Fish", (".fish",)),
+    L("Flux", (".flux",)),
+    L("FoxPro", (".prg",)),
+    L("FreeFem", (".edp",)),
+    L("FreeMarker", (".ftl",)),
+    L("Futhark", (".fut",)),
+    L("G-Code", (".gcode", ".gco", ".cnc")),
+    L("GAP", (".gap", ".gi")),
+    L("GDScript", (".gd",)),
+    L("GSQL", (".gsql",)),
+    L("Genshi", (".kid",)),
+    L("Gentoo Ebuild", (".ebuild",)),
+    L("Gentoo Eclass", (".eclass",)),
+    L("Gettext Catalog", (".po", ".pot")),
+    L("Glyph", (".glf",)),
+    L("Gnuplot", (".gp", ".gnu", ".gnuplot", ".plot", ".plt")),
+    L("Gosu", (".gst", ".gsx", ".vark")),
+    L("Grace", (".grace",)),
+    L("Grammatical Framework", (".gf",)),
+    L("GraphQL", (".graphql", ".gql", ".graphqls")),
+    L("Graphviz DOT", (".dot", ".gv")),
+    L("Groff", (".roff", ".1", ".1in", ".1m", ".1p", ".1x", ".2", ".3", ".3in", ".3m", ".3p", ".3pm", ".3qt", ".3x",
+                ".4", ".5", ".6", ".7", ".8", ".9", ".man", ".mdoc", ".me", ".n", ".nr", ".rno", ".tmac"),
+      ("eqnrc", "mmn", "mmt", "troffrc", "troffrc-end")),
+    L("Groovy Server Pages", (".gsp",)),
+    L("HCL", (".hcl", ".nomad", ".tf", ".tfvars", ".workflow")),
+    L("HLSL", (".hlsl", ".cginc", ".fx", ".fxh", ".hlsli")),
+    L("HTML Django", (".jinja", ".j2", ".jinja2")),
+    L("HTML ERB", (".erb", ".erb.deface")),
+    L("HTTP", (".http",)),
+    L("Handlebars", (".handlebars", ".hbs")),
+    L("Haxe", (".hx", ".hxsl")),
+    L("Hy", (".hy",)),
+    L("IGOR Pro", (".ipf",)),
+    L("Inform 6 Template", (".i6t",)),
+    L("Inno Setup", (".iss", ".isl")),
+    L("Io", (".io",)),
+    L("J", (".ijs",)),
+    L("JAGS", (".jag", ".bug")),
+    L("JCL", (".jcl",)),
+    L("JFlex", (".flex", ".jflex")),
+    L("JSONiq", (".jq",)),
+    L("JSX", (".react",)),
+    L("Jade", (".jade",)),
+    L("Jasmin", (".j",)),
+    L("JavaScript MozPreproc", (".js.in",)),
+    L("K", (".k",)),
+    L("KRL", (".krl",)),
+    L("Kconfig", (), ("Kconfig", "Config.in")),
+    L("Koka", (".kk", ".kki")),
+    L("LFE", (".lfe",)),
+    L("LLVM", (".ll",)),
+    L("LSL", (".lsl", ".lslp")),
+    L("Less", (".less",)),
+    L("Lex", (".lex",), ("Lexer.x", "lexer.x")),
+    L("Lighttpd Configuration File", (), ("lighttpd.conf",)),
+    L("LilyPond", (".ly", ".ily")),
+    L("Limbo", (".b",)),
+    L("Linker Script", (".ld", ".lds"), ("ld.script",)),
+    L("Liquid", (".liquid",)),
+    L("Logtalk", (".lgt", ".logtalk")),
+    L("M4", (".m4", ".mc")),
+    L("MQL", (".mq4", ".mq5", ".mqh")),
+    L("MUF", (".muf",)),
+    L("Mako", (".mako", ".mao")),
+    L("Mason", (".mhtml", ".mi"), ("autohandler", "dhandler")),
+    L("Maxima", (".mac", ".max")),
+    L("Meson", (), ("meson.build", "meson_options.txt", "meson.options")),
+    L("Metal", (".metal",)),
+    L("MiniScript", (".ms",)),
+    L("Mirah", (".druby", ".duby", ".mirah")),
+    L("Mizar", (".miz",)),
+    L("Modelica", (".mo",)),
+    L("Modula-2", (".mod",)),
+    L("Monkey", (".monkey", ".monkey2")),
+    L("MooCode", (".moo",)),
+    L("MoonScript", (".moon",)),
+    L("Mosel", (".mos",)),
+    L("MuPAD", (".mu",)),
+    L("NCL", (".ncl",)),
+    L("NSIS", (".nsi", ".nsh")),
+    L("NetLinx", (".axs", ".axi")),
+    L("Nginx Configuration File", (".nginx", ".nginxconf"), ("nginx.conf",)),
+    L("Nimrod", (".nim", ".nim.cfg", ".nimble", ".nimrod", ".nims"), ("nim.cfg",)),
+    L("Ninja", (".ninja",)),
+    L("Nit", (".nit",)),
+    L("Nix", (".nix",)),
+    L("Nu", (".nu",), ("Nukefile",)),
+    L("NuSMV", (".smv",)),
+    L("OMG Interface Definition Language", (".idl", ".pidl")),
+    L("Objdump", (".objdump",)),
+    L("Objective-C++", (".mm",)),
+    L("Odin", (".odin",)),
+    L("Opa", (".opa",)),
+    L("OpenCL", (".opencl",)),
+    L("OpenEdge ABL", (".p", ".w")),
+    L("OpenSCAD", (".scad",)),
+    L("Ox", (".ox", ".oxh", ".oxo")),
+    L("Oz", (".oz",)),
+    L("PAWN", (".pwn", ".sma")),
+    L("PEG", (".peg",)),
+    L("POD", (".pod",)),
+    L("POV-Ray", (".pov",)),
+    L("Papyrus", (".psc",)),
+    L("Parrot Internal Representation", (".pir",)),
+    L("Perl 6", (".6pl", ".6pm", ".nqp", ".p6", ".p6l", ".p6m", ".pl6", ".pm6", ".raku", ".rakumod")),
+    L("Pike", (".pike", ".pmod")),
+    L("PkgConfig", (".pc",)),
+    L("Pony", (".pony",)),
+    L("Praat", (".praat", ".proc")),
+    L("Processing", (".pde",)),
+    L("Propeller Spin", (".spin",)),
+    L("Pug", (".pug",)),
+    L("Puppet", (), ("Modulefile",)),
+    L("PureBasic", (".pb", ".pbi")),
+    L("PureScript", (".purs",)),
+    L("Q", (".q",)),
+    L("QML", (".qml", ".qbs")),
+    L("QVTO", (".qvto",)),
+    L("RAML", (".raml",)),
+    L("RConsole", (".rout",)),
+    L("REALbasic", (".rbbas", ".rbfrm", ".rbmnu", ".rbres", ".rbtbar", ".rbuistate")),
+    L("REXX", (".rexx", ".pprx", ".rex", ".rx", ".arexx")),
+    L("RHTML", (".rhtml",)),
+    L("Ragel in Ruby Host", (".rl",)),
+    L("ReasonML", (".re", ".rei")),
+    L("Red", (".red", ".reds")),
+    L("RenderScript", (".rsh",)),
+    L("Ride", (".ride",)),
+    L("Robot Framework", (".robot", ".resource")),
+    L("Rouge", (".rg",)),
+    L("S", (), (".Rhistory", ".Renviron")),
+    L("SARL", (".sarl",)),
+    L("SCSS", (".scss",)),
+    L("SMT", (".smt2", ".smt", ".z3")),
+    L("SQF", (".sqf", ".hqf")),
+    L("SWIG", (".swg",)),
+    L("Sage", (".sage", ".sagews")),
+    L("Sass", (".sass",)),
+    L("Scilab", (".sci", ".sce")),
+    L("Self", (".self",)),
+    L("ShExC", (".shex",)),
+    L("Sieve", (".sieve", ".siv")),
+    L("Silver", (".sil", ".vpr")),
+    L("Singularity", (), ("Singularity",)),
+    L("Slim", (".slim",)),
+    L("Smali", (".smali",)),
+    L("Smarty", (".tpl",)),
+    L("Smithy", (".smithy",)),
+    L("SourcePawn", (".sp",)),
+    L("Squirrel", (".nut",)),
+    L("Stylus", (".styl",)),
+    L("Swift", (".swift",)),
+    L("Tea", (".tea",)),
+    L("Terminfo", (), ("terminfo", "terminfo.src")),
+    L("Treetop", (".treetop",)),
+    L("Turing", (".tu",)),
+    L("Twig", (".twig",)),
+    L("TypoScript", (".typoscript",)),
+    L("USD", (".usd", ".usda")),
+    L("Unity3D Asset", (".anim", ".asset", ".mask", ".mat", ".meta", ".prefab", ".unity")),
+    L("Uno", (".uno",)),
+    L("UnrealScript", (".uc",)),
+    L("UrWeb", (".ur", ".urs")),
+    L("VCL", (".vcl",)),
+    L("Vala", (".vala", ".vapi")),
+    L("Velocity", (".vtl", ".vm", ".fhtml")),
+    L("VimL", (".vim", ".vimrc", ".vmb"),
+      (".exrc", ".gvimrc", ".nvimrc", ".vimrc", "_vimrc", "_exrc", "_gvimrc", "gvimrc", "nvimrc", "vimrc")),
+    L("Vue", (".vue",)),
+    L("Web IDL", (".webidl",)),
+    L("WebAssembly", (".wast", ".wat")),
+    L("Whiley", (".whiley",)),
+    L("X10", (".x10",)),
+    L("XBase", (".prw", ".ch")),
+    L("XC", (".xc",)),
+    L("XQuery", (".xquery", ".xq", ".xql", ".xqm", ".xqy")),
+    L("XS", (".xs",)),
+    L("Xtend", (".xtend",)),
+    L("Xtlang", (".xtm",)),
+    L("YANG", (".yang",)),
+    L("Zeek", (".zeek",)),
+    L("Zephir", (".zep",)),
+    L("Zimpl", (".zimpl", ".zmpl", ".zpl")),
+    L("eC", (".ec", ".eh")),
+    L("ooc", (".ooc",)),
+)
 del L
+_TABLE = _V1_TABLE + _V2_TABLE
 
 LANGUAGES: dict[str, Language] = {lang.name: lang for lang in _TABLE}
+# The table's names of DeepSeek-Coder V1's languages (its README's 89, and XML): a V1-only corpus
+# keeps the files whose language is one of these.
+V1_LANGUAGES: tuple[str, ...] = tuple(lang.name for lang in _V1_TABLE)
+
+# V2's list spells a name differently from the V1 row that identifies it (the row keeps V1's
+# spelling, which V1 corpora and their manifests use).
+V2_SPELLINGS: dict[str, str] = {"Tcl": "TCL"}
+
+# V2's languages that a file name cannot tell, and why: with `LANGUAGES` and `V2_SPELLINGS`, this
+# accounts for every name of V2's list.
+UNIDENTIFIABLE_BY_NAME: tuple[tuple[str, str], ...] = (
+    ("Arduino", "its only extension, .ino, is C++'s (V1)"),
+    ("Fortran Fixed Form", "its extensions (.f, .for, .F) are Fortran's (V1)"),
+    ("GAS", "its extensions (.s, .S) are Assembly's (V1)"),
+    ("Gradle", "its only extension, .gradle, is Groovy's (V1); .gradle.kts is Kotlin's .kts (V1)"),
+    ("HTML PHP", "its only extension, .phtml, is PHP's (V1)"),
+    ("NASM", "its extensions (.asm, .nasm) are Assembly's (V1)"),
+    ("Objective-C", "its extensions are .m, MATLAB's (V1), and .h, C's (V1)"),
+    ("Octave", "its only extension, .m, is MATLAB's (V1)"),
+    ("Rd", "its only extension, .Rd, is R's .rd (V1)"),
+    ("Ren'Py", "its only extension, .rpy, is Python's (V1)"),
+    ("SuperCollider", "its extensions are .sc, Scala's (V1), and .scd, Markdown's (V1)"),
+    ("Transact-SQL", "its only extension, .sql, is SQL's (V1)"),
+    ("VBScript", "its only extension, .vbs, is Visual Basic's (V1)"),
+    ("XML Lasso", "no extension or file name of its own (Pygments tells it from XML by content)"),
+)
 
 
-def _index() -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str], int]:
+def _index(table: tuple[Language, ...] | None = None
+           ) -> tuple[dict[str, str], dict[str, str], dict[str, str], dict[str, str], int]:
     """The four lookup dicts (file names exact/lower-cased, extensions exact/lower-cased) and the
-    most dots any table extension has; two rows claiming one key is a table bug, refused here."""
+    most dots any extension has, for `table` (the whole table by default); two rows claiming one
+    key is a table bug, refused here."""
+    table = _TABLE if table is None else table
     names_exact: dict[str, str] = {}
     names_lower: dict[str, str] = {}
     exts_exact: dict[str, str] = {}
     exts_lower: dict[str, str] = {}
 
-    def claim(table: dict[str, str], key: str, name: str, what: str) -> None:
-        owner = table.setdefault(key, name)
+    def claim(index: dict[str, str], key: str, name: str, what: str) -> None:
+        owner = index.setdefault(key, name)
         if owner != name:
             raise ValueError(f"{what} {key!r} is claimed by both {owner} and {name}")
 
-    if len(LANGUAGES) != len(_TABLE):
+    if len({lang.name for lang in table}) != len(table):
         raise ValueError("a language appears twice in the table")
-    for lang in _TABLE:
+    for lang in table:
+        if not lang.extensions and not lang.filenames:
+            raise ValueError(f"{lang.name}: no extension and no file name")
         for filename in lang.filenames:
             claim(names_exact, filename, lang.name, "file name")
         for ext in lang.extensions:
