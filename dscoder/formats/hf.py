@@ -230,13 +230,20 @@ def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.d
     whole directory to be old or new (convert, a trainer's checkpoint) saves into
     `dscoder.files.atomic_directory`.
     """
+    return save_hf_state(model.config, model.state_dict(), directory, dtype or model.embed_tokens.weight.dtype,
+                         max_shard_bytes, rope_format, getattr(model, "quant_config", None))
+
+
+def save_hf_state(cfg: ModelConfig, state: dict[str, torch.Tensor], directory: str | os.PathLike,
+                  dtype: torch.dtype, max_shard_bytes: int = DEFAULT_SHARD_BYTES, rope_format: str = "legacy",
+                  quant=None) -> Path:
+    """`save_hf_dir` from a config and a state dict in our key names: what a trainer holds when the
+    model itself is sharded over processes and only the gathered full state dict is whole."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = model.config
-    state = {hf_key(k): v for k, v in model.state_dict().items()}
+    state = {hf_key(k): v for k, v in state.items()}
     if cfg.tie_word_embeddings:
         state.pop("lm_head.weight", None)  # absent when the head is quantized: then it is stored on its own
-    dtype = dtype or model.embed_tokens.weight.dtype
     state = {k: (v.to(dtype=dtype) if _is_float_weight(k, v) else v).detach().to("cpu").contiguous()
              for k, v in sorted(state.items(), key=lambda kv: _natural(kv[0]))}
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -264,7 +271,6 @@ def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.d
         if stale.name not in names:
             stale.unlink()
     hf = cfg.to_hf(rope_format=rope_format)
-    quant = getattr(model, "quant_config", None)
     if quant is not None:
         hf["quantization_config"] = quant.to_hf()
     hf["torch_dtype"] = _DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))

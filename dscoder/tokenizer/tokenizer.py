@@ -344,6 +344,11 @@ class Tokenizer:
             table[i] = added.content.encode("utf-8")
         return table
 
+    def byte_lengths(self) -> list[int]:
+        """Bytes of text each id stands for, special tokens 0: the denominator of bits per byte,
+        a loss that compares models with different tokenizers."""
+        return [len(b) for b in self._skip_table]
+
     @functools.cached_property
     def _skip_table(self) -> list[bytes]:
         table = list(self._byte_table)

@@ -1,0 +1,118 @@
+"""Checkpoints a person can serve and a run can resume: an HF directory plus `train_state.pt`.
+
+`RUN/checkpoints/step-0000500/` holds:
+
+- the model as a Hugging Face directory (`config.json`, `model.safetensors`, the tokenizer), in
+  fp32, the master weights themselves: `dscoder complete`, transformers and vLLM load it as is,
+  and resuming from it is exact;
+- `train_state.pt`: the step, the optimizer's state, the data stream's position, the RNG state
+  of python, numpy and torch (CPU and CUDA) of every rank, the LR of the last step and the run's
+  settings.
+
+A checkpoint is built in a temporary directory and renamed into place when complete
+(`dscoder.files.atomic_directory`), so a kill at any moment leaves the previous checkpoints
+valid and no half-written one under a real name; `latest` is the highest complete step. Only
+then are checkpoints beyond the last `keep_last` deleted.
+
+With several processes every rank takes part in gathering the full state dicts
+(`torch.distributed.checkpoint.state_dict`, which knows DDP and FSDP2), and rank 0 writes.
+The full gather costs rank 0 one copy of the model and optimizer in CPU memory; beyond a
+few billion parameters a sharded `torch.distributed.checkpoint` save is the better fit (not
+built: no such model trains on the machines this project targets yet).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_model_state_dict,
+                                                     set_optimizer_state_dict)
+
+from dscoder.files import atomic_directory
+from dscoder.formats.hf import save_hf_state
+from dscoder.model.config import ModelConfig
+from dscoder.train import distributed
+
+STATE_FILE = "train_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d{7})$")
+
+
+def step_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / "checkpoints" / f"step-{step:07d}"
+
+
+def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, directory) of every complete checkpoint of a run, oldest first."""
+    found = []
+    root = run_dir / "checkpoints"
+    if root.is_dir():
+        for child in root.iterdir():
+            m = _STEP_DIR.match(child.name)
+            if m and (child / STATE_FILE).is_file() and (child / "config.json").is_file():
+                found.append((int(m.group(1)), child))
+    return sorted(found)
+
+
+def latest(run_dir: Path) -> Path | None:
+    found = complete_checkpoints(run_dir)
+    return found[-1][1] if found else None
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: ModelConfig,
+         tokenizer, state: dict, keep_last: int, is_main: bool) -> Path:
+    """Write checkpoint `step` (all ranks call this; rank 0 writes). `state` holds the loop's own
+    entries (stream position, LR, settings); the optimizer and RNG states are added here."""
+    weights = get_model_state_dict(model, options=_FULL)
+    optim = get_optimizer_state_dict(model, optimizer, options=_FULL)
+    rngs = distributed.gather_objects(rng_state())
+    target = step_dir(run_dir, step)
+    if is_main:
+        with atomic_directory(target, replace=True) as tmp:
+            save_hf_state(config, weights, tmp, torch.float32)
+            if tokenizer is not None:
+                tokenizer.save(tmp)
+            torch.save({**state, "step": step, "optimizer": optim, "rng": rngs}, tmp / STATE_FILE)
+        for old_step, old in complete_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
+            if old_step != step:
+                shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
+    return target
+
+
+def load_state(directory: Path) -> dict:
+    # weights_only=False: the state holds numpy's RNG tuple and the settings dict, written by us.
+    return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, rank: int) -> None:
+    """Put the optimizer state and this rank's RNG state back (the weights were loaded with the model)."""
+    set_optimizer_state_dict(model, optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    rngs = state.get("rng") or []
+    if rank < len(rngs):
+        set_rng_state(rngs[rank])
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))

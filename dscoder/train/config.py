@@ -1,0 +1,244 @@
+"""A training run's settings, declared once, and the named recipes of the DeepSeek-Coder papers.
+
+Every hyper-parameter is a field of `TrainConfig` with its default and help text. A run is
+the defaults, then a recipe's values (`--recipe v1-1.3b`), then the user's `--set key=value`
+pairs, in that order; `dscoder train recipes` prints them. The settings that say what a run
+produces (everything but `run=True` fields) are written to `RUN/run.json`; a second run in the
+same directory must match them or pass `--resume` (and then still match).
+
+Sources of the recipes (the papers give the numbers; where they do not, the choice is ours
+and says so):
+
+- DeepSeek-Coder (V1), arXiv 2401.14196, section 3.4 and Table 2: AdamW β1 0.9, β2 0.95,
+  weight decay 0.1, gradient clip 1.0; 2000 warm-up steps, then a three-stage schedule where
+  each stage's LR is √(1/10) of the previous one, ending at 10% of the peak; 1.3B: LR 5.3e-4,
+  1024 sequences; 6.7B: 4.2e-4, 2304; 33B: 3.5e-4, 3840; sequence length 4096. Context
+  extension (section 3.5): linear RoPE factor 1 → 4, θ 10000 → 100000, 1000 steps at 16K,
+  batch 512, at the final LR.
+- DeepSeek-V2, arXiv 2405.04434, and DeepSeek-Coder-V2, arXiv 2406.11931: the same AdamW
+  and clip; warm-up 2000 steps then cosine decay to 10% of the peak; V2-Lite LR 4.2e-4 with
+  4608 sequences of 4096; the MoE balance loss α from the model config (0.001 for Lite).
+  Context extension with YaRN s=40, α=1, β=32: 1000 steps at 32K (batch 1152), then 1000 at
+  128K (batch 288).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from dscoder.errors import UserError
+from dscoder.settings import MISSING, setting
+
+SCHEDULES = ("v1-multistep", "v2-cosine", "constant")
+PRECISIONS = ("auto", "bf16", "fp32")
+PARALLEL = ("auto", "ddp", "fsdp")
+
+
+class TrainConfigError(UserError):
+    """A training setting, recipe or `--set` pair is invalid."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of `dscoder train pretrain` / `extend` (the command line shows each field's help)."""
+
+    # --- where from, where to (command-line options of their own) -----------------------------------------
+    data: str = setting(MISSING, "Corpus directory from `dscoder data build`, or several as NAME=DIR,NAME=DIR "
+                                 "(read together by --mix).", "--data", "-d")
+    out: str = setting(MISSING, "Run directory: checkpoints/, metrics.jsonl, TensorBoard events, run.json.",
+                       "--out", "-o")
+    model: str | None = setting(None, "Model to start from: HF directory, .gguf, preset or HF repo id. With "
+                                      "--scratch only its config.json is used (a directory holding just config.json "
+                                      "and a tokenizer is enough).", "--model", "-m")
+    scratch: bool = setting(False, "Initialise the weights from scratch (normal, std = the config's "
+                                   "initializer_range, 0.02 if absent) instead of loading them.", "--scratch")
+    tokenizer: str | None = setting(None, "Tokenizer of the model (default: the model's own); its hash must match "
+                                          "the corpus's.", "--tokenizer", "-t")
+    mix: str | None = setting(None, "Mixture weights NAME=W,... for several corpora, or a preset: v1 (code 87%, "
+                                    "code-related English 10%, Chinese 3%) or v2 (code 60%, math 10%, text 30%). "
+                                    "Default: in proportion to their sizes.", "--mix")
+    # --- what is trained (recipe values; change with --set key=value) --------------------------------------
+    seq_len: int = setting(4096, "Tokens per training row (rows are cut from the corpus's token stream, so any "
+                                 "length works with any corpus).", cli=False)
+    global_batch: int = setting(1024, "Rows per optimizer step over all processes (reached by gradient "
+                                      "accumulation).", cli=False)
+    micro_batch: int = setting(1, "Rows per forward/backward in one process.", cli=False)
+    steps: int = setting(1000, "Optimizer steps of the run (the schedule's length).", cli=False)
+    lr: float | None = setting(5.3e-4, "Peak learning rate (after warm-up). None (extension recipes): the final LR "
+                                       "in the starting checkpoint's train_state.pt.", cli=False)
+    min_lr_ratio: float = setting(0.1, "Final learning rate as a fraction of the peak.", cli=False)
+    schedule: str = setting("v1-multistep", "v1-multistep (three stages, x sqrt(0.1) each), v2-cosine, or constant.",
+                            cli=False, choices=SCHEDULES)
+    warmup_steps: int = setting(2000, "Linear warm-up steps (the papers' 2000); capped at warmup_max_fraction of "
+                                      "the run so a tiny run still spends most steps learning.", cli=False)
+    warmup_max_fraction: float = setting(0.05, "Largest share of the run's steps spent warming up.", cli=False)
+    stage_boundaries: tuple[float, float] = setting(
+        (0.8, 0.9), "Fractions of the steps where the v1-multistep LR drops by sqrt(0.1) (ours: DeepSeek LLM's "
+                    "80%/90%; the Coder paper gives none).", cli=False)
+    weight_decay: float = setting(0.1, "AdamW weight decay of matrices and embeddings (norm gains and biases are "
+                                       "exempt).", cli=False)
+    beta1: float = setting(0.9, "AdamW beta1.", cli=False)
+    beta2: float = setting(0.95, "AdamW beta2.", cli=False)
+    eps: float = setting(1e-8, "AdamW epsilon.", cli=False)
+    grad_clip: float = setting(1.0, "Clip the global gradient norm to this (0: no clipping).", cli=False)
+    seed: int = setting(0, "Seed of the weights' initialisation and of the data order.", cli=False)
+    # --- context extension (train extend) -----------------------------------------------------------------
+    rope_scaling: dict | None = setting(None, "New rope_scaling written into the model config before training "
+                                              "(extension recipes set it).", cli=False)
+    rope_theta: float | None = setting(None, "New RoPE base θ (None: keep the model's).", cli=False)
+    max_position_embeddings: int | None = setting(None, "New context length of the model config (None: keep).",
+                                                  cli=False)
+    # --- how it runs (may change on --resume) --------------------------------------------------------------
+    precision: str = setting("auto", "auto (bf16 autocast where the device runs it fast: CUDA with bf16; else "
+                                     "fp32), bf16 or fp32. Master weights and optimizer state are always fp32.",
+                             cli=False, choices=PRECISIONS, run=True)
+    activation_checkpointing: bool = setting(False, "Recompute each block's activations in the backward pass.",
+                                             cli=False, run=True)
+    compile: bool = setting(False, "torch.compile each block.", cli=False, run=True)
+    parallel: str = setting("auto", "With several processes: ddp (replicas) or fsdp (FSDP2, fully_shard per "
+                                    "block); auto picks ddp.", cli=False, choices=PARALLEL, run=True)
+    device: str = setting("auto", "cpu, cuda or auto (cuda when present).", "--device", run=True)
+    log_every: int = setting(1, "Steps between metric lines.", cli=False, run=True)
+    eval_every: int = setting(100, "Steps between validations (0: only at the end).", cli=False, run=True)
+    eval_rows: int = setting(64, "Validation rows evaluated each time (the same rows every time).", cli=False,
+                             run=True)
+    fim_eval: int = setting(32, "Held-out FIM documents whose middle is generated greedily at each validation "
+                                "(0: none).", cli=False, run=True)
+    save_every: int = setting(500, "Steps between checkpoints (0: only at the end).", cli=False, run=True)
+    keep_last: int = setting(3, "Checkpoints kept (the oldest are deleted once a newer one is complete).",
+                             cli=False, run=True)
+    resume: bool = setting(False, "Continue the run in --out from its last complete checkpoint.", "--resume",
+                           run=True)
+
+    def validate(self) -> None:
+        def bad(message: str) -> typing.NoReturn:
+            raise TrainConfigError(message)
+
+        for name in ("seq_len", "global_batch", "micro_batch", "steps"):
+            if getattr(self, name) < 1:
+                bad(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.seq_len < 2:
+            bad(f"seq_len must be at least 2 (a row predicts its next tokens), got {self.seq_len}")
+        if self.lr is None or not (self.lr > 0 and math.isfinite(self.lr)):
+            bad(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            bad(f"min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        if self.schedule not in SCHEDULES:
+            bad(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        lo, hi = self.stage_boundaries
+        if not 0 < lo <= hi <= 1:
+            bad(f"stage_boundaries must satisfy 0 < a <= b <= 1, got {self.stage_boundaries}")
+        if not 0 <= self.warmup_max_fraction <= 1 or self.warmup_steps < 0:
+            bad("warmup_steps must be >= 0 and warmup_max_fraction in [0, 1]")
+        if self.precision not in PRECISIONS:
+            bad(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.parallel not in PARALLEL:
+            bad(f"parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            bad("grad_clip and weight_decay must be >= 0")
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+_V1_COMMON = {"schedule": "v1-multistep", "seq_len": 4096, "warmup_steps": 2000, "min_lr_ratio": 0.1}
+_V2_COMMON = {"schedule": "v2-cosine", "seq_len": 4096, "warmup_steps": 2000, "min_lr_ratio": 0.1}
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # V1 paper, Table 2 (peak LR and batch in sequences of 4096 tokens).
+    "v1-1.3b": {**_V1_COMMON, "lr": 5.3e-4, "global_batch": 1024},
+    "v1-6.7b": {**_V1_COMMON, "lr": 4.2e-4, "global_batch": 2304},
+    "v1-33b": {**_V1_COMMON, "lr": 3.5e-4, "global_batch": 3840},
+    # DeepSeek-V2 paper (V2-Lite's pretraining) with Coder-V2's cosine schedule.
+    "v2-lite": {**_V2_COMMON, "lr": 4.2e-4, "global_batch": 4608},
+    # The README's tiny run: a few-million-parameter V2 on 2 CPU cores in about 20 minutes.
+    "tiny": {"schedule": "v2-cosine", "seq_len": 256, "global_batch": 16, "micro_batch": 8, "steps": 600,
+             "lr": 3e-3, "warmup_steps": 30, "warmup_max_fraction": 0.1, "eval_every": 100, "eval_rows": 32,
+             "fim_eval": 32, "save_every": 200},
+    # Context extension. lr None: the final LR recorded in the starting checkpoint's train_state.pt.
+    "extend-v1": {"schedule": "constant", "seq_len": 16384, "global_batch": 512, "steps": 1000, "warmup_steps": 0,
+                  "lr": None, "rope_scaling": {"type": "linear", "factor": 4.0}, "rope_theta": 100000.0,
+                  "max_position_embeddings": 16384},
+    "extend-v2-32k": {"schedule": "constant", "seq_len": 32768, "global_batch": 1152, "steps": 1000,
+                      "warmup_steps": 0, "lr": None, "max_position_embeddings": 163840,
+                      "rope_scaling": {"type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096,
+                                       "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707}},
+    "extend-v2-128k": {"schedule": "constant", "seq_len": 131072, "global_batch": 288, "steps": 1000,
+                       "warmup_steps": 0, "lr": None, "max_position_embeddings": 163840,
+                       "rope_scaling": {"type": "yarn", "factor": 40.0, "original_max_position_embeddings": 4096,
+                                        "beta_fast": 32, "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707}},
+    # The tiny run's extension: 4x its context with linear scaling (V1's method at small scale).
+    "extend-tiny": {"schedule": "constant", "seq_len": 1024, "global_batch": 4, "micro_batch": 2, "steps": 60,
+                    "warmup_steps": 0, "lr": None, "rope_scaling": {"type": "linear", "factor": 4.0},
+                    "max_position_embeddings": 1024, "eval_every": 0, "eval_rows": 8, "fim_eval": 16,
+                    "save_every": 0},
+}
+EXTEND_RECIPES = tuple(name for name in RECIPES if name.startswith("extend"))
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def parse_value(name: str, text: str) -> Any:
+    """The value of `--set name=text`, converted to the field's type (JSON for dicts and tuples)."""
+    import json
+
+    types = _field_types()
+    if name not in types:
+        close = [f for f in types if name.replace("-", "_") == f]
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise TrainConfigError(f"--set {name}=...: no setting named {name!r}{hint}; `dscoder train recipes` lists them")
+    tp = types[name]
+    args = set(typing.get_args(tp))
+    if text.lower() in ("none", "null") and type(None) in args:
+        return None
+    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp) if args else tp
+    origin = typing.get_origin(base) or base
+    try:
+        if origin is bool:
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text.lower() in ("true", "1", "yes", "on")
+        if origin is int:
+            return int(float(text)) if "e" in text.lower() else int(text)
+        if origin is float:
+            return float(text)
+        if origin in (dict, tuple, list):
+            value = json.loads(text)
+            return tuple(value) if origin is tuple else value
+        return text
+    except (ValueError, json.JSONDecodeError):
+        raise TrainConfigError(f"--set {name}={text}: not a valid {getattr(base, '__name__', base)}") from None
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise TrainConfigError(f"--set {pair!r}: expected key=value")
+        key, text = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        out[key] = parse_value(key, text.strip())
+    return out
+
+
+def build(base: TrainConfig, recipe: str | None = None, sets: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """`base` (defaults + command-line options), then the recipe's values, then the `--set` pairs."""
+    changes: dict[str, Any] = {}
+    if recipe:
+        if recipe not in RECIPES:
+            raise TrainConfigError(f"no recipe named {recipe!r}; recipes: {', '.join(RECIPES)}")
+        changes.update(RECIPES[recipe])
+    changes.update(parse_sets(sets) if isinstance(sets, list) else (sets or {}))
+    bad = set(changes) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if bad:
+        raise TrainConfigError(f"unknown settings: {', '.join(sorted(bad))}")
+    config = dataclasses.replace(base, **changes)
+    if isinstance(config.stage_boundaries, list):
+        config.stage_boundaries = tuple(config.stage_boundaries)
+    if config.lr is not None:
+        config.validate()
+    return config

@@ -1,0 +1,486 @@
+"""The training loop: corpus rows in, checkpoints and metrics out, on one process or many.
+
+One loop serves pretraining and context extension (and, in later issues, SFT and GRPO as a
+loss mask and a reward on the same loop). A step is: this rank's share of the global batch
+from the `RowStream`, split into micro-batches whose gradients accumulate (synchronised across
+processes only on the last one), next-token cross-entropy (the FIM documents are in the
+rows already) plus the MoE balance loss, gradient clipping, the LR of the schedule, AdamW.
+
+Exactness: the loop draws no random numbers after initialisation, the stream's position and the
+optimizer state are checkpointed exactly, and the weights are saved in fp32, so a run killed
+and resumed from its last checkpoint computes, on a CPU, the same losses bit for bit as one that
+was never stopped (tests/train/test_resume.py kills a real process to show it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dscoder import hub
+from dscoder.data.pack import tokenizer_digest
+from dscoder.errors import UserError
+from dscoder.files import write_atomic
+from dscoder.model.config import ModelConfig
+from dscoder.model.transformer import Block, Transformer
+from dscoder.settings import as_dict, identity
+from dscoder.train import checkpoint, distributed, metrics, schedule, validate
+from dscoder.train.config import TrainConfig, TrainConfigError
+from dscoder.train.corpus import Corpus, RowStream, validation_batches
+from dscoder.train.mixture import check_drawn, resolve_sources
+from dscoder.train.optim import build_optimizer, set_lr
+
+
+class TrainingDiverged(UserError):
+    """The loss or the gradient became NaN or infinite; the run stops before the update."""
+
+
+class RunDirectoryError(UserError):
+    """The output directory holds another run (or this one without --resume)."""
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    losses: list[float]  # the training loss of every step this process ran
+    last_eval: dict
+    is_main: bool = True
+
+
+# ------------------------------------------------------------------------------------------- set-up
+def _settings_json(cfg: TrainConfig) -> dict:
+    return json.loads(json.dumps(identity(cfg), default=list))
+
+
+def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
+    """Refuse a directory holding another run's different settings, or this run's without --resume."""
+    saved = run_dir / "run.json"
+    if not saved.exists():
+        return
+    before = json.loads(saved.read_text()).get("settings", {})
+    now = _settings_json(cfg)
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k != "resume")
+    if cfg.resume:
+        return
+    if changed:
+        diff = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        raise RunDirectoryError(f"{run_dir} holds a run with other settings ({diff}); choose another --out, "
+                                "or pass --resume to continue that run with these settings")
+    if checkpoint.latest(run_dir) is not None:
+        raise RunDirectoryError(f"{run_dir} already holds this run's checkpoints; pass --resume to continue it "
+                                "or choose another --out")
+
+
+def _extended_config(model_cfg: ModelConfig, cfg: TrainConfig) -> ModelConfig:
+    changes = {}
+    if cfg.rope_scaling is not None:
+        changes["rope_scaling"] = dict(cfg.rope_scaling)
+    if cfg.rope_theta is not None:
+        changes["rope_theta"] = float(cfg.rope_theta)
+    if cfg.max_position_embeddings is not None:
+        changes["max_position_embeddings"] = int(cfg.max_position_embeddings)
+    return model_cfg.replace(**changes) if changes else model_cfg
+
+
+def _initializer_std(model_cfg: ModelConfig) -> float:
+    return float(model_cfg.extra.get("initializer_range", 0.02))
+
+
+def _build_model(cfg: TrainConfig, resume_dir: Path | None) -> tuple[Transformer, str]:
+    """The network in fp32 on the CPU, and where its tokenizer is."""
+    if resume_dir is not None:
+        return hub.load_model(resume_dir), str(resume_dir)
+    if cfg.model is None and cfg.scratch:
+        raise TrainConfigError("--scratch needs --model: a preset or a directory holding the config.json to train")
+    if cfg.scratch:
+        _, model_cfg = hub.describe(cfg.model)
+        model_cfg = _extended_config(model_cfg, cfg)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        net = Transformer(model_cfg).init_weights(_initializer_std(model_cfg), generator)
+        return net, cfg.tokenizer or str(cfg.model)
+    net = hub.load_model(cfg.model)
+    new_cfg = _extended_config(net.config, cfg)
+    if new_cfg != net.config:  # new RoPE frequencies are made at construction
+        extended = Transformer(new_cfg)
+        extended.load_state_dict(net.state_dict())
+        net = extended
+    return net, cfg.tokenizer or str(hub.resolve(cfg.model))
+
+
+def _starting_lr(cfg: TrainConfig) -> float:
+    """Extension recipes train at the final LR of the run they start from (V1 paper, section 3.5)."""
+    if cfg.lr is not None:
+        return cfg.lr
+    source = Path(cfg.model) if cfg.model else None
+    if source is not None and (source / checkpoint.STATE_FILE).is_file():
+        lr = checkpoint.load_state(source).get("lr")
+        if lr:
+            return float(lr)
+    raise TrainConfigError(f"this recipe trains at the final LR of the checkpoint it starts from, but {cfg.model} "
+                           "has no train_state.pt recording one; give it with --set lr=VALUE")
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext, torch.float32
+    return functools.partial(torch.autocast, device.type, dtype=torch.bfloat16), torch.bfloat16
+
+
+def _checkpointed(block: Block):
+    forward = block.forward
+
+    def run(*args):
+        return torch.utils.checkpoint.checkpoint(forward, *args, use_reentrant=False)
+    return run
+
+
+def _wrap(net: Transformer, cfg: TrainConfig, world: distributed.World) -> nn.Module:
+    """Activation checkpointing and compilation per block, then DDP or FSDP2 across processes."""
+    for block in net.layers:
+        if cfg.activation_checkpointing:
+            block.forward = _checkpointed(block)
+        if cfg.compile:
+            block.compile()
+    if not world.distributed:
+        return net
+    parallel = "ddp" if cfg.parallel == "auto" else cfg.parallel
+    if parallel == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for block in net.layers:
+            fully_shard(block)
+        fully_shard(net)
+        return net
+    return DistributedDataParallel(net, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+
+
+def _inner(model: nn.Module) -> Transformer:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _sync_context(model: nn.Module, sync: bool):
+    """Gradient synchronisation only on the last micro-batch of a step."""
+    if isinstance(model, DistributedDataParallel):
+        return contextlib.nullcontext() if sync else model.no_sync()
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2
+        model.set_requires_gradient_sync(sync)
+    return contextlib.nullcontext()
+
+
+def _grad_norm(model: nn.Module, clip: float) -> float:
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float("inf"))
+    if hasattr(norm, "full_tensor"):
+        norm = norm.full_tensor()
+    return float(norm)
+
+
+# ------------------------------------------------------------------------------------------- the loop
+class Trainer:
+    """Holds a run's pieces between steps; `train(cfg)` builds one and runs it."""
+
+    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+        self.world = distributed.setup(cfg.device)
+        self.run_dir = Path(cfg.out)
+        _check_run_dir(self.run_dir, cfg)
+        resume_dir = checkpoint.latest(self.run_dir) if cfg.resume else None
+        state = checkpoint.load_state(resume_dir) if resume_dir else None
+        if cfg.lr is None:
+            cfg = dataclasses.replace(cfg, lr=state["lr_peak"] if state else _starting_lr(cfg))
+        cfg.validate()
+        self.cfg = cfg
+        net, tokenizer_from = _build_model(cfg, resume_dir)
+        self.model_cfg = net.config
+        if cfg.seq_len > self.model_cfg.max_position_embeddings:
+            raise TrainConfigError(f"seq_len {cfg.seq_len} exceeds the model's context (max_position_embeddings="
+                                   f"{self.model_cfg.max_position_embeddings}); extend it first (dscoder train "
+                                   "extend) or train shorter rows")
+        self.tokenizer = hub.load_tokenizer(tokenizer_from)
+        self._open_data(state)
+        if self.world.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.run_dir / "run.json", json.dumps(
+                {"settings": _settings_json(cfg), "all_settings": as_dict(cfg), "world_size": self.world.size,
+                 "model_config": self.model_cfg.to_hf()}, indent=1, default=list))
+        distributed.barrier()
+        net.to(self.world.device)
+        self.net = net
+        self.moe_load = metrics.MoeLoad(net)
+        self.model = _wrap(net, cfg, self.world)
+        self.model.train()
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.step = 0
+        self.tokens = 0
+        if state is not None:
+            checkpoint.restore(self.model, self.optimizer, state, self.world.rank)
+            self.step, self.tokens = state["step"], state.get("tokens", 0)
+        self.autocast, self.compute_dtype = _autocast(cfg, self.world.device)
+        self.flops_per_token = metrics.flops_per_token(self.model_cfg, cfg.seq_len)
+        self.peak_flops, self.peak_source = metrics.peak_flops(self.world.device, self.compute_dtype)
+        self.log = metrics.MetricsLog(self.run_dir, self.world.is_main, self.step if state is not None else None)
+        self.show_progress = progress and self.world.is_main
+        self.last_eval: dict = {}
+
+    # -------------------------------------------------------------------------------- data
+    def _open_data(self, state: dict | None) -> None:
+        cfg = self.cfg
+        sources, weights = resolve_sources(_mix_spec(cfg.mix), [p for p in cfg.data.split(",") if p.strip()])
+        digest = tokenizer_digest(self.tokenizer)
+        corpora = {}
+        for name, path in sources.items():
+            corpus = Corpus(path, "train")
+            corpus.check_tokenizer(digest, self.model_cfg.vocab_size, str(self.tokenizer.source))
+            corpora[name] = corpus
+        self.weights = weights
+        self.stream = RowStream(corpora, weights, cfg.seq_len, cfg.seed, self.world.rank, self.world.size)
+        if state is not None:
+            self.stream.load_state_dict(state["stream"])
+        self.corpora = corpora
+        first = next(iter(sources.values()))
+        try:
+            self.val_corpus = Corpus(first, "validation")
+        except UserError:
+            self.val_corpus = None  # a corpus built with --val-fraction 0
+        if cfg.global_batch % self.world.size:
+            raise TrainConfigError(f"global_batch {cfg.global_batch} is not divisible by the {self.world.size} "
+                                   "processes")
+        local = cfg.global_batch // self.world.size
+        if local % cfg.micro_batch:
+            raise TrainConfigError(f"each process's share of the batch ({local} rows) is not a multiple of "
+                                   f"micro_batch {cfg.micro_batch}")
+
+    def _val_batches(self, seq_len: int | None = None):
+        seq_len = seq_len or self.cfg.seq_len
+        if self.val_corpus is None or self.val_corpus.rows(seq_len) < self.world.size:
+            return None
+        return validation_batches(self.val_corpus, seq_len, self.cfg.micro_batch, self.world.rank, self.world.size,
+                                  max_rows=self.cfg.eval_rows)
+
+    # -------------------------------------------------------------------------------- one step
+    def train_step(self) -> dict:
+        cfg, model = self.cfg, self.model
+        lr = schedule.lr_at(cfg, self.step)
+        set_lr(self.optimizer, lr)
+        started = time.perf_counter()
+        rows = self.stream.next_batch(cfg.global_batch)
+        micro = rows.split(cfg.micro_batch)
+        local_rows = rows.shape[0]
+        sums = torch.zeros(2, dtype=torch.float64)  # ce * rows, aux * rows
+        for i, x in enumerate(micro):
+            x = x.to(self.world.device, non_blocking=True)
+            with _sync_context(model, i == len(micro) - 1):
+                with self.autocast():
+                    logits, aux = model(x)
+                ce = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), x[:, 1:].flatten())
+                loss = ce + aux
+                (loss * (x.shape[0] / local_rows)).backward()
+            sums[0] += ce.detach().double().cpu() * x.shape[0]
+            sums[1] += aux.detach().double().cpu() * x.shape[0]
+        totals = distributed.all_reduce_sum(sums.to(self.world.device)).cpu() / cfg.global_batch
+        ce_mean, aux_mean = totals.tolist()
+        grad_norm = _grad_norm(model, cfg.grad_clip)
+        if not (math.isfinite(ce_mean) and math.isfinite(aux_mean) and math.isfinite(grad_norm)):
+            last = checkpoint.latest(self.run_dir)
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"step {self.step + 1}: loss {ce_mean} (MoE balance {aux_mean}), gradient norm {grad_norm}; stopped "
+                f"before updating the weights. The last good checkpoint is "
+                f"{last if last else 'none (no checkpoint was written yet)'}; lower the LR (--set lr=...) and "
+                f"resume from it with --resume")
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.world.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        self.step += 1
+        step_tokens = cfg.global_batch * cfg.seq_len
+        self.tokens += step_tokens
+        tok_s = step_tokens / seconds
+        record = {"step": self.step, "tokens": self.tokens, "loss": ce_mean, "lr": lr, "grad_norm": grad_norm,
+                  "tokens_per_s": tok_s, "mfu": tok_s * self.flops_per_token / (self.peak_flops * self.world.size),
+                  "memory_gib": metrics.memory_gib(self.world.device), "seconds": seconds}
+        if self.model_cfg.n_routed_experts:
+            record["moe_aux_loss"] = aux_mean
+            record["moe_max_over_mean"] = self.moe_load.take()
+        return record
+
+    # -------------------------------------------------------------------------------- validation
+    def evaluate(self) -> dict:
+        net = _inner(self.model)
+        net.eval()
+        try:
+            out = {}
+            batches = self._val_batches()
+            if batches is not None:
+                lengths = torch.tensor(self.tokenizer.byte_lengths() + [0] * max(
+                    0, self.model_cfg.vocab_size - self.tokenizer.vocab_size), dtype=torch.float64)
+                out.update(validate.validation_loss(net, batches, lengths, self.world.device, self.autocast))
+            out.update(self._fim_eval(net))
+        finally:
+            net.train()
+        return out
+
+    def _fim_examples(self) -> list:
+        if not hasattr(self, "_fim_cache"):
+            self._fim_cache = []
+            if self.cfg.fim_eval and self.val_corpus is not None:
+                from dscoder.data.fim import token_ids
+                from dscoder.tokenizer.fim import FimUnsupportedError, fim_tokens
+                try:
+                    ids = token_ids(self.tokenizer, fim_tokens(self.tokenizer))
+                except FimUnsupportedError:
+                    ids = None
+                if ids is not None:
+                    n = min(self.val_corpus.tokens, 4_000_000)
+                    side = max(16, min(self.cfg.seq_len, self.model_cfg.max_position_embeddings) // 2 - 40)
+                    self._fim_cache = validate.fim_examples(self.val_corpus.window(0, n), ids, self.tokenizer.eos_id,
+                                                            self.cfg.fim_eval, side)
+        return self._fim_cache
+
+    def _fim_eval(self, net) -> dict:
+        examples = self._fim_examples()
+        return validate.fim_exact_match(net, self.tokenizer, examples, self.world.device) if examples else {}
+
+    def baseline(self) -> dict:
+        """The unigram loss of the validation rows: what a model ignoring context reaches."""
+        batches = self._val_batches()
+        if batches is None:
+            return {}
+        corpus = next(iter(self.corpora.values()))
+        sample = corpus.window(0, min(corpus.tokens, 2_000_000))
+        targets = np.concatenate([b[:, 1:].numpy().ravel() for b in batches])
+        return {"unigram_loss": validate.unigram_loss(sample, targets, self.model_cfg.vocab_size)}
+
+    # -------------------------------------------------------------------------------- checkpoints
+    def save(self) -> Path:
+        state = {"stream": self.stream.state_dict(), "lr": schedule.lr_at(self.cfg, max(self.step - 1, 0)),
+                 "lr_peak": self.cfg.lr, "tokens": self.tokens, "settings": as_dict(self.cfg)}
+        return checkpoint.save(self.run_dir, self.step, self.model, self.optimizer, self.model_cfg, self.tokenizer,
+                               state, self.cfg.keep_last, self.world.is_main)
+
+    # -------------------------------------------------------------------------------- run
+    def run(self) -> RunResult:
+        cfg = self.cfg
+        losses: list[float] = []
+        saved = checkpoint.latest(self.run_dir) if cfg.resume else None
+        if self.step == 0:
+            first = {"step": 0, "tokens": 0, **self.baseline(), **self.evaluate()}
+            self.last_eval = first
+            self.log.write(first)
+        with _progress(self.show_progress, cfg.steps, self.step) as bar:
+            while self.step < cfg.steps:
+                record = self.train_step()
+                losses.append(record["loss"])
+                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.steps:
+                    self.last_eval = self.evaluate()
+                    record.update(self.last_eval)
+                if self.step == cfg.steps:
+                    self.last_eval = self.evaluate()
+                    record.update(self.last_eval)
+                    if len(self.corpora) > 1:
+                        record["mixture"] = {name: round(c.actual, 4) for name, c in
+                                             check_drawn(self.stream.drawn(), self.stream_weights()).items()}
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    self.log.write(record)
+                if (cfg.save_every and self.step % cfg.save_every == 0) or self.step == cfg.steps:
+                    saved = self.save()
+                bar(record)
+        self.log.close()
+        return RunResult(self.run_dir, self.step, saved, losses, self.last_eval, self.world.is_main)
+
+    # -------------------------------------------------------------------------------- extension
+    def positions(self, buckets: int = 8) -> list[dict] | None:
+        batches = self._val_batches()
+        if batches is None:
+            return None
+        net = _inner(self.model)
+        net.eval()
+        try:
+            return validate.loss_by_position(net, batches, self.cfg.seq_len, buckets, self.world.device,
+                                             self.autocast)
+        finally:
+            net.train()
+
+    def write_extension(self, before: list[dict] | None) -> None:
+        after = self.positions()
+        path = self.run_dir / "extension.json"
+        if before is None and path.exists():  # a resumed extension keeps the first run's "before"
+            before = json.loads(path.read_text()).get("before")
+        scaling = self.model_cfg.rope_scaling or {}
+        original = scaling.get("original_max_position_embeddings") or (
+            self.model_cfg.max_position_embeddings // scaling["factor"] if "factor" in scaling else None)
+        if self.world.is_main:
+            write_atomic(path, json.dumps({"seq_len": self.cfg.seq_len, "original_context": original,
+                                           "rope_scaling": self.model_cfg.rope_scaling,
+                                           "rope_theta": self.model_cfg.rope_theta, "before": before,
+                                           "after": after}, indent=1))
+
+    def stream_weights(self) -> dict[str, float]:
+        if self.weights is not None:
+            return self.weights
+        total = sum(c.tokens for c in self.corpora.values())
+        return {name: c.tokens / total for name, c in self.corpora.items()}
+
+
+def _mix_spec(mix: str | None) -> str | None:
+    from dscoder.train import mixture
+
+    presets = {"v1": mixture.V1_MIX, "v2": mixture.V2_MIX}
+    if mix in presets:
+        return ",".join(f"{k}={v}" for k, v in presets[mix].items())
+    return mix
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, done: int):
+    """A rich bar with the step's loss, LR and throughput; a no-op on other ranks and when disabled."""
+    if not enabled:
+        yield lambda record: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), TimeRemainingColumn()) as progress:
+        task = progress.add_task("", total=total, completed=done)
+
+        def update(record: dict) -> None:
+            text = (f"loss {record['loss']:.4f} lr {record['lr']:.2e} |g| {record['grad_norm']:.2f} "
+                    f"{record['tokens_per_s']:,.0f} tok/s MFU {record['mfu']:.1%}")
+            if "val_loss" in record:
+                text += f" val {record['val_loss']:.4f}"
+            progress.update(task, completed=record["step"], description=text)
+        yield update
+
+
+def train(cfg: TrainConfig, progress: bool = True, extend: bool = False) -> RunResult:
+    """Run (or resume) a training run; on several processes every rank calls this.
+
+    `extend`: a context extension (the RoPE settings of `cfg` are applied to the model): the
+    validation loss by position is measured over the new row length before and after training
+    and written to `RUN/extension.json` (the plot's fourth panel)."""
+    trainer = Trainer(cfg, progress)
+    try:
+        before = trainer.positions() if extend and trainer.step == 0 else None
+        result = trainer.run()
+        if extend:
+            trainer.write_extension(before)
+        return result
+    finally:
+        trainer.log.close()

@@ -1,0 +1,64 @@
+"""`dscoder train plot RUN`: a run's curves as one PNG a person can look at.
+
+Three panels: training and validation loss against tokens seen (with the unigram baseline as
+a line: a model below it has learned more than token frequencies), the learning rate against
+steps, and FIM exact match against tokens. A context-extension run adds a fourth: validation
+loss by position before and after (`extension.json`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dscoder.errors import UserError
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no metrics.jsonl; it is not a `dscoder train` run directory")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_run(run_dir: str | Path, png: str | Path | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    records = read_metrics(run_dir)
+    extension = run_dir / "extension.json"
+    panels = 4 if extension.is_file() else 3
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4))
+    train = [r for r in records if "loss" in r]
+    val = [r for r in records if "val_loss" in r]
+    ax = axes[0]
+    ax.plot([r["tokens"] for r in train], [r["loss"] for r in train], label="train", lw=1)
+    if val:
+        ax.plot([r["tokens"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
+    baseline = next((r["unigram_loss"] for r in records if "unigram_loss" in r), None)
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", label=f"unigram {baseline:.2f}")
+    ax.set(xlabel="tokens", ylabel="loss (nats/token)", title="loss")
+    ax.legend()
+    axes[1].plot([r["step"] for r in train], [r["lr"] for r in train])
+    axes[1].set(xlabel="step", ylabel="learning rate", title="schedule")
+    fim = [r for r in records if "fim_exact_match" in r]
+    axes[2].plot([r["tokens"] for r in fim], [r["fim_exact_match"] for r in fim], "o-")
+    axes[2].set(xlabel="tokens", ylabel="exact match", title="FIM first line, greedy", ylim=(-0.02, 1.02))
+    if panels == 4:
+        ext = json.loads(extension.read_text())
+        for label in ("before", "after"):
+            points = ext.get(label) or []
+            axes[3].plot([p["to"] for p in points], [p["loss"] for p in points], "o-", label=label)
+        axes[3].axvline(ext.get("original_context", 0), color="grey", ls="--", label="original context")
+        axes[3].set(xlabel="position", ylabel="validation loss", title="loss by position")
+        axes[3].legend()
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    out = Path(png) if png else run_dir / "curves.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
