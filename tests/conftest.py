@@ -27,6 +27,9 @@ from dscoder.model.transformer import Transformer
 from dscoder.model.presets import get_preset
 from dscoder.tokenizer.tokenizer import Tokenizer
 
+# The training tests' corpus and model directories (session fixtures, built on first use).
+pytest_plugins = ["training_data"]
+
 TINY = ["tiny-llama", "tiny-llama-gqa", "tiny-llama-mqa", "tiny-v2-lite", "tiny-v2"]
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from dscoder.model.config import ModelConfig
@@ -220,6 +220,19 @@ def _is_float_weight(key: str, tensor: torch.Tensor) -> bool:
     return tensor.is_floating_point() and not key.endswith((".scales", ".mins"))
 
 
+def _save_safetensors(tensors: dict[str, torch.Tensor], tmp: Path, final: Path) -> None:
+    """safetensors' writer reports a failed write (a full disk) as its own SafetensorError; turn it
+    back into the OSError it is, with the errno, so callers handle it as any other failed write."""
+    try:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    except SafetensorError as e:
+        found = re.search(r"os error (\d+)", str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(final)) from None
+
+
 def save_hf_dir(model: Transformer, directory: str | os.PathLike, dtype: torch.dtype | None = None,
                 max_shard_bytes: int = DEFAULT_SHARD_BYTES, rope_format: str = "legacy") -> Path:
     """Write config.json, generation_config.json and (sharded) safetensors that transformers loads.
@@ -261,7 +274,7 @@ def save_hf_state(cfg: ModelConfig, state: dict[str, torch.Tensor], directory: s
         (directory / "model.safetensors.index.json").unlink(missing_ok=True)
     for name, shard in zip(names, shards):
         with replacing(directory / name) as tmp:
-            save_file(shard, str(tmp), metadata={"format": "pt"})
+            _save_safetensors(shard, tmp, directory / name)
     if len(shards) > 1:
         weight_map = {key: name for name, shard in zip(names, shards) for key in shard}
         total = sum(t.numel() * t.element_size() for t in state.values())

@@ -23,6 +23,7 @@ built: no such model trains on the machines this project targets yet).
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import shutil
@@ -34,6 +35,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
                                                      get_optimizer_state_dict, set_model_state_dict,
                                                      set_optimizer_state_dict)
 
+from dscoder.errors import UserError
 from dscoder.files import atomic_directory
 from dscoder.formats.hf import save_hf_state
 from dscoder.model.config import ModelConfig
@@ -65,13 +67,18 @@ def latest(run_dir: Path) -> Path | None:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every library's RNG state as plain containers and tensors (numpy's key array as a tensor), so
+    that `train_state.pt` loads with `weights_only=True`: no pickled object of any class."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -101,9 +108,24 @@ def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.opti
     return target
 
 
+class CheckpointStateError(UserError):
+    """A train_state.pt that cannot be read safely (not ours, damaged, or carrying code)."""
+
+
 def load_state(directory: Path) -> dict:
-    # weights_only=False: the state holds numpy's RNG tuple and the settings dict, written by us.
-    return torch.load(directory / STATE_FILE, map_location="cpu", weights_only=False)
+    """Read `train_state.pt` with `weights_only=True`: a run directory may come from anywhere, and
+    a full unpickle would run whatever code a crafted file names. Ours holds only tensors and
+    plain containers (`rng_state` sees to numpy's), so nothing legitimate is refused."""
+    path = directory / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointStateError(f"{path} cannot be read as a training state (it is damaged, not written by "
+                                   f"dscoder, or holds objects other than tensors and plain data): {first}") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointStateError(f"{path} is not a dscoder training state (no step)")
+    return state
 
 
 def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, rank: int) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types as types_module
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -192,10 +193,11 @@ def parse_value(name: str, text: str) -> Any:
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise TrainConfigError(f"--set {name}=...: no setting named {name!r}{hint}; `dscoder train recipes` lists them")
     tp = types[name]
-    args = set(typing.get_args(tp))
+    is_union = typing.get_origin(tp) in (typing.Union, types_module.UnionType)
+    args = set(typing.get_args(tp)) if is_union else set()
     if text.lower() in ("none", "null") and type(None) in args:
         return None
-    base = next((a for a in typing.get_args(tp) if a is not type(None)), tp) if args else tp
+    base = next(a for a in typing.get_args(tp) if a is not type(None)) if is_union else tp
     origin = typing.get_origin(base) or base
     try:
         if origin is bool:

@@ -47,6 +47,10 @@ class TrainingDiverged(UserError):
     """The loss or the gradient became NaN or infinite; the run stops before the update."""
 
 
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (disk full...); the earlier ones are intact."""
+
+
 class RunDirectoryError(UserError):
     """The output directory holds another run (or this one without --resume)."""
 
@@ -161,14 +165,22 @@ def _wrap(net: Transformer, cfg: TrainConfig, world: distributed.World) -> nn.Mo
     if not world.distributed:
         return net
     parallel = "ddp" if cfg.parallel == "auto" else cfg.parallel
+    # An MoE expert that no token of this rank's micro-batch reached gets no gradient here while
+    # it gets one on another rank: DDP must look for such parameters (else its buckets never
+    # complete and the ranks' collectives fall out of step) and FSDP2 must reduce zeros for them
+    # (else the ranks' reduce-scatters differ in size).
+    moe = bool(net.config.n_routed_experts)
     if parallel == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
         for block in net.layers:
             fully_shard(block)
         fully_shard(net)
+        if moe:
+            net.set_reduce_scatter_unused_params(True)
         return net
-    return DistributedDataParallel(net, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    return DistributedDataParallel(net, device_ids=[world.device.index] if world.device.type == "cuda" else None,
+                                   find_unused_parameters=moe)
 
 
 def _inner(model: nn.Module) -> Transformer:
@@ -185,6 +197,13 @@ def _sync_context(model: nn.Module, sync: bool):
 
 
 def _grad_norm(model: nn.Module, clip: float) -> float:
+    """Clip and return the global gradient norm. A parameter that got no gradient this step (an MoE
+    expert no token was routed to) gets a zero one first, so AdamW treats it the same on one process,
+    under DDP (which leaves it None when no rank used it) and under FSDP2 (which reduces zeros for it),
+    as transformers' fused experts do: decayed and moved by its momentum."""
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip if clip > 0 else float("inf"))
     if hasattr(norm, "full_tensor"):
         norm = norm.full_tensor()
@@ -371,8 +390,15 @@ class Trainer:
     def save(self) -> Path:
         state = {"stream": self.stream.state_dict(), "lr": schedule.lr_at(self.cfg, max(self.step - 1, 0)),
                  "lr_peak": self.cfg.lr, "tokens": self.tokens, "settings": as_dict(self.cfg)}
-        return checkpoint.save(self.run_dir, self.step, self.model, self.optimizer, self.model_cfg, self.tokenizer,
-                               state, self.cfg.keep_last, self.world.is_main)
+        try:
+            return checkpoint.save(self.run_dir, self.step, self.model, self.optimizer, self.model_cfg,
+                                   self.tokenizer, state, self.cfg.keep_last, self.world.is_main)
+        except OSError as e:  # a full disk, a quota, a file size limit: say what survives
+            last = checkpoint.latest(self.run_dir)
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of step {self.step} to {checkpoint.step_dir(self.run_dir, self.step)}"
+                f": {e.strerror or e}. Nothing was half-written; the last complete checkpoint is "
+                f"{last if last else 'none'}. Free space and run the same command with --resume") from None
 
     # -------------------------------------------------------------------------------- run
     def run(self) -> RunResult:
