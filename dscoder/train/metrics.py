@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from dscoder.model.config import ModelConfig
+from dscoder.train import distributed
 
 # Dense bf16 tensor-core peaks (FLOP/s) of the accelerators a run is likely to meet, from the
 # vendors' data sheets (SXM parts, without sparsity). A device not listed gets a measured peak.
@@ -97,11 +98,17 @@ class MoeLoad:
             if not module.training:
                 return
             ids = output[1].detach().flatten()
-            counts = torch.bincount(ids, minlength=n_experts).cpu()
+            counts = torch.bincount(ids, minlength=n_experts)  # stays on the device: no sync per layer
             self.counts[name] = self.counts.get(name, 0) + counts
         return hook
 
     def take(self) -> dict[str, float]:
+        """Every rank calls this each step: the counts are summed over ranks first, so the load
+        is that of the global batch, the same at any number of processes."""
+        if self.counts:
+            names = sorted(self.counts)
+            total = distributed.all_reduce_sum(torch.stack([self.counts[n] for n in names])).cpu()
+            self.counts = dict(zip(names, total))
         out = {}
         for name, counts in self.counts.items():
             layer = name.split(".")[1] if name.startswith("layers.") else name
