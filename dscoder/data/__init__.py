@@ -5,7 +5,7 @@ filtered, near-deduplicated at repository level and concatenated in dependency o
 model sees a file's imports before the file. The stages, one module each:
 
     ingest    repositories (local trees, git clones) -> decoded source files
-    langid    file name -> language (the 87 languages of DeepSeek-Coder V1, and more)
+    langid    file name -> language (DeepSeek-Coder V1's languages and V2's 338)
     filters   the papers' heuristic rules (line lengths, alphabetic share, XML/HTML/JSON/YAML, generated)
     pii       emails, IP addresses and secrets -> placeholders
     decontam  files sharing a 10-gram with an evaluation benchmark are dropped
