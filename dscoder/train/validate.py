@@ -62,11 +62,13 @@ def loss_by_position(model, batches, seq_len: int, buckets: int, device, autocas
         rows_seen += losses.shape[0]
     sums = distributed.all_reduce_sum(sums.to(device)).cpu()
     rows_seen = distributed.all_reduce_sum(rows_seen.to(device)).cpu()
-    width = max((seq_len - 1) // buckets, 1)
+    targets = seq_len - 1
+    buckets = min(buckets, targets)
+    edges = [round(i * targets / buckets) for i in range(buckets + 1)]
     out = []
-    for start in range(0, seq_len - 1, width):
-        chunk = sums[start:start + width]
-        out.append({"from": start + 1, "to": start + len(chunk), "loss": float(chunk.sum() / (len(chunk) * rows_seen))})
+    for start, end in zip(edges, edges[1:]):
+        chunk = sums[start:end]
+        out.append({"from": start + 1, "to": end, "loss": float(chunk.sum() / (len(chunk) * rows_seen))})
     return out
 
 
