@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from dscoder import files
-from dscoder.data import dedup, deps, engines, filters, fim, ingest, langid, pii
+from dscoder.data import dedup, deps, engines, filters, fim, ingest, langid, pii, resample
 from dscoder.data.decontam import Decontaminator
 from dscoder.data.fim import Segment
 from dscoder.data.pack import DocumentEncoder, ShardWriter, _atomic_write, token_dtype, tokenizer_digest
@@ -87,6 +87,10 @@ class BuildConfig:
     benchmark_data: str | None = setting(None, "Benchmark data directory for decontamination "
                                                "(default: the eval harness's, $DSCODER_DATA or ../shared/data).")
     redact_pii: bool = setting(True, "Do not redact emails, IP addresses and secrets.", "--no-pii")
+    language_weights: str | None = setting(None, "Up/down-sample training documents by their main language: "
+                                                 "LANGUAGE=FACTOR,... (Python=2,HTML=0.5); 2.5 writes a document 2 or "
+                                                 "3 times, 0.3 keeps it with probability 0.3; seeded. Validation is "
+                                                 "never resampled.")
     # How the work runs, not what it produces: free to change when resuming.
     workers: int = setting(help="Worker processes (or Ray actors).", run=True,
                            default_factory=lambda: os.cpu_count() or 1)
@@ -268,6 +272,13 @@ def _plan(config: BuildConfig, work: Path) -> dict:
     return plan
 
 
+def _same_settings(before: dict, now: dict) -> bool:
+    """Equal, counting a setting added since `before` was written as equal when it has its default
+    (a corpus built before `language_weights` existed was built without resampling)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
+    return all(before.get(k, defaults.get(k)) == now.get(k) for k in set(before) | set(now))
+
+
 def _check_settings(config: BuildConfig, out: Path, work: Path, restart: bool) -> None:
     settings = config.settings()
     recorded = work / "settings.json"
@@ -276,7 +287,8 @@ def _check_settings(config: BuildConfig, out: Path, work: Path, restart: bool) -
         (out / "manifest.json").unlink(missing_ok=True)
     if recorded.exists():
         before = json.loads(recorded.read_text())
-        changed = sorted(k for k in set(before) | set(settings) if before.get(k) != settings.get(k))
+        defaults = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
+        changed = sorted(k for k in set(before) | set(settings) if before.get(k, defaults.get(k)) != settings.get(k))
         if changed:
             raise BuildError(f"{out} holds an unfinished build with other settings ({', '.join(changed)}); "
                              f"run it again with the same settings to resume, or pass --restart to start over")
@@ -387,7 +399,7 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not restart:
         manifest = json.loads(manifest_path.read_text())
-        if manifest.get("settings") == config.settings():
+        if _same_settings(manifest.get("settings") or {}, config.settings()):
             return manifest
         raise BuildError(f"{out} already holds a corpus built with other settings; pass --restart to replace it")
     if not 0 <= config.fim_rate <= 1 or not 0 <= config.spm_rate <= 1 or not 0 <= config.val_fraction < 1:
@@ -396,6 +408,7 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
         raise BuildError(f"--engine must be one of {', '.join(engines.ENGINES)}, got {config.engine!r}")
     if config.seq_len < 2:
         raise BuildError(f"--seq-len must be at least 2, got {config.seq_len}")
+    resample.parse_language_weights(config.language_weights)  # a bad spec fails now, not after the scan
     tokenizer = Tokenizer.load(config.tokenizer)
     DocumentEncoder(tokenizer, need_fim=config.fim_rate > 0)  # fails now, not after the scan
     out.mkdir(parents=True, exist_ok=True)
@@ -451,11 +464,23 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
                                   dtype=dtype, eos=tokenizer.eos_id) for split in ("train", "validation")}
     languages: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0, "bytes": 0, "tokens": 0})
     fim_modes: Counter = Counter()
+    factors = resample.parse_language_weights(config.language_weights)
+    resampled: dict[str, dict[str, int]] = defaultdict(lambda: {"documents": 0, "written": 0})
     for part in encoded:
         stream = np.fromfile(work / "tokens" / f"part-{part['part']:05d}.bin", dtype=dtype)
         at = 0
         for doc in part["documents"]:
-            writers["validation" if doc["repo"] in held else "train"].add(stream[at:at + doc["tokens"]])
+            ids = stream[at:at + doc["tokens"]]
+            if doc["repo"] in held:
+                writers["validation"].add(ids)
+            else:
+                language = resample.main_language(doc["languages"])
+                n = resample.copies(doc["repo"], language, factors, config.seed) if factors else 1
+                if factors:
+                    resampled[language or "unknown"]["documents"] += 1
+                    resampled[language or "unknown"]["written"] += n
+                for _ in range(n):
+                    writers["train"].add(ids)
             at += doc["tokens"]
             fim_modes[doc["fim"]] += 1
             for language, n in doc["languages"].items():
@@ -514,5 +539,6 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
                             "hits": contaminated},
         "near_duplicate_repositories": dedup_report["near_duplicate_repositories"],
         "fim": dict(fim_modes),
+        "resampling": {"factors": factors, "by_main_language": dict(sorted(resampled.items()))} if factors else {},
         "languages": dict(sorted(languages.items(), key=lambda kv: -kv[1]["tokens"])),
     }

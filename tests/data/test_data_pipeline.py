@@ -403,3 +403,31 @@ def test_encoder_counts_tokens_per_language(corpus):
     ids, per_language = encoder.encode("none", [[Segment("def f():\n    pass\n", "Python"), Segment("int x;\n", "C")]])
     assert ids[-1] == tokenizer.eos_id and sum(per_language.values()) == len(ids) - 1
     assert tokenizer.decode(ids[:-1].tolist()) == "def f():\n    pass\nint x;\n"
+
+
+def test_language_weights_resample_training_documents_by_main_language(corpus, plain_build, tmp_path):
+    from dscoder.data import resample
+
+    out_plain, _ = plain_build
+    weights = "Python=3,JavaScript=0"
+    out = tmp_path / "resampled"
+    manifest = pipeline.build(_config(corpus, out, fim_rate=0.0, language_weights=weights))
+    by_language = manifest["resampling"]["by_main_language"]
+    assert manifest["resampling"]["factors"] == {"Python": 3.0, "JavaScript": 0.0}
+    for language, counts in by_language.items():
+        factor = {"Python": 3, "JavaScript": 0}.get(language, 1)
+        assert counts["written"] == factor * counts["documents"], language
+    assert by_language["Python"]["documents"] >= 2
+    eos = json.loads((out / "manifest.json").read_text())["tokenizer"]["eos_id"]
+    plain_docs = [d.tobytes() for d in _documents(_tokens(out_plain), eos)]
+    new_docs = [d.tobytes() for d in _documents(_tokens(out), eos)]
+    assert len(new_docs) == sum(c["written"] for c in by_language.values())
+    assert set(new_docs) <= set(plain_docs)  # the same documents, repeated or left out, none altered
+    assert pipeline.build(_config(corpus, out, fim_rate=0.0, language_weights=weights)) == manifest  # reused
+    for bad, message in [("Klingon=2", "not a language dscoder identifies"), ("Python=-1", "finite number >= 0"),
+                         ("Python", "not LANGUAGE=FACTOR"), ("Python=2,python=3", "names Python twice")]:
+        with pytest.raises(Exception, match=message):
+            resample.parse_language_weights(bad)
+        with pytest.raises(Exception, match=message):
+            pipeline.build(_config(corpus, tmp_path / "bad", language_weights=bad))
+        assert not (tmp_path / "bad").exists()
