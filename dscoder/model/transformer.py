@@ -315,7 +315,112 @@ class Gate(nn.Module):
 
 
 class MoE(nn.Module):
-    """Shared experts for every token plus top-k of many fine-grained routed experts."""
+    """Shared experts for every token plus top-k of many fine-grained routed experts.
+
+    Two dispatches, equal to fp32 rounding in the output and in every expert's gradient
+    (tests/model/test_moe.py): `dispatch_loop` runs each chosen expert once on its tokens,
+    a Python loop over the experts; `dispatch_grouped` runs them all at once as grouped
+    matmuls over the experts' stacked weights (`GroupedExperts`), no loop.  Training
+    (autograd on) takes the grouped one (on a CPU up to a size, below); inference keeps
+    the loop, whose few-row products take the native decode kernel, whose experts may be
+    quantized, and which copies no weights.
+
+    Forward + backward of one MoE layer on 2,048 tokens, this repository's 2-core CPU
+    (torch 2.13), median of 10 runs alternating the two, loop vs grouped (loop/grouped, so
+    above 1 the grouped dispatch is the faster):
+      tiny-v2 (16 experts of 32, top-4, hidden 64):  fp32 21.0 vs 19.3 ms (1.10x),
+                                                      bf16 autocast 33.6 vs 27.5 ms (1.27x);
+      64 experts, top-6, 2 shared, hidden x expert width:
+        256 x 64:   fp32 140 vs 115 ms (1.21x),  bf16 123 vs 104 ms (1.17x);
+        512 x 128:  fp32 311 vs 286 ms (1.10x),  bf16 210 vs 193 ms (1.09x);
+        768 x 256:  fp32 635 vs 738 ms (0.87x),  bf16 465 vs 458 ms (0.97x).
+    On a CPU a grouped matmul is the same per-expert GEMMs run from C++: it saves the
+    Python and autograd work per expert, but stacking the weights (forward and again in
+    backward) and streaming every expert's rows through memory at once cost bytes, which
+    win from about 64 MiB of stacked weights up (512 x 256 fp32: 0.83x, 1024 x 256 fp32:
+    0.75x).  So on a CPU the grouped dispatch is taken up to `cpu_grouped_max_bytes`, and
+    the loop beyond; on a GPU it is one kernel per projection with no host sync for the
+    token counts, and is always taken.
+    """
+
+    class GroupedExperts(torch.autograd.Function):
+        """down(silu(gate(x)) * up(x)) of every (token, expert) row, rows sorted by expert.
+
+        Forward is two grouped matmuls (gate and up together, then down) over the experts'
+        weights stacked into (E, 2I, H) and (E, H, I) tensors; backward is four (the rows'
+        gradient through each, and the stacked weights' gradients, handed back to each
+        expert's own `gate_proj/up_proj/down_proj.weight` as slices).  The stacks are rebuilt
+        in backward rather than saved, so training keeps no second copy of the experts alive
+        between forward and backward: saved are the sorted rows, the gate/up products and
+        references to the weights.  An expert no row reached gets a zero gradient (the loop
+        gives it none; the trainer zero-fills those anyway, as transformers' fused experts do).
+        """
+
+        @staticmethod
+        def stacked(weights: tuple[torch.Tensor, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+            e = len(weights) // 3
+            gate, up, down = weights[:e], weights[e:2 * e], weights[2 * e:]
+            (i, h), dev = gate[0].shape, gate[0].device
+            gate_up = torch.stack([w for pair in zip(gate, up) for w in pair],  # expert n: rows [gate_n; up_n]
+                                  out=torch.empty(2 * e, i, h, device=dev, dtype=dtype)).view(e, 2 * i, h)
+            return gate_up, torch.stack(down, out=torch.empty(e, h, i, device=dev, dtype=dtype))
+
+        @staticmethod
+        def forward(ctx, rows: torch.Tensor, offs: torch.Tensor, *weights: torch.Tensor) -> torch.Tensor:
+            """rows (S, H) sorted by expert, offs (E,) int32 cumulative row counts, weights: E gate,
+            E up, E down projection matrices, in expert order -> (S, H) in rows' dtype."""
+            gate_up, down = MoE.GroupedExperts.stacked(weights, rows.dtype)
+            with torch.autocast(rows.device.type, enabled=False):
+                gu = MoE.grouped_mm(rows, gate_up.transpose(1, 2), offs=offs)
+                g, u = gu.chunk(2, dim=-1)
+                out = MoE.grouped_mm(F.silu(g) * u, down.transpose(1, 2), offs=offs)
+            ctx.save_for_backward(rows, offs, gu, *weights)
+            return out
+
+        @staticmethod
+        @torch.autograd.function.once_differentiable
+        def backward(ctx, grad: torch.Tensor):
+            rows, offs, gu, *weights = ctx.saved_tensors
+            gate_up, down = MoE.GroupedExperts.stacked(weights, rows.dtype)
+            with torch.autocast(rows.device.type, enabled=False):
+                grad = grad.to(rows.dtype).contiguous()
+                if grad.data_ptr() % 16:  # the grouped kernels want 16-byte aligned operands
+                    grad = grad.clone()
+                g, u = gu.chunk(2, dim=-1)
+                act = F.silu(g)
+                d_h = MoE.grouped_mm(grad, down, offs=offs)  # (S, I)
+                d_gu = torch.cat([torch.ops.aten.silu_backward(d_h * u, g), d_h * act], dim=-1)  # (S, 2I)
+                d_rows = MoE.grouped_mm(d_gu, gate_up, offs=offs) if ctx.needs_input_grad[0] else None
+                if not any(ctx.needs_input_grad[2:]):
+                    return d_rows, None, *([None] * len(weights))
+                d_gate_up = MoE.grouped_mm(d_gu.t(), rows, offs=offs).to(weights[0].dtype)  # (E, 2I, H)
+                d_down = MoE.grouped_mm(grad.t(), act * u, offs=offs).to(weights[-1].dtype)  # (E, H, I)
+            i = d_gate_up.shape[1] // 2
+            return (d_rows, None, *d_gate_up[:, :i].unbind(0), *d_gate_up[:, i:].unbind(0), *d_down.unbind(0))
+
+    # torch.nn.functional.grouped_mm (torch >= 2.10; torch._grouped_mm before): one call for
+    # every expert's rows.  Whether it runs on a (device type, dtype) is tried once.
+    grouped_mm = staticmethod(getattr(F, "grouped_mm", None) or getattr(torch, "_grouped_mm", None))
+    _grouped_mm_works: dict[tuple[str, torch.dtype], bool] = {}
+
+    @staticmethod
+    def grouped_mm_works(device: torch.device, dtype: torch.dtype) -> bool:
+        """Whether this torch runs `GroupedExperts`' grouped matmuls on this device and dtype."""
+        key = (device.type, dtype)
+        if key not in MoE._grouped_mm_works:
+            try:
+                a = torch.ones(8, 8, device=device, dtype=dtype)
+                offs = torch.tensor([3, 3, 8], device=device, dtype=torch.int32)
+                three = MoE.grouped_mm(a, torch.ones(3, 8, 8, device=device, dtype=dtype).transpose(1, 2), offs=offs)
+                two = MoE.grouped_mm(a.t(), a, offs=offs)  # the weight gradients' form; group 1 is empty
+                MoE._grouped_mm_works[key] = bool(three[0, 0] == 8 and two[1].abs().sum() == 0 and two[2, 0, 0] == 5)
+            except (RuntimeError, NotImplementedError, TypeError):
+                MoE._grouped_mm_works[key] = False
+        return MoE._grouped_mm_works[key]
+
+    # On a CPU the grouped dispatch stops paying once the stacked routed-expert weights (in
+    # the compute dtype) outgrow this (see above); any other device takes it whatever the size.
+    cpu_grouped_max_bytes = 64 * 2**20
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -337,6 +442,47 @@ class MoE(nn.Module):
         return out, aux
 
     def dispatch(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x (N, H), router weights and expert ids (N, k) -> the routed experts' weighted sum (N, H)."""
+        dtype = self.grouped_dtype(x)
+        if dtype is not None:
+            return self.dispatch_grouped(x, weights, ids, dtype)
+        return self.dispatch_loop(x, weights, ids)
+
+    def grouped_dtype(self, x: torch.Tensor) -> torch.dtype | None:
+        """The compute dtype of `dispatch_grouped` when training can take it, else None (the loop)."""
+        if not torch.is_grad_enabled() or torch.compiler.is_compiling() or MoE.grouped_mm is None or not len(x):
+            return None
+        first = self.experts[0]
+        projections = (first.gate_proj, first.up_proj, first.down_proj)
+        if not all(type(p) in (Linear, nn.Linear) and p.bias is None for p in projections):
+            return None  # quantized or otherwise replaced experts
+        if not (x.requires_grad or first.gate_proj.weight.requires_grad):
+            return None
+        i, h = first.gate_proj.weight.shape
+        if i % 8 or h % 8:  # the grouped kernels want every row stride a multiple of 16 bytes
+            return None
+        device = x.device
+        dtype = first.gate_proj.weight.dtype
+        if torch.is_autocast_enabled(device.type):
+            dtype = torch.get_autocast_dtype(device.type)
+        if device.type == "cpu" and 3 * len(self.experts) * i * h * dtype.itemsize > self.cpu_grouped_max_bytes:
+            return None
+        return dtype if MoE.grouped_mm_works(device, dtype) else None
+
+    def dispatch_grouped(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor,
+                         dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Every expert at once: rows sorted by expert, grouped matmuls, no loop over experts."""
+        k = ids.shape[1]
+        flat_ids = ids.flatten()
+        order = flat_ids.argsort(stable=True)
+        offs = torch.bincount(flat_ids, minlength=len(self.experts)).cumsum(0).to(torch.int32)
+        token_of = order // k
+        rows = x[token_of].to(dtype or self.experts[0].gate_proj.weight.dtype)
+        params = [getattr(e, name).weight for name in ("gate_proj", "up_proj", "down_proj") for e in self.experts]
+        y = MoE.GroupedExperts.apply(rows, offs, *params) * weights.flatten()[order, None]
+        return torch.zeros_like(x).index_add_(0, token_of, y.to(x.dtype))
+
+    def dispatch_loop(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Run each expert once on the tokens routed to it (sorted by expert id)."""
         k = ids.shape[1]
         order = ids.flatten().argsort(stable=True)

@@ -97,3 +97,74 @@ def test_training_forward_backpropagates_to_every_parameter_that_was_used():
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.vocab_size), tokens[:, 1:].reshape(-1)) + aux
     loss.backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def close(got: torch.Tensor, expected: torch.Tensor, rel: float) -> bool:
+    """Equal to `rel` of the expected tensor's largest magnitude (sums in another order differ by rounding)."""
+    return bool((got - expected).abs().max() <= rel * expected.abs().max())
+
+
+def routed_forward_backward(layer: MoE, x: torch.Tensor, dispatch: str, autocast: bool = False):
+    """Output, input gradient and every parameter's gradient of a training step through `dispatch`."""
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().requires_grad_()
+    if dispatch == "loop":
+        layer.dispatch = layer.dispatch_loop  # the instance attribute shadows MoE.dispatch
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            if dispatch == "grouped":  # training takes the grouped dispatch on its own
+                expected = torch.bfloat16 if autocast else torch.float32
+                assert layer.grouped_dtype(x.reshape(-1, x.shape[-1])) == expected
+            out, aux = layer(x)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(9))
+        ((out.float() * upstream).sum() + aux).backward()
+    finally:
+        layer.__dict__.pop("dispatch", None)
+    return out.detach().float(), x.grad, {n: p.grad for n, p in layer.named_parameters()}
+
+
+@pytest.mark.parametrize("name", ["tiny-v2-lite", "tiny-v2"])
+@pytest.mark.parametrize("few_tokens", [True, False])
+def test_grouped_training_dispatch_equals_the_loop_in_output_and_every_gradient(name, few_tokens):
+    layer = moe(name, aux_loss_alpha=0.01).train()
+    n_experts = len(layer.experts)
+    # few: fewer routed slots than experts, so some experts certainly receive no token
+    shape = (1, (n_experts - 1) // layer.gate.top_k) if few_tokens else (2, 17)
+    x = torch.randn(*shape, layer.gate.weight.shape[1], generator=torch.Generator().manual_seed(7))
+    _, ids, _ = layer.gate(x.reshape(-1, x.shape[-1]))
+    idle = set(range(n_experts)) - set(ids.flatten().tolist())
+    assert idle or not few_tokens
+
+    out_loop, dx_loop, grads_loop = routed_forward_backward(layer, x, "loop")
+    out, dx, grads = routed_forward_backward(layer, x, "grouped")
+    assert close(out, out_loop, 1e-5) and close(dx, dx_loop, 1e-5)
+    assert grads.keys() == grads_loop.keys()
+    for key, expected in grads_loop.items():
+        expert = int(key.split(".")[1]) if key.startswith("experts.") else None
+        if expected is None:  # the loop never ran this expert; the grouped dispatch gives it zeros
+            assert expert in idle and grads[key] is not None and not grads[key].any(), key
+        else:
+            assert expert not in idle, key
+            assert close(grads[key], expected, 1e-5), key
+
+
+def test_training_takes_the_grouped_dispatch_and_inference_the_loop():
+    layer = moe("tiny-v2-lite").train()
+    x = torch.randn(4, layer.gate.weight.shape[1], requires_grad=True)
+    assert layer.grouped_dtype(x) == torch.float32
+    with torch.no_grad():
+        assert layer.grouped_dtype(x) is None  # inference, decode included, keeps the loop
+    layer.cpu_grouped_max_bytes = 3 * len(layer.experts) * layer.experts[0].gate_proj.weight.numel() * 4 - 1
+    assert layer.grouped_dtype(x) is None  # on a CPU, experts too large to pay for stacking
+
+
+def test_grouped_dispatch_under_bf16_autocast_matches_the_loop_to_bf16_rounding():
+    layer = moe("tiny-v2").train()
+    x = torch.randn(2, 17, layer.gate.weight.shape[1], generator=torch.Generator().manual_seed(3))
+    out_loop, dx_loop, grads_loop = routed_forward_backward(layer, x, "loop", autocast=True)
+    out, dx, grads = routed_forward_backward(layer, x, "grouped", autocast=True)
+    assert close(out, out_loop, 1e-2) and close(dx, dx_loop, 2e-2)
+    for key, expected in grads_loop.items():
+        if expected is not None:
+            assert grads[key].dtype == torch.float32
+            assert close(grads[key], expected, 2e-2), key
