@@ -25,7 +25,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -40,6 +39,7 @@ from dscoder.train import checkpoint, distributed, metrics, schedule, validate
 from dscoder.train.config import TrainConfig, TrainConfigError
 from dscoder.train.corpus import Corpus, RowStream, validation_batches
 from dscoder.train.mixture import check_drawn, resolve_sources
+from dscoder.train.objective import next_token_loss
 from dscoder.train.optim import build_optimizer, set_lr
 
 
@@ -306,7 +306,7 @@ class Trainer:
             with _sync_context(model, i == len(micro) - 1):
                 with self.autocast():
                     logits, aux = model(x)
-                ce = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), x[:, 1:].flatten())
+                ce = next_token_loss(logits, x)
                 loss = ce + aux
                 (loss * (x.shape[0] / local_rows)).backward()
             sums[0] += ce.detach().double().cpu() * x.shape[0]

@@ -20,17 +20,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from dscoder.train import distributed
+from dscoder.train.objective import next_token_loss
 
 
 def token_losses(model: torch.nn.Module, rows: torch.Tensor, autocast) -> torch.Tensor:
     """Per-target cross-entropy (nats), (B, T-1), in fp32."""
     with torch.no_grad(), autocast():
         logits, _ = model(rows)
-    return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), rows[:, 1:].flatten(),
-                           reduction="none").view(rows.shape[0], -1)
+    return next_token_loss(logits, rows, reduction="none")
 
 
 def validation_loss(model, batches, byte_lengths: torch.Tensor | None, device, autocast) -> dict[str, float]:
