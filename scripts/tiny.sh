@@ -14,7 +14,7 @@
 set -euo pipefail
 
 WORK=${1:-tiny-run}
-STEPS=${STEPS:-900}
+STEPS=${STEPS:-1100}
 EXTEND_STEPS=${EXTEND_STEPS:-60}
 PORT=${PORT:-8765}
 mkdir -p "$WORK"
