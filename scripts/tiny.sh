@@ -5,7 +5,7 @@
 #                              -> dscoder data build        (repository documents, FIM 50% PSM, shards)
 #   a tiny DeepSeek-V2 (MLA + DeepSeekMoE, ~5M parameters)
 #                              -> dscoder train pretrain    (V2 cosine schedule, about 20 minutes)
-#                              -> dscoder train extend      (4x the context, linear RoPE scaling)
+#                              -> dscoder train extend      (1024 -> 4096 tokens, linear RoPE scaling)
 #                              -> dscoder serve             (answers a completion over HTTP)
 #
 # Usage: scripts/tiny.sh [WORKDIR]   (default: ./tiny-run). STEPS=N overrides the pretraining
@@ -14,8 +14,8 @@
 set -euo pipefail
 
 WORK=${1:-tiny-run}
-STEPS=${STEPS:-1100}
-EXTEND_STEPS=${EXTEND_STEPS:-60}
+STEPS=${STEPS:-900}
+EXTEND_STEPS=${EXTEND_STEPS:-40}
 PORT=${PORT:-8765}
 mkdir -p "$WORK"
 PY=${PYTHON:-python3}
@@ -56,7 +56,7 @@ from dscoder.tokenizer.tokenizer import Tokenizer
 work = Path(sys.argv[1])
 tok = Tokenizer.load(work / "tokenizer" / "tokenizer.json")
 cfg = ModelConfig(arch="deepseek_v2", vocab_size=tok.vocab_size, hidden_size=256, intermediate_size=768,
-                  num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=256, rope_theta=10000.0,
+                  num_hidden_layers=4, num_attention_heads=4, max_position_embeddings=1024, rope_theta=10000.0,
                   bos_token_id=tok.bos_id, eos_token_id=tok.eos_id, q_lora_rank=None, kv_lora_rank=64,
                   qk_nope_head_dim=32, qk_rope_head_dim=16, v_head_dim=32, n_routed_experts=16, n_shared_experts=1,
                   num_experts_per_tok=2, moe_intermediate_size=192, first_k_dense_replace=1,
@@ -68,13 +68,13 @@ total, active = cfg.param_counts()
 print(f"parameters: {total / 1e6:.2f}M total, {active / 1e6:.2f}M active per token")
 PY
 
-echo "== 4. pretrain: $STEPS steps of 16 x 256 tokens"
+echo "== 4. pretrain: $STEPS steps of 4 x 1024 tokens"
 dscoder train pretrain --model "$WORK/model" --scratch --data "$WORK/corpus" --out "$WORK/pretrain" \
     --recipe tiny --set steps="$STEPS" --set eval_every=$(( STEPS / 7 > 0 ? STEPS / 7 : 1 )) \
     --set save_every=$(( STEPS / 2 > 0 ? STEPS / 2 : 1 )) --resume
 LAST=$(ls -d "$WORK"/pretrain/checkpoints/step-* | sort | tail -1)
 
-echo "== 5. extend: 256 -> 1024 tokens (linear RoPE factor 4), $EXTEND_STEPS steps at the final LR"
+echo "== 5. extend: 1024 -> 4096 tokens (linear RoPE factor 4), $EXTEND_STEPS steps at the final LR"
 dscoder train extend --model "$LAST" --data "$WORK/corpus" --out "$WORK/extend" --recipe extend-tiny \
     --set steps="$EXTEND_STEPS" --resume
 EXTENDED=$(ls -d "$WORK"/extend/checkpoints/step-* | sort | tail -1)
@@ -88,7 +88,7 @@ for _ in $(seq 1 120); do
     sleep 1
 done
 curl -sf "http://127.0.0.1:$PORT/v1/completions" -H 'Content-Type: application/json' \
-    -d '{"prompt": "import os\n\n\ndef read_lines(path):\n", "max_tokens": 48, "temperature": 0}' \
+    -d '{"model": "'"$(basename "$EXTENDED")"'", "prompt": "import os\n\n\ndef read_lines(path):\n", "max_tokens": 48, "temperature": 0}' \
     | $PY -c 'import json, sys; r = json.load(sys.stdin); print("completion:", repr(r["choices"][0]["text"]))'
 
 echo "== results"
