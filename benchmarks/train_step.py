@@ -92,20 +92,9 @@ def peak_rss_mib() -> float:
 
 def peak_flops(device: str, dtype: torch.dtype) -> float:
     """Best of 5 products of two 2048 x 2048 matrices (8192 on CUDA), FLOP/s."""
-    n = 2048 if device == "cpu" else 8192
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(5):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+    from dscoder.train.metrics import matmul_peak
+
+    return matmul_peak(device, dtype, 2048 if device == "cpu" else 8192, repeats=5)
 
 
 # ---------------------------------------------------------------------------- one contestant

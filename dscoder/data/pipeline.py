@@ -272,11 +272,11 @@ def _plan(config: BuildConfig, work: Path) -> dict:
     return plan
 
 
-def _same_settings(before: dict, now: dict) -> bool:
-    """Equal, counting a setting added since `before` was written as equal when it has its default
-    (a corpus built before `language_weights` existed was built without resampling)."""
+def _changed_settings(before: dict, now: dict) -> list[str]:
+    """The settings that differ, a setting added since `before` was written counting as unchanged
+    when it has its default (a corpus built before `language_weights` existed was not resampled)."""
     defaults = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
-    return all(before.get(k, defaults.get(k)) == now.get(k) for k in set(before) | set(now))
+    return sorted(k for k in set(before) | set(now) if before.get(k, defaults.get(k)) != now.get(k))
 
 
 def _check_settings(config: BuildConfig, out: Path, work: Path, restart: bool) -> None:
@@ -286,9 +286,7 @@ def _check_settings(config: BuildConfig, out: Path, work: Path, restart: bool) -
         shutil.rmtree(work, ignore_errors=True)
         (out / "manifest.json").unlink(missing_ok=True)
     if recorded.exists():
-        before = json.loads(recorded.read_text())
-        defaults = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
-        changed = sorted(k for k in set(before) | set(settings) if before.get(k, defaults.get(k)) != settings.get(k))
+        changed = _changed_settings(json.loads(recorded.read_text()), settings)
         if changed:
             raise BuildError(f"{out} holds an unfinished build with other settings ({', '.join(changed)}); "
                              f"run it again with the same settings to resume, or pass --restart to start over")
@@ -399,7 +397,7 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
     manifest_path = out / "manifest.json"
     if manifest_path.exists() and not restart:
         manifest = json.loads(manifest_path.read_text())
-        if _same_settings(manifest.get("settings") or {}, config.settings()):
+        if not _changed_settings(manifest.get("settings") or {}, config.settings()):
             return manifest
         raise BuildError(f"{out} already holds a corpus built with other settings; pass --restart to replace it")
     if not 0 <= config.fim_rate <= 1 or not 0 <= config.spm_rate <= 1 or not 0 <= config.val_fraction < 1:
@@ -474,12 +472,13 @@ def _pack(config: BuildConfig, out: Path, work: Path, tokenizer, plan: dict, sca
             if doc["repo"] in held:
                 writers["validation"].add(ids)
             else:
-                language = resample.main_language(doc["languages"])
-                n = resample.copies(doc["repo"], language, factors, config.seed) if factors else 1
+                written = 1
                 if factors:
-                    resampled[language or "unknown"]["documents"] += 1
-                    resampled[language or "unknown"]["written"] += n
-                for _ in range(n):
+                    main = resample.main_language(doc["languages"])
+                    written = resample.copies(doc["repo"], main, factors, config.seed)
+                    resampled[main or "unknown"]["documents"] += 1
+                    resampled[main or "unknown"]["written"] += written
+                for _ in range(written):
                     writers["train"].add(ids)
             at += doc["tokens"]
             fim_modes[doc["fim"]] += 1

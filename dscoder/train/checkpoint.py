@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                     get_optimizer_state_dict, set_model_state_dict,
-                                                     set_optimizer_state_dict)
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
 
 from dscoder.errors import UserError
 from dscoder.files import atomic_directory
@@ -135,6 +134,3 @@ def restore(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dic
     if rank < len(rngs):
         set_rng_state(rngs[rank])
 
-
-def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    set_model_state_dict(model, weights, options=StateDictOptions(full_state_dict=True))

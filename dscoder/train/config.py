@@ -194,9 +194,7 @@ def parse_value(name: str, text: str) -> Any:
 
     types = _field_types()
     if name not in types:
-        close = [f for f in types if name.replace("-", "_") == f]
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise TrainConfigError(f"--set {name}=...: no setting named {name!r}{hint}; `dscoder train recipes` lists them")
+        raise TrainConfigError(f"--set {name}=...: no setting named {name!r}; `dscoder train recipes` lists them")
     tp = types[name]
     is_union = typing.get_origin(tp) in (typing.Union, types_module.UnionType)
     args = set(typing.get_args(tp)) if is_union else set()

@@ -75,11 +75,11 @@ def _check_run_dir(run_dir: Path, cfg: TrainConfig) -> None:
     saved = run_dir / "run.json"
     if not saved.exists():
         return
+    if cfg.resume:
+        return
     before = json.loads(saved.read_text()).get("settings", {})
     now = _settings_json(cfg)
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k) and k != "resume")
-    if cfg.resume:
-        return
     if changed:
         diff = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
         raise RunDirectoryError(f"{run_dir} holds a run with other settings ({diff}); choose another --out, "
@@ -127,8 +127,6 @@ def _build_model(cfg: TrainConfig, resume_dir: Path | None) -> tuple[Transformer
 
 def _starting_lr(cfg: TrainConfig) -> float:
     """Extension recipes train at the final LR of the run they start from (V1 paper, section 3.5)."""
-    if cfg.lr is not None:
-        return cfg.lr
     source = Path(cfg.model) if cfg.model else None
     if source is not None and (source / checkpoint.STATE_FILE).is_file():
         lr = checkpoint.load_state(source).get("lr")
@@ -251,7 +249,7 @@ class Trainer:
             self.step, self.tokens = state["step"], state.get("tokens", 0)
         self.autocast, self.compute_dtype = _autocast(cfg, self.world.device)
         self.flops_per_token = metrics.flops_per_token(self.model_cfg, cfg.seq_len)
-        self.peak_flops, self.peak_source = metrics.peak_flops(self.world.device, self.compute_dtype)
+        self.peak_flops = metrics.peak_flops(self.world.device, self.compute_dtype)
         self.log = metrics.MetricsLog(self.run_dir, self.world.is_main, self.step if state is not None else None)
         self.show_progress = progress and self.world.is_main
         self.last_eval: dict = {}
@@ -259,14 +257,13 @@ class Trainer:
     # -------------------------------------------------------------------------------- data
     def _open_data(self, state: dict | None) -> None:
         cfg = self.cfg
-        sources, weights = resolve_sources(_mix_spec(cfg.mix), [p for p in cfg.data.split(",") if p.strip()])
+        sources, weights = resolve_sources(cfg.mix, [p for p in cfg.data.split(",") if p.strip()])
         digest = tokenizer_digest(self.tokenizer)
         corpora = {}
         for name, path in sources.items():
             corpus = Corpus(path, "train")
             corpus.check_tokenizer(digest, self.model_cfg.vocab_size, str(self.tokenizer.source))
             corpora[name] = corpus
-        self.weights = weights
         self.stream = RowStream(corpora, weights, cfg.seq_len, cfg.seed, self.world.rank, self.world.size)
         if state is not None:
             self.stream.load_state_dict(state["stream"])
@@ -347,34 +344,38 @@ class Trainer:
             out = {}
             batches = self._val_batches()
             if batches is not None:
-                lengths = torch.tensor(self.tokenizer.byte_lengths() + [0] * max(
-                    0, self.model_cfg.vocab_size - self.tokenizer.vocab_size), dtype=torch.float64)
-                out.update(validate.validation_loss(net, batches, lengths, self.world.device, self.autocast))
+                out.update(validate.validation_loss(net, batches, self._byte_lengths, self.world.device,
+                                                    self.autocast))
             out.update(self._fim_eval(net))
         finally:
             net.train()
         return out
 
-    def _fim_examples(self) -> list:
-        if not hasattr(self, "_fim_cache"):
-            self._fim_cache = []
-            if self.cfg.fim_eval and self.val_corpus is not None:
-                from dscoder.data.fim import token_ids
-                from dscoder.tokenizer.fim import FimUnsupportedError, fim_tokens
-                try:
-                    ids = token_ids(self.tokenizer, fim_tokens(self.tokenizer))
-                except FimUnsupportedError:
-                    ids = None
-                if ids is not None:
-                    n = min(self.val_corpus.tokens, 4_000_000)
-                    side = max(16, min(self.cfg.seq_len, self.model_cfg.max_position_embeddings) // 2 - 40)
-                    self._fim_cache = validate.fim_examples(self.val_corpus.window(0, n), ids, self.tokenizer.eos_id,
-                                                            self.cfg.fim_eval, side)
-        return self._fim_cache
+    @functools.cached_property
+    def _byte_lengths(self) -> torch.Tensor:
+        """UTF-8 bytes per id (0 for special tokens and the embedding rows past the vocabulary)."""
+        pad = max(0, self.model_cfg.vocab_size - self.tokenizer.vocab_size)
+        return torch.tensor(self.tokenizer.byte_lengths() + [0] * pad, dtype=torch.float64)
+
+    @functools.cached_property
+    def _fim_examples(self) -> list[validate.FimExample]:
+        """Held-out FIM documents for `fim_exact_match`, found once (none without FIM tokens)."""
+        if not self.cfg.fim_eval or self.val_corpus is None:
+            return []
+        from dscoder.data.fim import token_ids
+        from dscoder.tokenizer.fim import FimUnsupportedError, fim_tokens
+        try:
+            ids = token_ids(self.tokenizer, fim_tokens(self.tokenizer))
+        except FimUnsupportedError:
+            return []
+        n = min(self.val_corpus.tokens, 4_000_000)
+        side = max(16, min(self.cfg.seq_len, self.model_cfg.max_position_embeddings) // 2 - 40)
+        return validate.fim_examples(self.val_corpus.window(0, n), ids, self.tokenizer.eos_id, self.cfg.fim_eval,
+                                     side)
 
     def _fim_eval(self, net) -> dict:
-        examples = self._fim_examples()
-        return validate.fim_exact_match(net, self.tokenizer, examples, self.world.device) if examples else {}
+        examples = self._fim_examples
+        return validate.fim_exact_match(net, self.tokenizer, examples) if examples else {}
 
     def baseline(self) -> dict:
         """The unigram loss of the validation rows: what a model ignoring context reaches."""
@@ -421,7 +422,8 @@ class Trainer:
                     record.update(self.last_eval)
                     if len(self.corpora) > 1:
                         record["mixture"] = {name: round(c.actual, 4) for name, c in
-                                             check_drawn(self.stream.drawn(), self.stream_weights()).items()}
+                                             check_drawn(self.stream.drawn(),
+                                                         dict(zip(self.stream.names, self.stream.weights))).items()}
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                     self.log.write(record)
                 if (cfg.save_every and self.step % cfg.save_every == 0) or self.step == cfg.steps:
@@ -456,21 +458,6 @@ class Trainer:
                                            "rope_scaling": self.model_cfg.rope_scaling,
                                            "rope_theta": self.model_cfg.rope_theta, "before": before,
                                            "after": after}, indent=1))
-
-    def stream_weights(self) -> dict[str, float]:
-        if self.weights is not None:
-            return self.weights
-        total = sum(c.tokens for c in self.corpora.values())
-        return {name: c.tokens / total for name, c in self.corpora.items()}
-
-
-def _mix_spec(mix: str | None) -> str | None:
-    from dscoder.train import mixture
-
-    presets = {"v1": mixture.V1_MIX, "v2": mixture.V2_MIX}
-    if mix in presets:
-        return ",".join(f"{k}={v}" for k, v in presets[mix].items())
-    return mix
 
 
 @contextlib.contextmanager

@@ -44,31 +44,36 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
 _MEASURED: dict[str, float] = {}
 
 
-def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
-    """(peak FLOP/s, where the figure comes from) for MFU: a data sheet for known GPUs, else measured
-    once with a large matmul in `dtype` (so on a CPU, MFU is against what this CPU really reaches)."""
+def matmul_peak(device: torch.device | str, dtype: torch.dtype, n: int, repeats: int) -> float:
+    """FLOP/s of the fastest of `repeats` products of two n x n matrices (after one untimed)."""
+    device = torch.device(device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+def peak_flops(device: torch.device, dtype: torch.dtype) -> float:
+    """Peak FLOP/s for MFU: the data sheet's for known GPUs (`PEAK_BF16`, halved outside bf16), else
+    measured once with a large matmul in `dtype` (so on a CPU, MFU is against what this CPU reaches)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, peak in PEAK_BF16.items():
             if key in name:
-                return (peak if dtype == torch.bfloat16 else peak / 2), f"data sheet ({key})"
+                return peak if dtype == torch.bfloat16 else peak / 2
     key = f"{device}/{dtype}"
     if key not in _MEASURED:
-        n = 1024 if device.type == "cpu" else 8192
-        a = torch.randn(n, n, device=device, dtype=dtype)
-        b = torch.randn(n, n, device=device, dtype=dtype)
-        a @ b
-        best = float("inf")
-        for _ in range(3):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            a @ b
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t0)
-        _MEASURED[key] = 2 * n ** 3 / best
-    return _MEASURED[key], "measured matmul"
+        _MEASURED[key] = matmul_peak(device, dtype, 1024 if device.type == "cpu" else 8192, repeats=3)
+    return _MEASURED[key]
 
 
 def memory_gib(device: torch.device) -> float:

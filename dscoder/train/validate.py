@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dscoder.infer.generate import SamplingParams, stream
 from dscoder.train import distributed
 from dscoder.train.objective import next_token_loss
 
@@ -119,31 +120,22 @@ def first_line(text: str) -> str | None:
     return None
 
 
-@torch.no_grad()
-def fim_exact_match(net, tokenizer, examples: list[FimExample], device, max_new_tokens: int = 48) -> dict:
-    """Greedy infilling of each example's middle; exact match of the first non-empty line."""
+def fim_exact_match(net, tokenizer, examples: list[FimExample], max_new_tokens: int = 48) -> dict:
+    """Greedy infilling of each example's middle (`dscoder.infer.generate.stream`, EOS stops it);
+    exact match of the first non-empty line."""
     if not examples:
         return {}
-    hits = 0
-    scored = 0
-    eos = tokenizer.eos_id
-    limit = net.config.max_position_embeddings
+    params = SamplingParams(max_new_tokens=max_new_tokens, stop_token_ids=(tokenizer.eos_id,))
+    hits = scored = 0
     for ex in examples:
         want = first_line(tokenizer.decode(ex.middle, skip_special_tokens=True))
-        if want is None or len(ex.prompt) + max_new_tokens > limit:
+        if want is None or len(ex.prompt) + max_new_tokens > net.config.max_position_embeddings:
             continue
         scored += 1
-        cache = net.new_cache(1, len(ex.prompt) + max_new_tokens, dtype=torch.float32, device=device)
-        logits, _ = net(torch.tensor([ex.prompt], device=device), 0, cache, logits_to_keep=1)
-        pos, out = len(ex.prompt), []
-        for _ in range(max_new_tokens):
-            token = int(logits[0, -1].argmax())
-            if token == eos:
-                break
-            out.append(token)
-            if "\n" in tokenizer.decode(out, skip_special_tokens=True).lstrip():
+        text = ""
+        for delta in stream(net, tokenizer, ex.prompt, params):
+            text += delta.text
+            if "\n" in text.lstrip():
                 break  # the first non-empty line is complete
-            logits, _ = net(torch.tensor([[token]], device=device), pos, cache)
-            pos += 1
-        hits += first_line(tokenizer.decode(out, skip_special_tokens=True)) == want
+        hits += first_line(text) == want
     return {"fim_exact_match": hits / scored if scored else 0.0, "fim_examples": scored}
