@@ -49,6 +49,9 @@ class ModelChoice:
                                       "Q4_1 layout); decode runs on native AVX2 kernels.", "--quant", "-q")
     kv_cache: str | None = setting(None, "Element type of the KV cache: fp32, bf16 or fp16 (default: the model's; "
                                          "16 bits halve its memory).", "--kv-cache")
+    lora: str | None = setting(None, "A LoRA adapter directory in peft's format (adapter_config.json + "
+                                     "adapter_model.safetensors), merged into the weights in memory before any "
+                                     "--quant; the files on disk are left as they are.", "--lora")
 
 
 def default_model_path() -> Path:
@@ -146,9 +149,17 @@ def dtype_named(name: str, what: str) -> torch.dtype:
 
 
 def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
-               device: torch.device | str = "cpu", quant: QuantConfig | str | None = None):
+               device: torch.device | str = "cpu", quant: QuantConfig | str | None = None,
+               lora: str | os.PathLike | None = None):
     """Load any model argument `resolve` accepts into a `Transformer` (float32 unless `dtype` says otherwise),
-    quantized while loading if asked ('int8', 'int4' or a `QuantConfig`)."""
+    quantized while loading if asked ('int8', 'int4' or a `QuantConfig`), with a LoRA adapter if `lora` names one.
+
+    With `lora`, the base loads unquantized, the adapter is applied and merged into the weights (so
+    inference runs no extra matmul, and every kernel, MLA's absorbed decode included, sees the
+    adapted weights), and only then is the model quantized, if asked. A checkpoint that was saved
+    quantized keeps its packed weights: the adapter stays unmerged beside them (`LoRALinear` over
+    `QuantLinear`), since merging would mean re-rounding. The adapter's files are never changed.
+    """
     import torch
 
     from dscoder.formats.hf import load_gguf, load_hf_dir
@@ -158,7 +169,29 @@ def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None 
 
     quant = QuantConfig.parse(quant) if isinstance(quant, str) else quant
     path = resolve(name)
-    return load_hf_dir(path, dtype, device, quant) if path.is_dir() else load_gguf(path, dtype, device, quant)
+    loader = load_hf_dir if path.is_dir() else load_gguf
+    if lora is None:
+        return loader(path, dtype, device, quant)
+    net = loader(path, dtype, device, None)
+    return with_adapter(net, lora, quant, str(path))
+
+
+def with_adapter(net, lora: str | os.PathLike, quant: QuantConfig | str | None = None,
+                 model_name: str | None = None):
+    """`net` with the LoRA adapter in directory `lora` applied and merged (see `load_model`), then quantized if asked."""
+    from dscoder.formats.peft import load_adapter
+    from dscoder.model.lora import merge_lora
+    from dscoder.model.quant import quantize_model
+
+    saved_quantized = getattr(net, "quant_config", None) is not None
+    if saved_quantized and quant is not None:
+        raise ConfigError(f"{model_name or 'the model'} is already quantized ({net.quant_config.scheme}); "
+                          "load it without --quant")
+    load_adapter(net, Path(lora).expanduser(), model_name)
+    if saved_quantized:
+        return net
+    merge_lora(net)
+    return quantize_model(net, quant) if quant is not None else net
 
 
 def tokenizer_source(name: str | os.PathLike | None) -> str:
@@ -177,18 +210,19 @@ def load_tokenizer(name: str | os.PathLike | None = None):
 
 
 def load(name: str | os.PathLike | None = None, quant: QuantConfig | str | None = None,
-         kv_dtype: torch.dtype | str | None = None):
+         kv_dtype: torch.dtype | str | None = None, lora: str | os.PathLike | None = None):
     """The network and the tokenizer of one model argument (resolved, and downloaded, once).
 
     `kv_dtype` ('fp32', 'bf16', 'fp16' or a torch dtype; None: the weights' own) becomes the
     network's `Transformer.cache_dtype`, the element type of every cache made for it from now on.
+    `lora` is a peft adapter directory, merged in memory before quantization (see `load_model`).
     """
     from dscoder.tokenizer.tokenizer import Tokenizer
 
     if isinstance(kv_dtype, str):
         kv_dtype = dtype_named(kv_dtype, "--kv-cache")
     path = resolve(name)
-    net = load_model(path, quant=quant)
+    net = load_model(path, quant=quant, lora=lora)
     net.cache_dtype = kv_dtype
     return net, Tokenizer.load(path)
 
@@ -235,3 +269,43 @@ def convert(name: str | os.PathLike, out: str | os.PathLike, dtype: str = "bf16"
                               f"the new model is complete), or choose another output") from None
     return Converted(Path(out), loaded.config.param_counts()[0],
                      loaded.quant_config.scheme if quant else None, wrote_tokenizer)
+
+
+def merge_adapter(name: str | os.PathLike, adapter: str | os.PathLike, out: str | os.PathLike, dtype: str = "fp32",
+                  force: bool = False) -> Converted:
+    """Write base model `name` with the LoRA adapter in `adapter` merged, as an HF directory with its tokenizer.
+
+    Saved as a trainer's checkpoint is (`save_hf_state`, built in `atomic_directory`): a kill or an
+    error leaves no `out`, or the old one whole. The base and the adapter are only read; `out` may be
+    neither of them. The adapter is checked against the base before anything is written.
+    """
+    from dscoder.files import atomic_directory
+    from dscoder.formats.hf import save_hf_state
+    from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
+
+    torch_dtype = dtype_named(dtype, "--dtype")
+    source = resolve(name)
+    target = Path(out).absolute()
+    for what, path in (("base model", source), ("adapter", Path(adapter).expanduser())):
+        if path.exists() and target.exists() and target.resolve() == path.resolve():
+            raise ConfigError(f"--out {out} is the {what} itself; write the merged model to another directory")
+    if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
+        raise CheckpointError(f"{out} already exists: pass --force to replace it (it stays as it is until the "
+                              f"merged model is complete), or choose another output")
+    net = load_model(source, lora=adapter)
+    if getattr(net, "quant_config", None) is not None:
+        raise CheckpointError(f"{source} is saved quantized ({net.quant_config.scheme}): merging an adapter into it "
+                              "would re-round every adapted weight; merge into the full-precision base instead")
+    try:
+        with atomic_directory(target, replace=force) as building:
+            save_hf_state(net.config, net.state_dict(), building, torch_dtype)
+            try:
+                Tokenizer.load(source).save(building)
+                wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
+            except TokenizerError as e:
+                wrote_tokenizer = f"no tokenizer ({e})"
+    except FileExistsError as e:
+        if e.filename != str(target):
+            raise
+        raise CheckpointError(f"{out} already exists: pass --force to replace it, or choose another output") from None
+    return Converted(Path(out), net.config.param_counts()[0], None, wrote_tokenizer)

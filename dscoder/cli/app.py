@@ -51,7 +51,7 @@ app = App(help="DeepSeek-Coder on PyTorch: inspect, run and convert models.", no
           pretty_exceptions_enable=False)
 tokenizer_app = App(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
 data_app = App(help="Build and inspect repository-level training corpora.", no_args_is_help=True)
-train_app = App(help="Pretrain and extend models on corpus shards (one process, or many under torchrun).",
+train_app = App(help="Pretrain, extend and fine-tune models (SFT, LoRA); one process, or many under torchrun.",
                 no_args_is_help=True)
 
 
@@ -62,8 +62,10 @@ def main() -> None:
 
 def _register() -> None:
     from dscoder.cli.eval import eval_command, toolchains_command
+    from dscoder.cli.finetune import finetune_command
     from dscoder.cli.serve import serve_command
-    from dscoder.cli.train import extend_command, plot_command, pretrain_command, recipes_command
+    from dscoder.cli.train import merge_command
+    from dscoder.cli.train import extend_command, plot_command, pretrain_command, recipes_command, sft_command
 
     for fn in (model.info, model.convert, run.complete, run.infill, run.chat, assist.explain, assist.tests,
                assist.doc, assist.translate, assist.fix, assist.review, tokens.tokenize, tokens.detokenize):
@@ -75,9 +77,12 @@ def _register() -> None:
     app.add_typer(data_app, name="data")
     train_app.command("pretrain")(pretrain_command)
     train_app.command("extend")(extend_command)
+    train_app.command("sft")(sft_command)
     train_app.command("plot")(plot_command)
     train_app.command("recipes")(recipes_command)
+    train_app.command("merge")(merge_command)
     app.add_typer(train_app, name="train")
+    app.command("finetune")(finetune_command)
     app.command("eval")(eval_command)
     app.command("toolchains")(toolchains_command)
     app.command("serve")(serve_command)

@@ -13,7 +13,11 @@ import typer
 
 from dscoder.cli import common
 from dscoder.cli.common import KV_CACHE, MODEL, MODEL_LONG_ONLY, QUANT, SEED, STOP, TEMPERATURE, TOP_K, TOP_P, err
+from dscoder.cli.options import option
 from dscoder.errors import UserError
+from dscoder.hub import ModelChoice
+
+LORA = option(ModelChoice, "lora")
 
 
 def _write(pieces) -> None:
@@ -35,7 +39,7 @@ def complete(
                                                         "copied from the prompt; same output as greedy."),
     speculate: Optional[int] = typer.Option(None, "--speculate", help="Tokens proposed per step "
                                                                       "(default 4 with --draft, 8 with --lookup)."),
-    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE,
+    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, lora: Optional[str] = LORA,
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     from dscoder.infer.generate import SamplingParams
@@ -48,13 +52,24 @@ def complete(
     if draft is not None or lookup:
         require_greedy(temperature, lookup)
     text = common.read_text(file) if file is not None else prompt
-    net, tok, loaded = common.load_timed(model, quant, kv_cache)
+    net, tok, loaded = _load_timed(model, quant, kv_cache, lora)
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
                             stop=tuple(stop or ()), stop_token_ids=(tok.eos_id,) if tok.eos_id is not None else ())
     if draft is not None or lookup:
         _speculate(net, tok, text, params, draft, speculate, loaded)
     else:
         _stream(net, tok, text, params, loaded)
+
+
+def _load_timed(model: Optional[str], quant: Optional[str], kv_cache: Optional[str], lora: Optional[str]):
+    """`common.load_timed`, with a LoRA adapter merged in when `lora` names one."""
+    if lora is None:
+        return common.load_timed(model, quant, kv_cache)
+    from dscoder.hub import load
+
+    start = time.perf_counter()
+    net, tok = load(model, quant, kv_cache, lora=lora)
+    return net, tok, time.perf_counter() - start
 
 
 def _stream(net, tok, prompt: str, params, loaded: float) -> None:

@@ -1,4 +1,4 @@
-"""`dscoder train pretrain | extend | plot | recipes`: the training loop from the command line.
+"""`dscoder train pretrain | extend | sft | plot | recipes`: the training loop from the command line.
 
 The options name where data and checkpoints are; hyper-parameters come from `--recipe` and
 `--set key=value` (every field of `dscoder.train.config.TrainConfig`, listed by `dscoder train
@@ -22,7 +22,8 @@ SETS = typer.Option(None, "--set", "-s", help="Override one setting: key=value (
 NO_PROGRESS = typer.Option(False, "--no-progress", help="No progress bar (logs still go to metrics.jsonl).")
 
 
-def _run(cfg: TrainConfig, recipe: str | None, sets: list[str] | None, progress: bool, extend: bool) -> None:
+def _run(cfg: TrainConfig, recipe: str | None, sets: list[str] | None, progress: bool, extend: bool,
+         task: str = "pretrain") -> None:
     from dscoder.train import config as train_config
     from dscoder.train import distributed
     from dscoder.train.loop import train
@@ -33,7 +34,7 @@ def _run(cfg: TrainConfig, recipe: str | None, sets: list[str] | None, progress:
         raise train_config.TrainConfigError("extend needs new RoPE settings: pass an extension recipe (" +
                                             ", ".join(train_config.EXTEND_RECIPES) + ") or --set rope_scaling=...")
     try:
-        result = train(cfg, progress=progress, extend=extend)
+        result = train(cfg, progress=progress, extend=extend, task=task)
     finally:
         distributed.teardown()
     if result.is_main:
@@ -56,6 +57,16 @@ def extend_command(cfg: TrainConfig, recipe: Optional[str] = RECIPE, sets: Optio
                    no_progress: bool = NO_PROGRESS) -> None:
     """Extend a checkpoint's context (new RoPE scaling, longer rows) and report loss by position before and after."""
     _run(cfg, recipe, sets, not no_progress, extend=True)
+
+
+@from_settings(TrainConfig)
+def sft_command(cfg: TrainConfig, recipe: Optional[str] = typer.Option(
+                    "sft-official", "--recipe", "-r", help="Named recipe (`dscoder train recipes`): sft-official "
+                    "(the official finetune script), sft-v1, sft-v2 (the papers), sft-tiny (LoRA, this machine)."),
+                sets: Optional[list[str]] = SETS, no_progress: bool = NO_PROGRESS) -> None:
+    """Instruction-tune a model on a JSONL of chats ({"messages": [...]}) or {"instruction", "output"} rows:
+    loss on the assistant turns only; full fine-tuning, or LoRA with --set lora_rank=16."""
+    _run(cfg, recipe, sets, not no_progress, extend=False, task="sft")
 
 
 def plot_command(run: Path = typer.Argument(..., help="A run directory (--out of a training run)."),
@@ -83,3 +94,19 @@ def recipes_command() -> None:
             default = f.default if f.default is not dataclasses.MISSING else "(required)"
             settings.add_row(f.name, str(default), f.metadata["help"])
     out.print(settings)
+
+
+def merge_command(model: str = typer.Option(..., "--model", "-m", help="The base model the adapter was trained on "
+                                                                       "(directory, .gguf file, preset or repo id)."),
+                  adapter: Path = typer.Option(..., "--adapter", help="A LoRA adapter directory in peft's format "
+                                               "(adapter_config.json + adapter_model.safetensors)."),
+                  out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the merged model (HF format)."),
+                  dtype: str = typer.Option("fp32", "--dtype", help="Element type of the saved weights: fp32, bf16 "
+                                                                    "or fp16."),
+                  force: bool = typer.Option(False, "--force", help="Replace OUT if it exists (it stays whole until "
+                                                                    "the merged model is complete).")) -> None:
+    """Merge a LoRA adapter into its base: an HF checkpoint (weights + tokenizer) that loads with no adapter."""
+    from dscoder.hub import merge_adapter
+
+    done = merge_adapter(model, adapter, out_dir, dtype=dtype, force=force)
+    err.print(f"wrote {done.path}: {done.parameters:,} parameters ({dtype}), {done.tokenizer}")

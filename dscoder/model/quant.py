@@ -33,6 +33,20 @@ checkpoint is read (`checkpoint.build_model(..., quant=...)`), which is how a mo
 than memory in fp32 is loaded.  A quantized model saves as an HF-style directory whose
 config.json carries `quantization_config` ({"quant_method": "dscoder", ...}) and loads back
 bit-exactly.
+
+Training on top (QLoRA-style: a frozen quantized base, trainable low-rank adapters from
+dscoder.model.lora): when autograd needs the gradient of a QuantLinear's *input*, `forward`
+takes a third path, `_DequantLinear`, a custom autograd function that dequantizes the weight
+in forward and again in backward (grad_x = grad_y @ W) instead of letting F.linear save the
+dequantized matrix for backward (int8 casts its integers and scales the product instead of
+the weight, see there).  That is the memory point of QLoRA: between forward and
+backward only the packed bytes stay resident (1 or 0.625 bytes a weight), never a 2- or
+4-byte copy per layer.  The packed tensors are buffers and get no gradient.  It computes in
+the input's dtype, or, under autocast, in the autocast dtype (bf16 on a CPU: weight, input
+and output all bf16, as nn.Linear under autocast), and hands back the input's gradient in the
+input's own dtype.  With no gradient to compute (inference, or an input that does not require
+one), the two paths above run unchanged.  The integer path is not differentiable (it rounds
+the activations), which is why a few-row product that needs a gradient takes the floating one.
 """
 
 from __future__ import annotations
@@ -175,8 +189,75 @@ def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
 
+def _dequantize(tensors: dict[str, torch.Tensor], scheme: str, group_size: int, dtype: torch.dtype,
+                use_native: bool = True) -> torch.Tensor:
+    """`dequantize_weight` through the native kernel where it is loaded (CPU), else in PyTorch.
+
+    Both compute q*scale (+min) in fp32, so they agree exactly; the kernel is several times faster,
+    which matters to training, where every step dequantizes each layer three times.
+    """
+    q = tensors["qweight"]
+    lib = native.loaded() if use_native and q.device.type == "cpu" else None
+    if lib is None:
+        return dequantize_weight(tensors, scheme, group_size, dtype)
+    n, k = q.shape[0], q.shape[1] * (1 if scheme == "int8" else 2)
+    out = torch.empty(n, k, dtype=torch.float32)
+    if scheme == "int8":
+        lib.dscoder_int8_dequant(_ptr(q), _ptr(tensors["scales"]), n, k, _ptr(out))
+    else:
+        lib.dscoder_int4_dequant(_ptr(q), _ptr(tensors["scales"]), _ptr(tensors["mins"]), n, k, group_size, _ptr(out))
+    return out.to(dtype)
+
+
+class _DequantLinear(torch.autograd.Function):
+    """y = x @ W^T (+ b), W dequantized from frozen packed tensors in forward and again in backward.
+
+    Why not F.linear(x, layer.dequantize()): autograd would save that dequantized matrix for the
+    backward pass, so every layer's full-precision copy would stay resident from its forward to
+    its backward (with activation checkpointing, one block's worth at a time; without, the
+    whole model's, 4 bytes a weight in fp32).  Saving only the packed tensors, which are
+    resident anyway, costs no memory; dequantizing twice costs one more pass over the weight
+    bytes, small next to the matmul it feeds.  The packed tensors get no gradient (they are
+    buffers, integer-valued); the bias gets one only if it asks for it.
+
+    int8 never builds the scaled matrix: its scale is per output row, so
+    x @ (diag(s) Q)^T = (x @ Q^T) * s and grad_y @ diag(s) Q = (grad_y * s) @ Q, and Q converts to
+    fp32 or bf16 exactly (|q| <= 127).  That is one cheap cast of the weight instead of a
+    dequantize-then-cast (the int8 -> bf16 weight pass of a training step is 2.7x faster; in bf16
+    it is also more exact, the weight unrounded and the scale applied in fp32 to the product).
+    int4's scales and minimums are per group along the input, so it dequantizes (`_dequantize`).
+    """
+
+    @staticmethod
+    def forward(ctx, x, bias, qweight, scales, mins, how):
+        scheme, group_size, use_native = how
+        ctx.save_for_backward(qweight, scales, mins)
+        ctx.how = how
+        if scheme == "int8":
+            y = (F.linear(x, qweight.to(x.dtype)) * scales).to(x.dtype)
+            return y if bias is None else y + bias
+        packed = {"qweight": qweight, "scales": scales, "mins": mins}
+        return F.linear(x, _dequantize(packed, scheme, group_size, x.dtype, use_native), bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        qweight, scales, mins = ctx.saved_tensors
+        scheme, group_size, use_native = ctx.how
+        grad_x = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            if scheme == "int8":
+                grad_x = (grad * scales).to(grad.dtype) @ qweight.to(grad.dtype)
+            else:
+                packed = {"qweight": qweight, "scales": scales, "mins": mins}
+                grad_x = grad @ _dequantize(packed, scheme, group_size, grad.dtype, use_native)
+        if ctx.needs_input_grad[1]:
+            grad_bias = grad.reshape(-1, grad.shape[-1]).sum(0)
+        return grad_x, grad_bias, None, None, None, None
+
+
 class QuantLinear(nn.Module):
-    """A linear layer over packed weights: integer kernel for a few rows, else dequantize + matmul."""
+    """A linear layer over packed weights: integer kernel for a few rows, else dequantize + matmul;
+    when the input needs a gradient, dequantize + matmul without keeping the weight (`_DequantLinear`)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, scheme: str, group_size: int = 32,
                  device=None, dtype: torch.dtype = torch.float32):
@@ -214,19 +295,11 @@ class QuantLinear(nn.Module):
         return out
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        lib = native.loaded() if self.use_native and self.qweight.device.type == "cpu" else None
-        if lib is None:
-            return dequantize_weight(self.packed(), self.scheme, self.group_size, dtype)
-        out = torch.empty(self.out_features, self.in_features, dtype=torch.float32)
-        if self.scheme == "int8":
-            lib.dscoder_int8_dequant(_ptr(self.qweight), _ptr(self.scales), self.out_features, self.in_features,
-                                     _ptr(out))
-        else:
-            lib.dscoder_int4_dequant(_ptr(self.qweight), _ptr(self.scales), _ptr(self.mins), self.out_features,
-                                     self.in_features, self.group_size, _ptr(out))
-        return out.to(dtype)
+        return _dequantize(self.packed(), self.scheme, self.group_size, dtype, self.use_native)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and (x.requires_grad or (self.bias is not None and self.bias.requires_grad)):
+            return self._differentiable(x)
         rows = x.numel() // self.in_features
         spans = native.row_chunks(rows, NATIVE_MAX_ROWS)
         if spans is None:
@@ -247,6 +320,20 @@ class QuantLinear(nn.Module):
         y = _integer_matmul(x.reshape(rows, self.in_features).float(), self.packed(), self.scheme, self.group_size)
         y = y if self.bias is None else y + self.bias.float()
         return y.view(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def _differentiable(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward of a layer whose input needs a gradient (LoRA on a frozen quantized base).
+
+        Under autocast the product runs in the autocast dtype, x cast by a differentiable `.to`
+        (so x's gradient comes back in x's dtype) and autocast switched off inside so nothing
+        is cast twice; otherwise it runs in x's dtype.
+        """
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        bias = None if self.bias is None else self.bias.to(dtype)
+        with torch.autocast(device, enabled=False):
+            return _DequantLinear.apply(x.to(dtype), bias, self.qweight, self.scales, self.mins,
+                                        (self.scheme, self.group_size, self.use_native))
 
     def _bind(self):
         """(qweight address, fn(x_ptr, rows, y_ptr)) with every other kernel argument fixed, or None.
@@ -284,15 +371,27 @@ class QuantLinear(nn.Module):
 
 
 # ---------------------------------------------------------------------------- models
+def _is_adapter(name: str) -> bool:
+    """A LoRA adapter's own layer (`...q_proj.lora_A`, PEFT's naming, which dscoder.model.lora keeps)."""
+    return any(part.startswith("lora_") for part in name.split("."))
+
+
 def quant_plan(model: nn.Module, config: QuantConfig) -> dict[str, str]:
-    """Module name -> scheme, for every linear layer `config` quantizes (see the module docstring)."""
+    """Module name -> scheme, for every linear layer `config` quantizes (see the module docstring).
+
+    LoRA adapters are never planned: they are the trainable part, and quantizing them would
+    freeze them.  Under a LoRA wrapper the frozen base layer (`...q_proj.base`) is planned as
+    usual, so a model can be quantized before or after the adapters go on; `head=None` keeps
+    the output head in full precision (e.g. to train it too).
+    """
     plan = {}
     for name, module in model.named_modules():
-        if not isinstance(module, (nn.Linear, QuantLinear)) or name.endswith("kv_b_proj"):
+        parts = name.split(".")  # a wrapped layer's base is one level down: `lm_head.base`, `kv_b_proj.base`
+        if not isinstance(module, (nn.Linear, QuantLinear)) or "kv_b_proj" in parts or _is_adapter(name):
             continue
         if module.in_features % 32:
             continue  # no published DeepSeek shape has this; such a layer simply stays full precision
-        scheme = config.head if name == "lm_head" else config.scheme
+        scheme = config.head if parts[0] == "lm_head" else config.scheme
         if scheme is not None:
             plan[name] = scheme
     return plan
@@ -312,7 +411,12 @@ def install(model: nn.Module, plan: dict[str, str], config: QuantConfig) -> None
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, config: QuantConfig | str) -> nn.Module:
-    """Quantize a loaded model in place, one layer at a time (peak memory: one extra layer)."""
+    """Quantize a loaded model in place, one layer at a time (peak memory: one extra layer).
+
+    For QLoRA, quantize the frozen base and put `dscoder.model.lora.apply_lora` on top (or the
+    other way round: `quant_plan` never plans an adapter); `QuantConfig(scheme, head=None)`
+    leaves the output head in full precision.
+    """
     config = QuantConfig.parse(config) if isinstance(config, str) else config
     if getattr(model, "quant_config", None) is not None:
         raise ConfigError(f"the model is already quantized ({model.quant_config.scheme})")

@@ -134,10 +134,12 @@ _NATIVE_GQA = "enable_gqa" in F.scaled_dot_product_attention.__doc__
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
     """Causal attention over (B, T, H, D) tensors, k/v possibly with fewer (kv) heads; returns (B, T, H, Dv).
 
-    `mask` is always `causal_mask(S - T, T, S)`: queries are the last T of S positions.  A
-    few queries over an fp32 or bf16 cache (decode) go to the native kernel, the rest to SDPA.
+    `mask` is `causal_mask(S - T, T, S)` (queries are the last T of S positions), or a (B, 1, T, T)
+    mask confining packed samples to themselves (`Transformer.forward`'s `segments`).  A few
+    queries over an fp32 or bf16 cache (decode) go to the native kernel, the rest to SDPA.
     """
-    if not torch.is_grad_enabled() and (out := native.attend(q, k, v, scale)) is not None:
+    packed = mask is not None and mask.dim() == 4  # the native kernel knows only the causal mask
+    if not packed and not torch.is_grad_enabled() and (out := native.attend(q, k, v, scale)) is not None:
         return out
     if k.dtype != q.dtype:  # a cache kept in another precision (Transformer.cache_dtype)
         k, v = k.to(q.dtype), v.to(q.dtype)
@@ -167,7 +169,8 @@ class Attention(nn.Module):
         self.o_proj = Linear(self.n_heads * d, h, bias=cfg.attention_bias)
         self.scale = d ** -0.5
 
-    def forward(self, x, cos, sin, start_pos: int, cache: DenseCache | RowCache | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, start_pos: int, cache: DenseCache | RowCache | None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         q = apply_rope(self.q_proj(x).view(b, t, self.n_heads, self.head_dim), cos, sin, interleaved=False)
         k = apply_rope(self.k_proj(x).view(b, t, self.n_kv_heads, self.head_dim), cos, sin, interleaved=False)
@@ -176,7 +179,9 @@ class Attention(nn.Module):
             return self.o_proj(cache.attend(q, k, v, self.scale).reshape(b, t, -1))
         if cache is not None:
             k, v = cache.update(start_pos, k, v)
-        out = attend(q, k, v, causal_mask(start_pos, t, k.shape[1], x.device), self.scale)
+        if mask is None:
+            mask = causal_mask(start_pos, t, k.shape[1], x.device)
+        out = attend(q, k, v, mask, self.scale)
         return self.o_proj(out.reshape(b, t, -1))
 
 
@@ -216,7 +221,8 @@ class MLA(nn.Module):
         if scaling.get("type", "default") != "default" and scaling.get("mscale_all_dim"):
             self.scale *= yarn_mscale(scaling["factor"], scaling["mscale_all_dim"]) ** 2
 
-    def forward(self, x, cos, sin, start_pos: int, cache: LatentCache | RowCache | None) -> torch.Tensor:
+    def forward(self, x, cos, sin, start_pos: int, cache: LatentCache | RowCache | None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.q_lora_rank else self.q_proj(x)
         q_nope, q_pe = q.view(b, t, self.n_heads, -1).split([self.nope_dim, self.rope_dim], dim=-1)
@@ -228,7 +234,8 @@ class MLA(nn.Module):
             return self.o_proj(cache.attend_latent(self, q_nope, q_pe, latent, k_pe).reshape(b, t, -1))
         if cache is not None:
             latent, k_pe = (t.to(x.dtype) for t in cache.update(start_pos, latent, k_pe))
-        mask = causal_mask(start_pos, t, latent.shape[1], x.device)
+        if mask is None:
+            mask = causal_mask(start_pos, t, latent.shape[1], x.device)
         absorb = self.absorb if self.absorb is not None else (cache is not None and start_pos > 0)
         attend_fn = self.attend_absorbed if absorb else self.attend_expanded
         out = attend_fn(q_nope, q_pe, latent, k_pe, mask)
@@ -252,11 +259,14 @@ class MLA(nn.Module):
         layer = self.kv_b_proj
         if isinstance(layer, QuantLinear):
             w = layer.dequantize(dtype)
+        elif hasattr(layer, "effective_weight"):  # a wrapper that says what it applies (LoRA: W + s·B·A)
+            w = layer.effective_weight(dtype)
         elif type(layer) in (Linear, nn.Linear):
             w = layer.weight.to(dtype)
         else:
             raise TypeError(f"MLA.kv_b_proj is a {type(layer).__name__}, whose effective weight the absorbed form "
-                            "cannot read (it knows Linear, nn.Linear and QuantLinear); teach "
+                            "cannot read (it knows Linear, nn.Linear, QuantLinear and layers with an "
+                            "effective_weight method); teach "
                             "MLA.absorbed_weights to read it")
         w = w.view(self.n_heads, self.nope_dim + self.v_dim, self.kv_lora_rank)
         return w[:, :self.nope_dim], w[:, self.nope_dim:]
@@ -523,8 +533,8 @@ class Block(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
-    def forward(self, x, cos, sin, start_pos, cache) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, start_pos, cache)
+    def forward(self, x, cos, sin, start_pos, cache, mask=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, start_pos, cache, mask)
         y = self.mlp(self.post_attention_layernorm(x))
         y, aux = y if isinstance(y, tuple) else (y, None)
         return x + y, aux
@@ -554,7 +564,8 @@ class Transformer(nn.Module):
         return rope_tables(freqs.cos() * self.rope_magnitude, freqs.sin() * self.rope_magnitude, self.config.is_mla)
 
     def forward(self, tokens: torch.Tensor, start_pos: int = 0, cache: list[LayerCache] | None = None,
-                logits_to_keep: int = 0, positions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                logits_to_keep: int = 0, positions: torch.Tensor | None = None,
+                segments: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens (B, T) at positions start_pos.. -> (logits (B, T, V), MoE aux loss (scalar)).
 
         Without a cache the sequence must start at 0 (training, scoring).  With one, the
@@ -566,6 +577,12 @@ class Transformer(nn.Module):
         Continuous batching passes `positions` (T,) instead of `start_pos`: tokens (1, T) are
         rows of several sequences, each at its own position, and `cache` is a list of
         `RowCache` views that know which row belongs to which sequence.
+
+        Packed fine-tuning passes `segments` (B, T): which sample of the row each token belongs
+        to. Attention is then confined to the token's own sample (causal within it), so a packed
+        row computes what its samples would alone. Positions are not restarted per sample: RoPE
+        makes a score depend only on the distance between query and key, so a sample's offset
+        in the row changes nothing but rounding (the test compares packed with unpacked).
         """
         b, t = tokens.shape
         if cache is None and start_pos:
@@ -577,11 +594,17 @@ class Transformer(nn.Module):
         if end > self.config.max_position_embeddings:
             raise ValueError(f"positions up to {end} exceed max_position_embeddings="
                              f"{self.config.max_position_embeddings}")
+        mask = None
+        if segments is not None:
+            if cache is not None or segments.shape != tokens.shape:
+                raise ValueError("segments (B, T) go with tokens of the same shape and no cache")
+            causal = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril()
+            mask = (causal & (segments[:, :, None] == segments[:, None, :]))[:, None]  # (B, 1, T, T)
         x = self.embed_tokens(tokens)
         cos, sin = self.rope(positions)
         aux_total = torch.zeros((), device=tokens.device)
         for i, layer in enumerate(self.layers):
-            x, aux = layer(x, cos, sin, start_pos, cache[i] if cache is not None else None)
+            x, aux = layer(x, cos, sin, start_pos, cache[i] if cache is not None else None, mask)
             if aux is not None:
                 aux_total = aux_total + aux
         if logits_to_keep:

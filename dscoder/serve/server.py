@@ -39,6 +39,7 @@ class ServeConfig:
                                                   "(default: the model's file or directory name).")
     quant: str | None = like(ModelChoice, "quant")
     kv_cache: str | None = like(ModelChoice, "kv_cache")
+    lora: str | None = like(ModelChoice, "lora")
     kv_cache_gib: float = setting(1.0, "Memory for the paged KV cache, GiB.")
     engine: EngineConfig = setting(help="How the engine batches requests and caches their keys and values.",
                                    default_factory=EngineConfig)
@@ -108,7 +109,7 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
     server: uvicorn.Server | None = None
 
     def load_engine() -> Engine:
-        net, tokenizer = load(cfg.model, cfg.quant, cfg.kv_cache)
+        net, tokenizer = load(cfg.model, cfg.quant, cfg.kv_cache, lora=cfg.lora)
         engine = Engine(net, tokenizer, config)
         if on_ready is not None:
             on_ready(f"{state.model_name} on http://{cfg.host}:{bound_port()}/ ({engine.blocks.num_blocks} KV blocks of "

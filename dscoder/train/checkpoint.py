@@ -41,6 +41,7 @@ from dscoder.model.config import ModelConfig
 from dscoder.train import distributed
 
 STATE_FILE = "train_state.pt"
+ADAPTER_CONFIG = "adapter_config.json"  # a LoRA run's checkpoint holds its adapter instead of the model
 _STEP_DIR = re.compile(r"^step-(\d{7})$")
 
 
@@ -55,7 +56,8 @@ def complete_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     if root.is_dir():
         for child in root.iterdir():
             m = _STEP_DIR.match(child.name)
-            if m and (child / STATE_FILE).is_file() and (child / "config.json").is_file():
+            weights = (child / "config.json").is_file() or (child / ADAPTER_CONFIG).is_file()
+            if m and (child / STATE_FILE).is_file() and weights:
                 found.append((int(m.group(1)), child))
     return sorted(found)
 
@@ -86,17 +88,25 @@ def set_rng_state(state: dict) -> None:
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
+def is_adapter(directory: Path) -> bool:
+    return (directory / ADAPTER_CONFIG).is_file()
+
+
 def save(run_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: ModelConfig,
-         tokenizer, state: dict, keep_last: int, is_main: bool) -> Path:
+         tokenizer, state: dict, keep_last: int, is_main: bool, write_adapter=None) -> Path:
     """Write checkpoint `step` (all ranks call this; rank 0 writes). `state` holds the loop's own
-    entries (stream position, LR, settings); the optimizer and RNG states are added here."""
-    weights = get_model_state_dict(model, options=_FULL)
+    entries (stream position, LR, settings); the optimizer and RNG states are added here.
+    `write_adapter(directory)`: a LoRA run writes its adapter there instead of the whole model."""
+    weights = None if write_adapter else get_model_state_dict(model, options=_FULL)
     optim = get_optimizer_state_dict(model, optimizer, options=_FULL)
     rngs = distributed.gather_objects(rng_state())
     target = step_dir(run_dir, step)
     if is_main:
         with atomic_directory(target, replace=True) as tmp:
-            save_hf_state(config, weights, tmp, torch.float32)
+            if write_adapter:
+                write_adapter(tmp)
+            else:
+                save_hf_state(config, weights, tmp, torch.float32)
             if tokenizer is not None:
                 tokenizer.save(tmp)
             torch.save({**state, "step": step, "optimizer": optim, "rng": rngs}, tmp / STATE_FILE)

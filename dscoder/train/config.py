@@ -49,7 +49,8 @@ class TrainConfig:
 
     # --- where from, where to (command-line options of their own) -----------------------------------------
     data: str = setting(MISSING, "Corpus directory from `dscoder data build`, or several as NAME=DIR,NAME=DIR "
-                                 "(read together by --mix).", "--data", "-d")
+                                 "(read together by --mix); for `train sft` a JSONL file of chats or "
+                                 "instruction/output rows.", "--data", "-d")
     out: str = setting(MISSING, "Run directory: checkpoints/, metrics.jsonl, TensorBoard events, run.json.",
                        "--out", "-o")
     model: str | None = setting(None, "Model to start from: HF directory, .gguf, preset or HF repo id. With "
@@ -87,6 +88,31 @@ class TrainConfig:
     eps: float = setting(1e-8, "AdamW epsilon.", cli=False)
     grad_clip: float = setting(1.0, "Clip the global gradient norm to this (0: no clipping).", cli=False)
     seed: int = setting(0, "Seed of the weights' initialisation and of the data order.", cli=False)
+    # --- fine-tuning (train sft, finetune) -----------------------------------------------------------------
+    epochs: float | None = setting(None, "Passes over the data (SFT samples, or the corpus's rows); when set, the "
+                                         "run's steps are ceil(epochs x rows per epoch / global_batch). A --set "
+                                         "steps=N without --set epochs drops a recipe's epochs.", cli=False)
+    pack: bool = setting(True, "Pack several SFT samples into each row, attention confined to each sample (False: "
+                               "one sample per row, padded to the batch's longest).", cli=False)
+    sft_val_fraction: float = setting(0.02, "Share of the SFT samples held out (seeded) for the validation loss; at "
+                                            "most eval_rows rows of them are scored.", cli=False)
+    fim_data: str | None = setting(None, "A corpus directory from `dscoder data build` whose rows (its FIM documents "
+                                         "among them) are mixed into SFT, fully trained (V2 kept FIM alive through "
+                                         "fine-tuning this way).", "--fim-data")
+    fim_fraction: float = setting(0.0, "Share of the SFT samples that are --fim-data rows of seq_len tokens.",
+                                  cli=False)
+    lora_rank: int = setting(0, "LoRA rank r (0: full fine-tuning). The base is frozen; only the adapters train.",
+                             cli=False)
+    lora_alpha: float = setting(16.0, "LoRA alpha: the adapter's product is scaled by alpha / r.", cli=False)
+    lora_dropout: float = setting(0.05, "Dropout on the LoRA branch's input.", cli=False)
+    lora_targets: str = setting("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,q_a_proj,q_b_proj,"
+                                "kv_a_proj_with_mqa,kv_b_proj",
+                                "Comma-separated projection names that get adapters (those absent from the model "
+                                "are ignored).", cli=False)
+    trainable_tokens: tuple[int, ...] = setting((), "Token ids whose embedding (and untied output) rows train beside "
+                                                    "LoRA; finetune --add-fim-tokens sets its new tokens.", cli=False)
+    base_quant: str = setting("none", "none or int8: keep the frozen base in int8 (QLoRA-style; needs lora_rank > 0).",
+                              cli=False, choices=("none", "int8"))
     # --- context extension (train extend) -----------------------------------------------------------------
     rope_scaling: dict | None = setting(None, "New rope_scaling written into the model config before training "
                                               "(extension recipes set it).", cli=False)
@@ -143,6 +169,18 @@ class TrainConfig:
             bad(f"parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
         if self.grad_clip < 0 or self.weight_decay < 0:
             bad("grad_clip and weight_decay must be >= 0")
+        if self.epochs is not None and not self.epochs > 0:
+            bad(f"epochs must be positive, got {self.epochs}")
+        if not 0 <= self.fim_fraction < 1 or not 0 <= self.sft_val_fraction < 1:
+            bad("fim_fraction and sft_val_fraction must lie in [0, 1)")
+        if self.fim_fraction and not self.fim_data:
+            bad("fim_fraction > 0 needs --fim-data (a corpus directory from `dscoder data build`)")
+        if self.lora_rank < 0 or not 0 <= self.lora_dropout < 1:
+            bad("lora_rank must be >= 0 and lora_dropout in [0, 1)")
+        if self.base_quant not in ("none", "int8"):
+            bad(f"base_quant must be none or int8, got {self.base_quant!r}")
+        if self.base_quant != "none" and not self.lora_rank:
+            bad("base_quant int8 freezes the base: it needs LoRA (--set lora_rank=16)")
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -181,6 +219,31 @@ RECIPES: dict[str, dict[str, Any]] = {
                     "max_position_embeddings": 4096, "eval_every": 0, "eval_rows": 8, "fim_eval": 16,
                     "save_every": 0},
 }
+# Supervised fine-tuning. The official script (deepseek-coder finetune/finetune_deepseekcoder.py with its
+# README's command and DeepSpeed config): LR 2e-5, 10 warm-up steps, cosine to 0, 3 epochs, rows of at most
+# 1024 tokens one sample each, 16 x 4 accumulation = 64 per step, HF Trainer's AdamW (beta2 0.999,
+# weight decay 0, clip 1.0). V1 paper section 4.1: LR 1e-5, 100 warm-up steps, cosine, batches of 4M tokens,
+# 2B tokens in all. Coder-V2 paper section 3.5.1: LR 5e-6, 100 warm-up, cosine, 1M-token batches, 1B tokens.
+# Packing for the papers' recipes is our choice (their batch sizes are in tokens).
+_SFT_COMMON = {"schedule": "v2-cosine", "min_lr_ratio": 0.0, "warmup_max_fraction": 1.0, "fim_eval": 0,
+               "beta2": 0.999, "weight_decay": 0.0}
+RECIPES.update({
+    "sft-official": {**_SFT_COMMON, "lr": 2e-5, "warmup_steps": 10, "epochs": 3.0, "seq_len": 1024,
+                     "global_batch": 64, "micro_batch": 16, "pack": False},
+    "sft-v1": {**_SFT_COMMON, "lr": 1e-5, "warmup_steps": 100, "seq_len": 4096, "global_batch": 1024,
+               "steps": 500, "pack": True, "beta2": 0.95, "weight_decay": 0.1},
+    "sft-v2": {**_SFT_COMMON, "lr": 5e-6, "warmup_steps": 100, "seq_len": 4096, "global_batch": 256,
+               "steps": 1000, "pack": True, "beta2": 0.95, "weight_decay": 0.1},
+    # This machine: LoRA on a small model, a few minutes on 2 cores.
+    "sft-tiny": {**_SFT_COMMON, "lr": 1e-3, "warmup_steps": 5, "warmup_max_fraction": 0.1, "epochs": 2.0,
+                 "seq_len": 512, "global_batch": 8, "micro_batch": 4, "pack": True, "lora_rank": 16,
+                 "lora_alpha": 32.0, "eval_every": 0, "eval_rows": 16, "save_every": 0},
+    # `dscoder finetune --repo`: LoRA on a repository's own files (next-token + FIM), on 2 CPU cores.
+    "finetune-repo": {"schedule": "v2-cosine", "min_lr_ratio": 0.1, "lr": 1e-3, "warmup_steps": 10,
+                      "warmup_max_fraction": 0.1, "epochs": 2.0, "seq_len": 512, "global_batch": 8,
+                      "micro_batch": 4, "lora_rank": 32, "lora_alpha": 64.0, "lora_dropout": 0.0,
+                      "weight_decay": 0.0, "eval_every": 0, "eval_rows": 16, "fim_eval": 0, "save_every": 100},
+})
 EXTEND_RECIPES = tuple(name for name in RECIPES if name.startswith("extend"))
 
 
@@ -237,7 +300,10 @@ def build(base: TrainConfig, recipe: str | None = None, sets: list[str] | dict[s
         if recipe not in RECIPES:
             raise TrainConfigError(f"no recipe named {recipe!r}; recipes: {', '.join(RECIPES)}")
         changes.update(RECIPES[recipe])
-    changes.update(parse_sets(sets) if isinstance(sets, list) else (sets or {}))
+    given = parse_sets(sets) if isinstance(sets, list) else dict(sets or {})
+    if "steps" in given and "epochs" not in given:
+        given["epochs"] = None  # steps named by the user win over a recipe's epochs
+    changes.update(given)
     bad = set(changes) - {f.name for f in dataclasses.fields(TrainConfig)}
     if bad:
         raise TrainConfigError(f"unknown settings: {', '.join(sorted(bad))}")

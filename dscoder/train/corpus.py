@@ -396,3 +396,14 @@ def validation_batches(corpus: Corpus, seq_len: int, batch_rows: int, rank: int 
             yield torch.from_numpy(out)
 
     return batches()
+
+
+def corpus_windows(corpus: Corpus, wanted: int, length: int, seed: int) -> list[list[int]]:
+    """`wanted` distinct rows of `length` tokens drawn (seeded) from a corpus: the code an SFT run mixes
+    in, fully trained. Rows, not documents: a corpus document is a whole repository (its files in
+    dependency order, FIM-rewritten or not), far longer than an SFT row."""
+    rows = corpus.rows(length)
+    if wanted <= 0 or rows == 0:
+        return []
+    picked = np.random.default_rng(seed).choice(rows, size=min(wanted, rows), replace=False)
+    return [corpus.row(int(i), length).astype(np.int64).tolist() for i in sorted(picked)]

@@ -35,12 +35,15 @@ from dscoder.files import write_atomic
 from dscoder.model.config import ModelConfig
 from dscoder.model.transformer import Block, Transformer
 from dscoder.settings import as_dict, identity
-from dscoder.train import checkpoint, distributed, metrics, schedule, validate
+from dscoder.train import adapt, checkpoint, distributed, metrics, schedule, validate
 from dscoder.train.config import TrainConfig, TrainConfigError
-from dscoder.train.corpus import Corpus, RowStream, validation_batches
+from dscoder.train.corpus import Corpus, RowStream, corpus_windows, validation_batches
 from dscoder.train.mixture import check_drawn, resolve_sources
-from dscoder.train.objective import next_token_loss
+from dscoder.train.objective import Batch, next_token_loss
 from dscoder.train.optim import build_optimizer, set_lr
+
+
+TASKS = ("pretrain", "sft")  # sft: instruction rows with a loss mask (train/sft.py); pretrain: corpus rows
 
 
 class TrainingDiverged(UserError):
@@ -105,9 +108,16 @@ def _initializer_std(model_cfg: ModelConfig) -> float:
 
 
 def _build_model(cfg: TrainConfig, resume_dir: Path | None) -> tuple[Transformer, str]:
-    """The network in fp32 on the CPU, and where its tokenizer is."""
+    """The network in fp32 on the CPU (LoRA-wrapped when cfg asks), and where its tokenizer is."""
+    if resume_dir is not None and checkpoint.is_adapter(resume_dir):  # a LoRA run: its base, then its adapter
+        return adapt.restore(hub.load_model(cfg.model), cfg, resume_dir), str(resume_dir)
     if resume_dir is not None:
         return hub.load_model(resume_dir), str(resume_dir)
+    net, tokenizer_from = _load_start(cfg)
+    return adapt.prepare(net, cfg), tokenizer_from
+
+
+def _load_start(cfg: TrainConfig) -> tuple[Transformer, str]:
     if cfg.model is None and cfg.scratch:
         raise TrainConfigError("--scratch needs --model: a preset or a directory holding the config.json to train")
     if cfg.scratch:
@@ -163,6 +173,9 @@ def _wrap(net: Transformer, cfg: TrainConfig, world: distributed.World) -> nn.Mo
     if not world.distributed:
         return net
     parallel = "ddp" if cfg.parallel == "auto" else cfg.parallel
+    if parallel == "fsdp" and adapt.is_adapted(net):
+        raise TrainConfigError("LoRA runs replicate the frozen base with DDP (parallel=ddp); FSDP2 sharding of "
+                               "adapters is not built")
     # An MoE expert that no token of this rank's micro-batch reached gets no gradient here while
     # it gets one on another rank: DDP must look for such parameters (else its buckets never
     # complete and the ranks' collectives fall out of step) and FSDP2 must reduce zeros for them
@@ -212,7 +225,10 @@ def _grad_norm(model: nn.Module, clip: float) -> float:
 class Trainer:
     """Holds a run's pieces between steps; `train(cfg)` builds one and runs it."""
 
-    def __init__(self, cfg: TrainConfig, progress: bool = True) -> None:
+    def __init__(self, cfg: TrainConfig, progress: bool = True, task: str = "pretrain") -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+        self.task = task
         self.world = distributed.setup(cfg.device)
         self.run_dir = Path(cfg.out)
         _check_run_dir(self.run_dir, cfg)
@@ -221,7 +237,8 @@ class Trainer:
         if cfg.lr is None:
             cfg = dataclasses.replace(cfg, lr=state["lr_peak"] if state else _starting_lr(cfg))
         cfg.validate()
-        self.cfg = cfg
+        self.cfg = self.given_cfg = cfg
+        self.data_summary: dict = {}
         net, tokenizer_from = _build_model(cfg, resume_dir)
         self.model_cfg = net.config
         if cfg.seq_len > self.model_cfg.max_position_embeddings:
@@ -229,12 +246,17 @@ class Trainer:
                                    f"{self.model_cfg.max_position_embeddings}); extend it first (dscoder train "
                                    "extend) or train shorter rows")
         self.tokenizer = hub.load_tokenizer(tokenizer_from)
-        self._open_data(state)
+        if task == "sft":
+            self._open_sft(state)
+        else:
+            self._open_data(state)
+        cfg = self.cfg  # an SFT run's steps come from its epochs
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_atomic(self.run_dir / "run.json", json.dumps(
-                {"settings": _settings_json(cfg), "all_settings": as_dict(cfg), "world_size": self.world.size,
-                 "model_config": self.model_cfg.to_hf()}, indent=1, default=list))
+                {"task": task, "settings": _settings_json(self.given_cfg), "all_settings": as_dict(cfg),
+                 "world_size": self.world.size, "model_config": self.model_cfg.to_hf(),
+                 "data": self.data_summary}, indent=1, default=list))
         distributed.barrier()
         net.to(self.world.device)
         self.net = net
@@ -268,11 +290,20 @@ class Trainer:
         if state is not None:
             self.stream.load_state_dict(state["stream"])
         self.corpora = corpora
+        self.val_sft = None
+        if cfg.epochs is not None:
+            rows = sum(c.rows(cfg.seq_len) for c in corpora.values())
+            self.cfg = dataclasses.replace(cfg, steps=max(1, math.ceil(cfg.epochs * rows / cfg.global_batch)))
+            self.data_summary = {"rows_per_epoch": rows}
         first = next(iter(sources.values()))
         try:
             self.val_corpus = Corpus(first, "validation")
         except UserError:
             self.val_corpus = None  # a corpus built with --val-fraction 0
+        self._check_batch()
+
+    def _check_batch(self) -> None:
+        cfg = self.cfg
         if cfg.global_batch % self.world.size:
             raise TrainConfigError(f"global_batch {cfg.global_batch} is not divisible by the {self.world.size} "
                                    "processes")
@@ -280,6 +311,42 @@ class Trainer:
         if local % cfg.micro_batch:
             raise TrainConfigError(f"each process's share of the batch ({local} rows) is not a multiple of "
                                    f"micro_batch {cfg.micro_batch}")
+
+    def _open_sft(self, state: dict | None) -> None:
+        """Instruction data (`--data FILE.jsonl`), corpus rows (FIM documents among them) mixed in, a seeded
+        held-out share."""
+        from dscoder.train.sft import SftData, SftStream, read_sft
+
+        cfg = self.cfg
+        data = read_sft(cfg.data, self.tokenizer, cfg.seq_len)
+        if cfg.fim_data and cfg.fim_fraction:
+            corpus = Corpus(cfg.fim_data, "train")
+            corpus.check_tokenizer(tokenizer_digest(self.tokenizer), self.model_cfg.vocab_size,
+                                   str(self.tokenizer.source))
+            wanted = round(len(data.samples) * cfg.fim_fraction / (1 - cfg.fim_fraction))
+            data.add_documents(corpus_windows(corpus, wanted, cfg.seq_len, cfg.seed))
+        order = np.random.default_rng(cfg.seed).permutation(len(data.samples))
+        n_val = int(len(order) * cfg.sft_val_fraction)
+        if n_val == 0 and cfg.sft_val_fraction and len(order) >= 20:
+            n_val = 1
+        held = set(order[:n_val].tolist())
+        train = SftData([x for i, x in enumerate(data.samples) if i not in held], data.truncated, data.dropped,
+                        data.max_len)
+        self.val_sft = SftData([data.samples[i] for i in sorted(held)], max_len=data.max_len) if held else None
+        if not train.samples:
+            raise TrainConfigError(f"{cfg.data} leaves no training sample after the held-out share")
+        pad = self.tokenizer.eos_id if self.tokenizer.eos_id is not None else 0
+        self.stream = SftStream(train, cfg.seq_len, cfg.pack, cfg.seed, self.world.rank, self.world.size, pad)
+        if state is not None:
+            self.stream.load_state_dict(state["stream"])
+        self.corpora, self.val_corpus = {}, None
+        if cfg.epochs is not None:
+            steps = max(1, math.ceil(cfg.epochs * self.stream.rows_per_epoch / cfg.global_batch))
+            self.cfg = dataclasses.replace(cfg, steps=steps)
+        self.data_summary = {**self.stream.describe(self.cfg.global_batch),
+                             "held_out_samples": len(held), "documents_mixed_in": sum(1 for x in train.samples
+                                                                                      if x.line == 0)}
+        self._check_batch()
 
     def _val_batches(self, seq_len: int | None = None):
         seq_len = seq_len or self.cfg.seq_len
@@ -290,26 +357,39 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
+        """One optimizer step. The loss is the mean over every scored target of the global batch (one
+        mean over tokens, as transformers computes it for one batch, however the batch is cut into
+        micro-batches and processes); for pretraining rows every micro-batch has the same number of
+        targets, so this is also the mean of the micro-batches' means."""
         cfg, model = self.cfg, self.model
         lr = schedule.lr_at(cfg, self.step)
         set_lr(self.optimizer, lr)
         started = time.perf_counter()
-        rows = self.stream.next_batch(cfg.global_batch)
-        micro = rows.split(cfg.micro_batch)
-        local_rows = rows.shape[0]
-        sums = torch.zeros(2, dtype=torch.float64)  # ce * rows, aux * rows
-        for i, x in enumerate(micro):
-            x = x.to(self.world.device, non_blocking=True)
+        batch = self.stream.next_batch(cfg.global_batch)
+        if isinstance(batch, torch.Tensor):
+            batch = Batch.of_rows(batch)
+        micro = batch.split(cfg.micro_batch)
+        local_rows = batch.tokens.shape[0]
+        counts = torch.tensor([batch.targets(), batch.real_tokens()], dtype=torch.float64)
+        counts = distributed.all_reduce_sum(counts.to(self.world.device)).cpu()
+        targets, real_tokens = max(counts[0].item(), 1.0), int(counts[1].item())
+        # DDP and FSDP average the gradients over processes: a rank's sum is scaled by world / targets
+        ce_scale = self.world.size / targets
+        sums = torch.zeros(2, dtype=torch.float64)  # ce summed over targets, aux * rows
+        for i, part in enumerate(micro):
+            x = part.tokens.to(self.world.device, non_blocking=True)
+            labels = part.labels.to(self.world.device, non_blocking=True)
+            extra = {} if part.segments is None else {"segments": part.segments.to(self.world.device)}
             with _sync_context(model, i == len(micro) - 1):
                 with self.autocast():
-                    logits, aux = model(x)
-                ce = next_token_loss(logits, x)
-                loss = ce + aux
-                (loss * (x.shape[0] / local_rows)).backward()
-            sums[0] += ce.detach().double().cpu() * x.shape[0]
+                    logits, aux = model(x, **extra)
+                ce_sum = next_token_loss(logits, labels, reduction="sum")
+                share = x.shape[0] / local_rows
+                (ce_sum * ce_scale + aux * share).backward()
+            sums[0] += ce_sum.detach().double().cpu()
             sums[1] += aux.detach().double().cpu() * x.shape[0]
-        totals = distributed.all_reduce_sum(sums.to(self.world.device)).cpu() / cfg.global_batch
-        ce_mean, aux_mean = totals.tolist()
+        totals = distributed.all_reduce_sum(sums.to(self.world.device)).cpu()
+        ce_mean, aux_mean = totals[0].item() / targets, totals[1].item() / cfg.global_batch
         grad_norm = _grad_norm(model, cfg.grad_clip)
         if not (math.isfinite(ce_mean) and math.isfinite(aux_mean) and math.isfinite(grad_norm)):
             last = checkpoint.latest(self.run_dir)
@@ -325,7 +405,7 @@ class Trainer:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         self.step += 1
-        step_tokens = cfg.global_batch * cfg.seq_len
+        step_tokens = real_tokens
         self.tokens += step_tokens
         tok_s = step_tokens / seconds
         record = {"step": self.step, "tokens": self.tokens, "loss": ce_mean, "lr": lr, "grad_norm": grad_norm,
@@ -342,6 +422,8 @@ class Trainer:
         net.eval()
         try:
             out = {}
+            if self.task == "sft":
+                return self._sft_eval(net)
             batches = self._val_batches()
             if batches is not None:
                 out.update(validate.validation_loss(net, batches, self._byte_lengths, self.world.device,
@@ -350,6 +432,21 @@ class Trainer:
         finally:
             net.train()
         return out
+
+    def _sft_eval(self, net) -> dict:
+        """Mean loss over the trained tokens of the held-out samples (the same rows every time)."""
+        if self.val_sft is None:
+            return {}
+        from dscoder.train.sft import SftStream
+
+        stream = SftStream(self.val_sft, self.cfg.seq_len, self.cfg.pack, self.cfg.seed, self.world.rank,
+                           self.world.size, self.tokenizer.eos_id or 0)
+        rows = min(stream.rows_per_epoch, self.cfg.eval_rows)
+        rows -= rows % self.world.size
+        if rows < self.world.size:
+            return {}
+        return validate.masked_loss(net, stream.next_batch(rows).split(self.cfg.micro_batch), self.world.device,
+                                    self.autocast)
 
     @functools.cached_property
     def _byte_lengths(self) -> torch.Tensor:
@@ -379,6 +476,8 @@ class Trainer:
 
     def baseline(self) -> dict:
         """The unigram loss of the validation rows: what a model ignoring context reaches."""
+        if self.task == "sft":
+            return {}
         batches = self._val_batches()
         if batches is None:
             return {}
@@ -392,8 +491,12 @@ class Trainer:
         state = {"stream": self.stream.state_dict(), "lr": schedule.lr_at(self.cfg, max(self.step - 1, 0)),
                  "lr_peak": self.cfg.lr, "tokens": self.tokens, "settings": as_dict(self.cfg)}
         try:
+            write_adapter = None
+            if adapt.is_adapted(self.net):
+                def write_adapter(directory: Path) -> None:
+                    adapt.save(self.net, directory, self.cfg, str(self.cfg.model) if self.cfg.model else None)
             return checkpoint.save(self.run_dir, self.step, self.model, self.optimizer, self.model_cfg,
-                                   self.tokenizer, state, self.cfg.keep_last, self.world.is_main)
+                                   self.tokenizer, state, self.cfg.keep_last, self.world.is_main, write_adapter)
         except OSError as e:  # a full disk, a quota, a file size limit: say what survives
             last = checkpoint.latest(self.run_dir)
             raise CheckpointWriteError(
@@ -482,13 +585,13 @@ def _progress(enabled: bool, total: int, done: int):
         yield update
 
 
-def train(cfg: TrainConfig, progress: bool = True, extend: bool = False) -> RunResult:
+def train(cfg: TrainConfig, progress: bool = True, extend: bool = False, task: str = "pretrain") -> RunResult:
     """Run (or resume) a training run; on several processes every rank calls this.
 
     `extend`: a context extension (the RoPE settings of `cfg` are applied to the model): the
     validation loss by position is measured over the new row length before and after training
     and written to `RUN/extension.json` (the plot's fourth panel)."""
-    trainer = Trainer(cfg, progress)
+    trainer = Trainer(cfg, progress, task)
     try:
         before = trainer.positions() if extend and trainer.step == 0 else None
         result = trainer.run()

@@ -21,7 +21,8 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for _, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (exempt if p.ndim < 2 else decay).append(p)
+        # rows of the embedding trained beside LoRA (train/adapt.py): decay would move the frozen rows too
+        (exempt if p.ndim < 2 or hasattr(p, "trained_rows") else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay, "name": "decay"},
             {"params": exempt, "weight_decay": 0.0, "name": "no_decay"}]
 

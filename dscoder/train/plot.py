@@ -62,3 +62,37 @@ def plot_run(run_dir: str | Path, png: str | Path | None = None) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_finetune(out_dir: str | Path, png: str | Path | None = None) -> Path:
+    """`dscoder finetune`'s picture: the training loss, and before/after on the held-out files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    summary = json.loads((out_dir / "finetune.json").read_text())
+    train = [r for r in read_metrics(out_dir / "run") if "loss" in r]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot([r["tokens"] for r in train], [r["loss"] for r in train], lw=1)
+    axes[0].set(xlabel="tokens", ylabel="loss (nats/token)", title="training loss (LoRA)")
+    before, after = summary["before"], summary["after"]
+    axes[1].bar(["before", "after"], [before.get("perplexity") or 0, after.get("perplexity") or 0],
+                color=["grey", "tab:blue"])
+    axes[1].set(ylabel="perplexity", title=f"held-out files ({summary['held_out_files']})")
+    names = [("next_line_exact_match", "next line"), ("fim_exact_match", "FIM middle line")]
+    xs = range(len(names))
+    axes[2].bar([x - 0.2 for x in xs], [100 * (before.get(k) or 0) for k, _ in names], 0.4, label="before",
+                color="grey")
+    axes[2].bar([x + 0.2 for x in xs], [100 * (after.get(k) or 0) for k, _ in names], 0.4, label="after",
+                color="tab:blue")
+    axes[2].set_xticks(list(xs), [label for _, label in names])
+    axes[2].set(ylabel="exact match (%)", title=f"FIM: {before.get('fim_mode')} -> {after.get('fim_mode')}")
+    axes[2].legend()
+    fig.suptitle(f"dscoder finetune --repo {summary['repo']}")
+    fig.tight_layout()
+    out = Path(png) if png else out_dir / "finetune.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

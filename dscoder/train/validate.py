@@ -52,6 +52,19 @@ def validation_loss(model, batches, byte_lengths: torch.Tensor | None, device, a
     return out
 
 
+def masked_loss(model, batches, device, autocast) -> dict[str, float]:
+    """Mean loss over the trained (not IGNORE) targets of fine-tuning batches, reduced over ranks."""
+    totals = torch.zeros(2, dtype=torch.float64)  # nats, targets
+    for batch in batches:
+        extra = {} if batch.segments is None else {"segments": batch.segments.to(device)}
+        with torch.no_grad(), autocast():
+            logits, _ = model(batch.tokens.to(device), **extra)
+        totals[0] += next_token_loss(logits, batch.labels.to(device), reduction="sum").double().cpu()
+        totals[1] += batch.targets()
+    nats, count = distributed.all_reduce_sum(totals.to(device)).cpu().tolist()
+    return {"val_loss": nats / max(count, 1), "val_tokens": int(count)}
+
+
 def loss_by_position(model, batches, seq_len: int, buckets: int, device, autocast) -> list[dict]:
     """Mean loss per span of positions (buckets of seq_len/buckets): how well a model uses a long context."""
     sums = torch.zeros(seq_len - 1, dtype=torch.float64)
