@@ -38,9 +38,7 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,6 +46,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from benchlib import WorkerProcess, cpu_name, peak_rss_mib, rss_mib, span  # benchmarks/ is the script's directory
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CONTESTANTS = ("ours", "transformers")
@@ -79,17 +78,6 @@ BIG = {"v1-100m", "v2-100m"}
 
 
 # ---------------------------------------------------------------------------- memory, FLOP/s
-def rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
 def peak_flops(device: str, dtype: torch.dtype) -> float:
     """Best of 5 products of two 2048 x 2048 matrices (8192 on CUDA), FLOP/s."""
     from dscoder.train.metrics import matmul_peak
@@ -158,35 +146,14 @@ def worker(args) -> None:
             return
 
 
-class Contestant:
+class Contestant(WorkerProcess):
     """A worker process, driven one command at a time."""
 
     def __init__(self, name: str, checkpoint: str, precision: str, args, log: Path):
         command = [sys.executable, __file__, "--worker", name, "--checkpoint", checkpoint, "--precision", precision,
                    "--device", args.device, "--batch", str(args.batch), "--seq", str(args.seq),
                    "--threads", str(args.threads)]
-        self.name, self.log = name, log
-        self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=log.open("w"), text=True)
-        self.ready = self.reply()
-
-    def reply(self) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait()
-            raise RuntimeError(f"{self.name} worker exited ({self.proc.returncode}):\n"
-                               f"{self.log.read_text()[-3000:]}")
-        return json.loads(line)
-
-    def ask(self, command: str) -> dict:
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self.reply()
-
-    def finish(self) -> float:
-        peak = self.ask("done")["peak_mib"]
-        self.proc.wait()
-        return peak
+        super().__init__(name, command, log)
 
 
 def measure(row: str, cfg, precision: str, checkpoint: str, args, steps: int, repeat: int, scratch: Path) -> dict:
@@ -263,17 +230,6 @@ def main() -> None:
     if not args.no_save:
         with RESULTS.open("a") as f:
             f.write("\n" + table)
-
-
-def span(values: list[float], fmt: str) -> str:
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def render(results: list[dict], args, peaks: dict, load: tuple, elapsed: float) -> str:
