@@ -240,7 +240,7 @@ RECIPES.update({
                  "lora_alpha": 32.0, "eval_every": 0, "eval_rows": 16, "save_every": 0},
     # `dscoder finetune --repo`: LoRA on a repository's own files (next-token + FIM), on 2 CPU cores.
     "finetune-repo": {"schedule": "v2-cosine", "min_lr_ratio": 0.1, "lr": 1e-3, "warmup_steps": 10,
-                      "warmup_max_fraction": 0.1, "epochs": 2.0, "seq_len": 512, "global_batch": 8,
+                      "warmup_max_fraction": 0.1, "epochs": 1.0, "seq_len": 512, "global_batch": 8,
                       "micro_batch": 4, "lora_rank": 32, "lora_alpha": 64.0, "lora_dropout": 0.0,
                       "weight_decay": 0.0, "eval_every": 0, "eval_rows": 16, "fim_eval": 0, "save_every": 100},
 })

@@ -216,8 +216,9 @@ def finetune(fc: FinetuneConfig, recipe: str | None = "finetune-repo", sets: lis
                "before": before, "after": after, "minutes": (time.perf_counter() - started) / 60,
                "train_settings": {k: v for k, v in vars(tcfg).items() if isinstance(v, (int, float, str, tuple))}}
     write_atomic(out / "finetune.json", json.dumps(summary, indent=1, default=list))
-    from dscoder.train.plot import plot_finetune
+    from dscoder.train.plot import plot_finetune, plot_run
 
+    plot_run(out / "run")
     summary["png"] = str(plot_finetune(out))
     say(repo_eval.format_comparison(before, after))
     return summary
