@@ -32,7 +32,8 @@ from dscoder.train.config import TrainConfig, TrainConfigError
 def lora_targets(net: Transformer, cfg: TrainConfig) -> list[str]:
     """The configured target names this architecture has (V1 has no q_a_proj, MLA no k_proj)."""
     wanted = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
-    present = {name.rpartition(".")[2] for name, m in net.named_modules() if isinstance(m, (torch.nn.Linear, QuantLinear))}
+    present = {name.rpartition(".")[2] for name, m in net.named_modules()
+               if isinstance(m, (torch.nn.Linear, QuantLinear))}
     found = [t for t in wanted if t in present]
     if not found:
         raise TrainConfigError(f"lora_targets {cfg.lora_targets!r} name no layer of this model; its projections "

@@ -222,8 +222,9 @@ RECIPES: dict[str, dict[str, Any]] = {
 # Supervised fine-tuning. The official script (deepseek-coder finetune/finetune_deepseekcoder.py with its
 # README's command and DeepSpeed config): LR 2e-5, 10 warm-up steps, cosine to 0, 3 epochs, rows of at most
 # 1024 tokens one sample each, 16 x 4 accumulation = 64 per step, HF Trainer's AdamW (beta2 0.999,
-# weight decay 0, clip 1.0). V1 paper section 4.1: LR 1e-5, 100 warm-up steps, cosine, batches of 4M tokens,
-# 2B tokens in all. Coder-V2 paper section 3.5.1: LR 5e-6, 100 warm-up, cosine, 1M-token batches, 1B tokens.
+# weight decay 0, clip 1.0). V1 paper (instruction tuning): LR 1e-5, 100 warm-up steps, cosine, batches of
+# 4M tokens, 2B tokens in all. Coder-V2 paper (supervised fine-tuning): LR 5e-6, 100 warm-up, cosine,
+# 1M-token batches, 1B tokens.
 # Packing for the papers' recipes is our choice (their batch sizes are in tokens).
 _SFT_COMMON = {"schedule": "v2-cosine", "min_lr_ratio": 0.0, "warmup_max_fraction": 1.0, "fim_eval": 0,
                "beta2": 0.999, "weight_decay": 0.0}
