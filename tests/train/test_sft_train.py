@@ -17,13 +17,12 @@ import torch
 
 from dscoder.formats.hf import load_hf_dir
 from dscoder.model.lora import lora_modules
-from dscoder.model.presets import get_preset
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.train import checkpoint
 from dscoder.train.config import TrainConfig, build
 from dscoder.train.loop import Trainer, train
 from dscoder.train.sft import build_instruction_prompt
-from conftest import hf_reference, shared_data
+from conftest import shared_data, trainable_reference_dir
 from training_data import tiny_settings
 
 ROWS = [
@@ -46,17 +45,7 @@ def _write_jsonl(path, rows) -> str:
 def _deepseek_reference(tmp_path):
     """transformers' Llama over the real DeepSeek-Coder vocabulary, saved where our trainer starts."""
     tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id, rope_scaling=None)
-    ref = hf_reference(cfg, seed=5)
-    with torch.no_grad():
-        for p in ref.parameters():
-            if p.dim() > 1:
-                p.mul_(0.2)
-    directory = tmp_path / "reference"
-    ref.save_pretrained(directory)
-    tok.save(directory)
-    return ref.train(), directory
+    return trainable_reference_dir(tmp_path / "reference", "tiny-llama", tok, 5, rope_scaling=None)
 
 
 def _official_batch(directory, rows, max_len):

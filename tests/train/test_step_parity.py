@@ -20,32 +20,21 @@ import pytest
 import torch
 
 from dscoder.formats.hf import load_hf_dir
-from dscoder.model.presets import get_preset
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.train.config import TrainConfig, build
 from dscoder.train.corpus import Corpus, RowStream
 from dscoder.train.loop import Trainer
 from dscoder.train.optim import parameter_groups
 from dscoder.train.schedule import lr_at
-from conftest import hf_reference
+from conftest import trainable_reference_dir
 from training_data import tiny_settings
 
 LR = 1e-3
 
 
 def _reference_dir(tmp_path, preset: str, tokenizer_dir, **changes):
-    tok = Tokenizer.load(tokenizer_dir / "tokenizer.json")
-    cfg = get_preset(preset).config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                            eos_token_id=tok.eos_id, **changes)
-    ref = hf_reference(cfg, seed=3)
-    with torch.no_grad():  # randomize_ draws std 0.15: scale to a trainable network (finite, non-flat loss)
-        for p in ref.parameters():
-            if p.dim() > 1:
-                p.mul_(0.2)
-    directory = tmp_path / "reference"
-    ref.save_pretrained(directory)
-    tok.save(directory)
-    return ref.train(), directory
+    return trainable_reference_dir(tmp_path / "reference", preset, Tokenizer.load(tokenizer_dir / "tokenizer.json"),
+                                   3, **changes)
 
 
 def _ours_as_hf(ref, tensors: dict[str, torch.Tensor], tmp_path, name: str):
