@@ -256,13 +256,13 @@ def convert(name: str | os.PathLike, out: str | os.PathLike, dtype: str = "bf16"
         held["net"] = load_model(source, dtype=torch_dtype, quant=quant)
         save_hf_dir(held["net"], building, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
 
-    wrote_tokenizer = _write_model_dir(out, force, source, write)
+    wrote_tokenizer = write_model_dir(out, force, source, write)
     loaded = held["net"]
     return Converted(Path(out), loaded.config.param_counts()[0],
                      loaded.quant_config.scheme if quant else None, wrote_tokenizer)
 
 
-def _write_model_dir(out: str | os.PathLike, force: bool, source: Path, write_weights) -> str:
+def write_model_dir(out: str | os.PathLike, force: bool, source: Path, write_weights) -> str:
     """Build the HF directory `out` in one step (`atomic_directory`): `write_weights(dir)`, then the
     tokenizer of `source`; what became of the tokenizer. An `out` that exists is refused unless `force`."""
     from dscoder.files import atomic_directory
@@ -307,7 +307,7 @@ def merge_adapter(name: str | os.PathLike, adapter: str | os.PathLike, out: str 
     if getattr(net, "quant_config", None) is not None:
         raise CheckpointError(f"{source} is saved quantized ({net.quant_config.scheme}): merging an adapter into it "
                               "would re-round every adapted weight; merge into the full-precision base instead")
-    wrote_tokenizer = _write_model_dir(out, force, source,
+    wrote_tokenizer = write_model_dir(out, force, source,
                                        lambda building: save_hf_state(net.config, net.state_dict(), building,
                                                                       torch_dtype))
     return Converted(Path(out), net.config.param_counts()[0], None, wrote_tokenizer)

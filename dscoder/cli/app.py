@@ -66,6 +66,7 @@ def _register() -> None:
     from dscoder.cli.serve import serve_command
     from dscoder.cli.train import merge_command
     from dscoder.cli.train import extend_command, plot_command, pretrain_command, recipes_command, sft_command
+    from dscoder.cli.train import grpo_command, reward_model_command
 
     for fn in (model.info, model.convert, run.complete, run.infill, run.chat, assist.explain, assist.tests,
                assist.doc, assist.translate, assist.fix, assist.review, tokens.tokenize, tokens.detokenize):
@@ -78,6 +79,8 @@ def _register() -> None:
     train_app.command("pretrain")(pretrain_command)
     train_app.command("extend")(extend_command)
     train_app.command("sft")(sft_command)
+    train_app.command("grpo")(grpo_command)
+    train_app.command("reward-model")(reward_model_command)
     train_app.command("plot")(plot_command)
     train_app.command("recipes")(recipes_command)
     train_app.command("merge")(merge_command)

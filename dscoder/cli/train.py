@@ -1,4 +1,4 @@
-"""`dscoder train pretrain | extend | sft | plot | recipes`: the training loop from the command line.
+"""`dscoder train pretrain | extend | sft | reward-model | plot | recipes`: the training loop from the command line.
 
 The options name where data and checkpoints are; hyper-parameters come from `--recipe` and
 `--set key=value` (every field of `dscoder.train.config.TrainConfig`, listed by `dscoder train
@@ -16,6 +16,7 @@ import typer
 from dscoder.cli.common import err, out
 from dscoder.cli.options import from_settings
 from dscoder.train.config import TrainConfig
+from dscoder.train.reward_model import RewardModelConfig
 
 RECIPE = typer.Option(None, "--recipe", "-r", help="Named recipe (`dscoder train recipes` lists them).")
 SETS = typer.Option(None, "--set", "-s", help="Override one setting: key=value (repeatable).")
@@ -67,6 +68,46 @@ def sft_command(cfg: TrainConfig, recipe: Optional[str] = typer.Option(
     """Instruction-tune a model on a JSONL of chats ({"messages": [...]}) or {"instruction", "output"} rows:
     loss on the assistant turns only; full fine-tuning, or LoRA with --set lora_rank=16."""
     _run(cfg, recipe, sets, not no_progress, extend=False, task="sft")
+
+
+@from_settings(RewardModelConfig)
+def reward_model_command(cfg: RewardModelConfig, no_progress: bool = NO_PROGRESS) -> None:
+    """Train a reward model on GRPO runs' samples.jsonl (sandbox-labelled completions): the policy's network with
+    a scalar head, pointwise BCE; prints its accuracy and AUC on held-out prompts."""
+    from dscoder.train.reward_model import train_reward_model
+
+    summary = train_reward_model(cfg, progress=not no_progress)
+    dropped = ", ".join(f"{n} {c}" for c, n in summary["dropped"].items()) or "none"
+    err.print(f"wrote {summary['out']}: {summary['train_samples']} training samples "
+              f"({summary['train_positives']} passed), {summary['steps']} steps, dropped: {dropped}")
+    out.print(f"held-out accuracy {summary['held_out_accuracy']:.4f} AUC {summary['held_out_auc']:.4f} "
+              f"({summary['held_out_positives']} passed, {summary['held_out_negatives']} not, "
+              f"{summary['held_out_tasks']} prompts; majority class {summary['held_out_majority_accuracy']:.4f})")
+
+
+GRPO_OVERRIDES = {"data": {"flags": ("--prompts", "-p"), "help": "Problems to learn from: mbpp-train, mbpp-validation "
+                                                                  "(comma-separated to join) or a JSONL file of "
+                                                                  "problems with tests (docs/grpo.md)."}}
+
+
+@from_settings(TrainConfig, overrides=GRPO_OVERRIDES)
+def grpo_command(cfg: TrainConfig, recipe: Optional[str] = typer.Option(
+                     "grpo-tiny", "--recipe", "-r", help="Named recipe: grpo-v2 (the papers' settings at scale) or "
+                     "grpo-tiny (LoRA on a small model, this machine)."),
+                 sets: Optional[list[str]] = SETS, no_progress: bool = NO_PROGRESS) -> None:
+    """Reinforce a model with GRPO: samples from the batched engine, rewarded by running the problem's tests in
+    the sandbox (or by a reward model), group-normalised advantages, clipped ratio, k3 KL to the reference."""
+    from dscoder.train import config as train_config
+    from dscoder.train.grpo import train_grpo
+    from dscoder.train.plot import plot_grpo
+
+    cfg = train_config.build(cfg, recipe, sets or [])
+    result = train_grpo(cfg, progress=not no_progress)
+    png = plot_grpo(result.run_dir)
+    err.print(f"step {result.step}: checkpoint {result.checkpoint}; curves {png}; report "
+              f"{result.run_dir / 'report.md'}; samples {result.run_dir / 'samples.jsonl'}")
+    if result.last_eval:
+        out.print(" ".join(f"{k} {v:.4f}" for k, v in result.last_eval.items()))
 
 
 def plot_command(run: Path = typer.Argument(..., help="A run directory (--out of a training run)."),

@@ -1,47 +1,24 @@
-"""How one sample is asked of a model: the prompt in the run's form, its token ids and the
-sampling parameters.
+"""How one evaluation sample is asked: the run's settings turned into `tasks.requests.ask`'s.
 
-Written once so that the one-at-a-time path and the batched engine path ask exactly the
-same thing (and so give the same greedy tokens): the base form continues the raw prompt
-and stops at the benchmark's stop strings or EOS; the instruct form goes through the chat
-template and stops at its end-of-turn tokens; infilling asks through the model's FIM tokens.
+Written once so that the one-at-a-time path and the batched engine path ask exactly the same
+thing (and so give the same greedy tokens); GRPO's rollouts ask through `tasks.requests` too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from dscoder.eval.config import EvalConfig
 from dscoder.infer.generate import SamplingParams
 from dscoder.tasks.problem import Problem
+from dscoder.tasks.requests import Request, ask
 from dscoder.tokenizer.tokenizer import Tokenizer
-
-
-@dataclass(frozen=True)
-class Request:
-    prompt: str  # the text recorded as the sample's prompt
-    ids: list[int]
-    params: SamplingParams
-    rejoin: str = ""  # written before the output (DeepSeek's HumanEval strips the prompt's last newline)
 
 
 def request(problem: Problem, tokenizer: Tokenizer, config: EvalConfig, index: int = 0) -> Request:
     """Sample `index` of `problem` in `config.form`; it samples with seed `config.seed + index`."""
-    from dscoder.tokenizer.chat import chat_prompt, stop_token_ids
-    from dscoder.tokenizer.fim import fim_prompt, fim_tokens
-
-    eos = (tokenizer.eos_id,) if tokenizer.eos_id is not None else ()
     params = SamplingParams(max_new_tokens=config.max_new_tokens or problem.max_new_tokens,
                             temperature=config.temperature, top_p=config.top_p if config.temperature > 0 else 1.0,
                             seed=config.seed + index)
-    if problem.fim is not None:
-        prompt = fim_prompt(*problem.fim, fim_tokens(tokenizer))
-        return Request(prompt, tokenizer.encode(prompt), replace(params, stop_token_ids=eos))
-    if config.form == "instruct":
-        prompt = chat_prompt(tokenizer, [{"role": "user", "content": problem.instruction}])
-        # add_bos=False: the template writes its own BOS.
-        return Request(prompt, tokenizer.encode(prompt, add_bos=False),
-                       replace(params, stop_token_ids=tuple(stop_token_ids(tokenizer))))
-    prompt = problem.prompt.rstrip() if problem.strip_prompt else problem.prompt
-    return Request(prompt, tokenizer.encode(prompt), replace(params, stop=problem.stops, stop_token_ids=eos),
-                   rejoin="\n" if problem.strip_prompt else "")
+    return ask(problem, tokenizer, config.form, params)
+
+
+__all__ = ["Request", "request"]

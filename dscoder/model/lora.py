@@ -27,8 +27,9 @@ Whoever wants no extra matmul at inference merges (`hub.load(..., lora=...)` doe
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -71,6 +72,7 @@ class LoRALinear(nn.Module):
         self.lora_A = Linear(self.in_features, rank, bias=False, device=device, dtype=dtype)
         self.lora_B = Linear(rank, self.out_features, bias=False, device=device, dtype=dtype)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.enabled = True  # False: the base alone (GRPO's reference policy, see `adapters_disabled`)
         for p in base.parameters():
             p.requires_grad_(False)
         self.reset_parameters(generator)
@@ -88,6 +90,8 @@ class LoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base(x)
+        if not self.enabled:
+            return y
         factor_dtype = self.lora_A.weight.dtype
         delta = self.lora_B(self.lora_A(self.dropout(x.to(factor_dtype)))) * self.scaling
         return y + delta.to(y.dtype)
@@ -104,6 +108,8 @@ class LoRALinear(nn.Module):
 
     def effective_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The matrix this layer applies, W + scaling * B @ A, in `dtype` (what MLA's absorbed form folds in)."""
+        if not self.enabled:
+            return self.base_weight(dtype)
         return (self.base_weight(torch.float32) + self.delta_weight(torch.float32)).to(dtype)
 
     @torch.no_grad()
@@ -142,6 +148,21 @@ def _device_dtype(base: nn.Module) -> tuple[torch.device, torch.dtype]:
 def lora_modules(net: nn.Module) -> dict[str, LoRALinear]:
     """Every LoRALinear of `net`, by module name."""
     return {name: m for name, m in net.named_modules() if isinstance(m, LoRALinear)}
+
+
+@contextlib.contextmanager
+def adapters_disabled(net: nn.Module) -> Iterator[None]:
+    """Inside, every adapter of `net` is off and it computes its frozen base: GRPO's reference
+    policy with LoRA, with no second copy of the model."""
+    modules = list(lora_modules(net).values())
+    states = [m.enabled for m in modules]
+    for m in modules:
+        m.enabled = False
+    try:
+        yield
+    finally:
+        for m, state in zip(modules, states):
+            m.enabled = state
 
 
 def layer_names(net: nn.Module) -> list[str]:

@@ -144,5 +144,17 @@ class BlockManager:
                 self.free[block_id] = None
         alloc.table, alloc.named_blocks = [], 0
 
+    def forget_prefixes(self) -> int:
+        """Drop every prefix name (the weights changed, so cached keys/values are stale); the blocks
+        stay allocated to whoever holds them. Returns how many names were dropped. Only while no
+        sequence is running: a running one's later blocks would chain from a dropped name."""
+        if any(block.ref_count for block in self.blocks):
+            raise RuntimeError("forget_prefixes needs an idle engine: some blocks are still in use")
+        dropped = len(self.by_hash)
+        for block in self.blocks:
+            block.hash, block.tokens = None, ()
+        self.by_hash.clear()
+        return dropped
+
     def hit_rate(self) -> float:
         return self.hit_tokens / self.query_tokens if self.query_tokens else 0.0

@@ -55,6 +55,7 @@ class Output:
     logprob: float | None = None
     top_logprobs: list[tuple[int, float]] | None = None
     finish_reason: str | None = None  # "stop", "length", "cancelled" or "error"
+    stop_token: int | None = None  # the stop token that ended the request (its logprob is `logprob`)
 
 
 @dataclass(eq=False)
@@ -222,6 +223,17 @@ class Engine:
         self._commands.put(("add", seq))
         return handle
 
+    def forget_prefixes(self) -> int:
+        """Drop the prefix cache (after the model's weights changed: GRPO updates the policy the engine
+        samples from), on the engine thread, between steps; needs no request running. Returns the
+        number of cached prefixes dropped."""
+        done, result = threading.Event(), []
+        self._commands.put(("forget_prefixes", (done, result)))
+        done.wait()
+        if isinstance(result[0], Exception):
+            raise result[0]
+        return result[0]
+
     def retry_after(self) -> float:
         """Seconds a refused client should wait: about 32 of the engine's recent steps, at least 1."""
         return max(1.0, math.ceil(self._step_seconds * 32))
@@ -281,6 +293,13 @@ class Engine:
             block = False
             if kind == "add":
                 self.scheduler.add(seq)
+            elif kind == "forget_prefixes":  # seq is the caller's (threading.Event, result list)
+                done, result = seq
+                try:
+                    result.append(self.blocks.forget_prefixes())
+                except RuntimeError as e:
+                    result.append(e)
+                done.set()
             elif kind == "cancel" and seq.finish_reason is None:
                 self._finish(seq, "cancelled")
             if self._stop.is_set():
@@ -355,7 +374,7 @@ class Engine:
         seq.last_token_at = now
         self.metrics.generated_tokens.inc()
         if token in params.stop_token_ids:
-            self._finish(seq, "stop", text=seq.releaser.flush(), logprob=logprob, top=top)
+            self._finish(seq, "stop", text=seq.releaser.flush(), logprob=logprob, top=top, stop_token=token)
             return
         seq.tokens.append(token)
         seq.output_counts[token] += 1
@@ -378,7 +397,7 @@ class Engine:
         seq.on_output._admitted()
 
     def _finish(self, seq: Sequence, reason: str, text: str = "", token: int | None = None,
-                logprob: float | None = None, top=None) -> None:
+                logprob: float | None = None, top=None, stop_token: int | None = None) -> None:
         if seq.finish_reason is not None:
             return
         seq.finish_reason = reason
@@ -387,4 +406,4 @@ class Engine:
         self.scheduler.remove(seq)
         self.metrics.e2e.observe(time.monotonic() - seq.arrived_at)
         self.metrics.finished.labels(reason).inc()
-        seq.on_output._push(Output(text, token, logprob, top, reason))
+        seq.on_output._push(Output(text, token, logprob, top, reason, stop_token))

@@ -23,6 +23,9 @@ from dscoder.errors import UserError
 
 SHOTS = (2, 3, 4)
 TEST_IDS = range(11, 511)
+# The splits of the MBPP paper (Austin et al. 2021, section 2.1): 1-10 prompt (our shots), 11-510 test,
+# 511-600 validation, 601-974 train. Only validation and train may be trained on (`dscoder train grpo`).
+SPLITS = {"test": TEST_IDS, "validation": range(511, 601), "train": range(601, 975)}
 
 
 def entry_points(row: dict) -> tuple[str, ...]:
@@ -57,16 +60,25 @@ def _instruction(shots: list[dict], row: dict) -> str:
             f"Examples are listed as follows:\n{examples}\n\nHere is my problem:\n{_chat_block(row, False)}").strip()
 
 
-def problems(data: Path | None = None) -> list[Problem]:
+def zero_shot_instruction(row: dict) -> str:
+    """The instruct form without the three worked examples (ours, for GRPO: ~100 prompt tokens instead
+    of ~600; the examples teach the answer's format, which the reward teaches too)."""
+    return ("Write a python function for my problem, in a ```python code block.\n"
+            f"Here is my problem:\n{_chat_block(row, False)}").strip()
+
+
+def problems(data: Path | None = None, ids: range | tuple[int, ...] = TEST_IDS) -> list[Problem]:
+    """The problems `ids` (default the test split) in both prompt forms. `extra` holds their
+    individual asserts, setup code and entry points, so GRPO can score the fraction passed."""
     rows = {row["task_id"]: row for row in map(json.loads, data_file("mbpp", "mbpp.jsonl", data=data)
                                                 .read_text(encoding="utf-8").splitlines())}
-    missing = [i for i in (*SHOTS, *TEST_IDS) if i not in rows]
+    missing = [i for i in (*SHOTS, *ids) if i not in rows]
     if missing:
         raise UserError(f"mbpp.jsonl lacks task_ids {missing[:5]}...; it should hold all 974 problems")
     shots = [rows[i] for i in SHOTS]
     header = "".join(f"{_task(shot)}\n{_code(shot)}\n[DONE]\n" for shot in shots)
     problems = []
-    for task_id in TEST_IDS:
+    for task_id in ids:
         row = rows[task_id]
         tests = f"\n{row['test_setup_code']}\n" + "\n".join(row["test_list"]) + "\n"
         guard = entry_points(row)
@@ -79,5 +91,7 @@ def problems(data: Path | None = None) -> list[Problem]:
 
         problems.append(Problem(f"MBPP/{task_id}", "python", header + _task(row), program, ("[DONE]",),
                                 _instruction(shots, row), answer_program, reference=_code(row),
-                                max_new_tokens=512, group="python"))
+                                max_new_tokens=512, group="python",
+                                extra={"tests": tuple(row["test_list"]), "setup": row["test_setup_code"],
+                                       "guard": guard, "zero_shot": zero_shot_instruction(row)}))
     return problems

@@ -113,6 +113,50 @@ class TrainConfig:
                                                     "LoRA; finetune --add-fim-tokens sets its new tokens.", cli=False)
     base_quant: str = setting("none", "none or int8: keep the frozen base in int8 (QLoRA-style; needs lora_rank > 0).",
                               cli=False, choices=("none", "int8"))
+    # --- reinforcement learning (train grpo) ---------------------------------------------------------------
+    # global_batch is the samples of one step (prompts x group_size); micro_batch the samples per forward.
+    group_size: int = setting(64, "GRPO: samples drawn per prompt (G); each sample's advantage is its reward against "
+                                  "its group's mean and std.", cli=False)
+    prompt_form: str = setting("instruct", "GRPO: how prompts are asked: instruct (the chat template, code taken "
+                                           "from the answer's fenced block) or base (the benchmark's raw prompt "
+                                           "and stop strings), exactly as `dscoder eval` asks them.", cli=False,
+                               choices=("instruct", "base"))
+    prompt_shots: int = setting(3, "GRPO on mbpp-* prompts: 3 asks with the protocol's three worked examples (as "
+                                   "evaluation does), 0 without them (instruct form; ~100 prompt tokens instead of "
+                                   "~600, six times less to compute per sample).", cli=False, choices=None)
+    stop_at_code_end: bool = setting(False, "GRPO, instruct form: end an answer where its first fenced code block "
+                                            "closes (the reward reads only the code; what follows is paid for and "
+                                            "not scored).", cli=False)
+    temperature: float = setting(1.0, "GRPO: sampling temperature of the rollouts.", cli=False)
+    top_p: float = setting(1.0, "GRPO: nucleus sampling of the rollouts.", cli=False)
+    max_new_tokens: int = setting(1024, "GRPO: longest completion sampled (tokens).", cli=False)
+    clip_eps: float = setting(0.2, "GRPO: the probability ratio is clipped to [1 - eps, 1 + eps].", cli=False)
+    kl_coef: float = setting(0.04, "GRPO: weight beta of the k3 KL estimate to the reference policy (0: no "
+                                   "reference pass at all).", cli=False)
+    policy_updates: int = setting(1, "GRPO: optimizer steps on each batch of rollouts (mu); the first is on-policy, "
+                                     "later ones are corrected by the clipped ratio.", cli=False)
+    loss_norm: str = setting("token", "GRPO: token (every completion token of the batch weighs the same) or "
+                                      "sequence (DeepSeekMath's 1/|o_i|: each sample's mean, then the batch's mean).",
+                             cli=False, choices=("token", "sequence"))
+    reward: str = setting("tests", "GRPO: tests (the fraction of the problem's tests the sandbox passes), model (a "
+                                   "reward model from `train reward-model`, --set reward_model=DIR), or "
+                                   "contains:TEXT (1 when the completion contains TEXT: a synthetic check).",
+                          cli=False)
+    reward_model: str | None = setting(None, "GRPO: directory of a reward model (`dscoder train reward-model`) used "
+                                             "when reward=model.", "--reward-model")
+    format_reward: float = setting(0.0, "GRPO: added when the answer is well formed (instruct: a fenced code block; "
+                                        "base: ended by a stop string).", cli=False)
+    reward_no_code: float = setting(-1.0, "GRPO: reward of an instruct answer with no fenced code block.", cli=False)
+    reward_syntax_error: float = setting(-0.5, "GRPO: reward of code that does not compile (a SyntaxError, a "
+                                               "build error).", cli=False)
+    reward_timeout: float = setting(0.0, "GRPO: reward of code stopped by the time limit.", cli=False)
+    reward_refused: float = setting(-1.0, "GRPO: reward of code whose verdict the harness refused (it left before its "
+                                          "checks finished, or returned a value that is not plain data).", cli=False)
+    sandbox_timeout: float = setting(10.0, "GRPO: wall-clock seconds per sandboxed test run.", cli=False)
+    sandbox_workers: int = setting(0, "GRPO: programs run at once (0: one per CPU core).", cli=False, run=True)
+    allow_weak_sandbox: bool = setting(False, "GRPO: run even when the sandbox is weakened (no bubblewrap, no cgroups, "
+                                              "no seccomp). RL runs untrusted model code by the thousands.",
+                                       "--allow-weak-sandbox", run=True)
     # --- context extension (train extend) -----------------------------------------------------------------
     rope_scaling: dict | None = setting(None, "New rope_scaling written into the model config before training "
                                               "(extension recipes set it).", cli=False)
@@ -181,6 +225,22 @@ class TrainConfig:
             bad(f"base_quant must be none or int8, got {self.base_quant!r}")
         if self.base_quant != "none" and not self.lora_rank:
             bad("base_quant int8 freezes the base: it needs LoRA (--set lora_rank=16)")
+        if self.group_size < 2:
+            bad(f"group_size must be at least 2 (an advantage compares a sample with its group), got {self.group_size}")
+        if not (self.temperature >= 0 and 0 < self.top_p <= 1 and self.max_new_tokens >= 1):
+            bad("temperature must be >= 0, top_p in (0, 1] and max_new_tokens >= 1")
+        if not 0 < self.clip_eps < 1 or self.kl_coef < 0 or self.policy_updates < 1:
+            bad("clip_eps must lie in (0, 1), kl_coef >= 0 and policy_updates >= 1")
+        if self.prompt_shots not in (0, 3):
+            bad(f"prompt_shots must be 0 or 3, got {self.prompt_shots}")
+        if self.loss_norm not in ("token", "sequence") or self.prompt_form not in ("instruct", "base"):
+            bad(f"loss_norm must be token or sequence, prompt_form instruct or base")
+        if self.reward not in ("tests", "model") and not (self.reward.startswith("contains:") and len(self.reward) > 9):
+            bad(f"reward must be tests, model or contains:TEXT, got {self.reward!r}")
+        if self.reward == "model" and not self.reward_model:
+            bad("reward=model needs --reward-model DIR (from `dscoder train reward-model`)")
+        if not self.sandbox_timeout > 0 or self.sandbox_workers < 0:
+            bad("sandbox_timeout must be positive and sandbox_workers >= 0")
 
 
 # ---------------------------------------------------------------------------------------------- recipes
@@ -244,6 +304,22 @@ RECIPES.update({
                       "warmup_max_fraction": 0.1, "epochs": 1.0, "seq_len": 512, "global_batch": 8,
                       "micro_batch": 4, "lora_rank": 32, "lora_alpha": 64.0, "lora_dropout": 0.0,
                       "weight_decay": 0.0, "eval_every": 0, "eval_rows": 16, "fim_eval": 0, "save_every": 100},
+})
+# GRPO. DeepSeekMath (arXiv 2402.03300, section 4.2) and Coder-V2 (arXiv 2406.11931, section 3.5.2): policy
+# LR 1e-6, KL coefficient 0.04, 64 samples per question, max length 1024, batch 1024, one update per
+# exploration stage. Our choices where they say nothing: constant LR after 10 warm-up steps, AdamW as SFT's.
+_GRPO_COMMON = {"schedule": "constant", "weight_decay": 0.0, "beta2": 0.999, "fim_eval": 0, "eval_every": 0,
+                "lora_dropout": 0.0, "warmup_max_fraction": 0.1}
+RECIPES.update({
+    "grpo-v2": {**_GRPO_COMMON, "lr": 1e-6, "kl_coef": 0.04, "group_size": 64, "max_new_tokens": 1024,
+                "global_batch": 1024, "micro_batch": 8, "steps": 1000, "warmup_steps": 10, "temperature": 1.0,
+                "save_every": 50},
+    # This machine: LoRA on the embedded 135M model, 4 prompts x 8 samples a step, short answers.
+    # MBPP asked without its worked examples and answers ended at their code block: ~6x less to compute.
+    "grpo-tiny": {**_GRPO_COMMON, "lr": 5e-5, "kl_coef": 0.04, "group_size": 8, "max_new_tokens": 256,
+                  "global_batch": 16, "micro_batch": 4, "steps": 40, "warmup_steps": 0, "temperature": 0.8,
+                  "lora_rank": 16, "lora_alpha": 32.0, "save_every": 10, "sandbox_timeout": 5.0,
+                  "prompt_shots": 0, "stop_at_code_end": True},
 })
 EXTEND_RECIPES = tuple(name for name in RECIPES if name.startswith("extend"))
 

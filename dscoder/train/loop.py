@@ -43,7 +43,9 @@ from dscoder.train.objective import Batch, next_token_loss
 from dscoder.train.optim import build_optimizer, set_lr
 
 
-TASKS = ("pretrain", "sft")  # sft: instruction rows with a loss mask (train/sft.py); pretrain: corpus rows
+# sft: instruction rows with a loss mask (train/sft.py); pretrain: corpus rows; grpo: rollouts rewarded in the
+# sandbox (train/grpo.py, a Trainer whose data and step are its own)
+TASKS = ("pretrain", "sft", "grpo")
 
 
 class TrainingDiverged(UserError):
@@ -241,15 +243,12 @@ class Trainer:
         self.data_summary: dict = {}
         net, tokenizer_from = _build_model(cfg, resume_dir)
         self.model_cfg = net.config
-        if cfg.seq_len > self.model_cfg.max_position_embeddings:
+        if task != "grpo" and cfg.seq_len > self.model_cfg.max_position_embeddings:  # GRPO's rows are its rollouts
             raise TrainConfigError(f"seq_len {cfg.seq_len} exceeds the model's context (max_position_embeddings="
                                    f"{self.model_cfg.max_position_embeddings}); extend it first (dscoder train "
                                    "extend) or train shorter rows")
         self.tokenizer = hub.load_tokenizer(tokenizer_from)
-        if task == "sft":
-            self._open_sft(state)
-        else:
-            self._open_data(state)
+        self._open(state)
         cfg = self.cfg  # an SFT run's steps come from its epochs
         if self.world.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +276,13 @@ class Trainer:
         self.last_eval: dict = {}
 
     # -------------------------------------------------------------------------------- data
+    def _open(self, state: dict | None) -> None:
+        """Open the task's data (and set self.stream, whose state checkpoints carry)."""
+        if self.task == "sft":
+            self._open_sft(state)
+        else:
+            self._open_data(state)
+
     def _open_data(self, state: dict | None) -> None:
         cfg = self.cfg
         sources, weights = resolve_sources(cfg.mix, [p for p in cfg.data.split(",") if p.strip()])
@@ -563,9 +569,18 @@ class Trainer:
                                            "after": after}, indent=1))
 
 
+def _describe(record: dict) -> str:
+    text = (f"loss {record['loss']:.4f} lr {record['lr']:.2e} |g| {record['grad_norm']:.2f} "
+            f"{record['tokens_per_s']:,.0f} tok/s MFU {record['mfu']:.1%}")
+    if "val_loss" in record:
+        text += f" val {record['val_loss']:.4f}"
+    return text
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool, total: int, done: int):
-    """A rich bar with the step's loss, LR and throughput; a no-op on other ranks and when disabled."""
+def _progress(enabled: bool, total: int, done: int, describe=_describe):
+    """A rich bar with what `describe(record)` says of each step (loss, LR and throughput); a no-op on
+    other ranks and when disabled."""
     if not enabled:
         yield lambda record: None
         return
@@ -577,11 +592,7 @@ def _progress(enabled: bool, total: int, done: int):
         task = progress.add_task("", total=total, completed=done)
 
         def update(record: dict) -> None:
-            text = (f"loss {record['loss']:.4f} lr {record['lr']:.2e} |g| {record['grad_norm']:.2f} "
-                    f"{record['tokens_per_s']:,.0f} tok/s MFU {record['mfu']:.1%}")
-            if "val_loss" in record:
-                text += f" val {record['val_loss']:.4f}"
-            progress.update(task, completed=record["step"], description=text)
+            progress.update(task, completed=record["step"], description=describe(record))
         yield update
 
 

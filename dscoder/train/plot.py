@@ -96,3 +96,43 @@ def plot_finetune(out_dir: str | Path, png: str | Path | None = None) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_grpo(run_dir: str | Path, png: str | Path | None = None) -> Path:
+    """A GRPO run: reward and pass rate, KL to the reference, and the sandbox's verdicts, against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    records = [r for r in read_metrics(run_dir) if "reward" in r]
+    if not records:
+        raise UserError(f"{run_dir}/metrics.jsonl has no GRPO step yet")
+    steps = [r["step"] for r in records]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    ax = axes[0]
+    ax.plot(steps, [r["reward"] for r in records], "o-", label="mean reward")
+    ax.plot(steps, [r["pass_rate"] for r in records], "s-", label="pass rate (all tests)")
+    ax.plot(steps, [r["tests_passed"] for r in records], ":", label="tests passed")
+    ax.set(xlabel="step", ylabel="reward / rate", title="reward")
+    ax.legend()
+    axes[1].plot(steps, [r["kl"] for r in records], "o-", label="KL to reference (k3)")
+    axes[1].plot(steps, [r["zero_variance_groups"] for r in records], ":", label="groups with no signal")
+    axes[1].plot(steps, [r["clip_fraction"] for r in records], "--", label="clipped tokens")
+    axes[1].set(xlabel="step", title="KL, groups without signal, clipping")
+    axes[1].legend()
+    bottom = [0.0] * len(records)
+    for category in records[0]["verdicts"]:
+        values = [r["verdicts"].get(category, 0) for r in records]
+        if any(values):
+            axes[2].bar(steps, values, bottom=bottom, label=category)
+            bottom = [b + v for b, v in zip(bottom, values)]
+    axes[2].set(xlabel="step", ylabel="samples", title="sandbox verdicts")
+    axes[2].legend(fontsize="small")
+    fig.suptitle(str(run_dir))
+    fig.tight_layout()
+    out = Path(png) if png else run_dir / "grpo.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
