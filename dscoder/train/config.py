@@ -316,7 +316,7 @@ RECIPES.update({
                 "save_every": 50},
     # This machine: LoRA on the embedded 135M model, 4 prompts x 8 samples a step, short answers.
     # MBPP asked without its worked examples and answers ended at their code block: ~6x less to compute.
-    "grpo-tiny": {**_GRPO_COMMON, "lr": 5e-5, "kl_coef": 0.04, "group_size": 8, "max_new_tokens": 256,
+    "grpo-tiny": {**_GRPO_COMMON, "lr": 1e-4, "kl_coef": 0.04, "group_size": 8, "max_new_tokens": 256,
                   "global_batch": 16, "micro_batch": 4, "steps": 40, "warmup_steps": 0, "temperature": 0.8,
                   "lora_rank": 16, "lora_alpha": 32.0, "save_every": 10, "sandbox_timeout": 5.0,
                   "prompt_shots": 0, "stop_at_code_end": True},

@@ -238,3 +238,28 @@ def test_a_reward_model_trained_on_a_runs_samples_is_the_reward_of_the_next(peak
     assert [r["reward"] for r in rows[:4]] == pytest.approx(expected, abs=1e-5)
     assert all(0.0 < r["reward"] < 1.0 for r in rows)
     assert sum(_metrics(second.run_dir)[0]["verdicts"].values()) == 16
+
+
+def test_later_policy_updates_are_corrected_by_the_clipped_ratio(peaked_model, tmp_path):
+    result = train_grpo(_cfg(peaked_model, tmp_path / "mu", steps=2, policy_updates=3, lr=3e-2), progress=False,
+                        tasks=synthetic(4, "def f(x):"))
+    records = _metrics(result.run_dir)
+    # the first update is on-policy (ratio 1 to rounding); the later ones move the ratio, and the clip bites
+    assert all(r["ratio_max"] > 1.0 + 0.2 for r in records)
+    assert all(r["clip_fraction"] > 0 for r in records)
+
+
+def test_an_mla_moe_policy_samples_and_trains_on_policy(tiny_tokenizer, tmp_path):
+    """DeepSeek-V2's shape (MLA, whose decode folds kv_b_proj's LoRA into its absorbed weights, and routed
+    experts): the engine's log-probabilities still equal the trainer's after each LoRA update."""
+    tok = Tokenizer.load(tiny_tokenizer / "tokenizer.json")
+    cfg = get_preset("tiny-v2-lite").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
+                                                    eos_token_id=tok.eos_id, rope_scaling=None)
+    root = tmp_path / "v2"
+    save_hf_dir(Transformer(cfg).init_weights(0.3, torch.Generator().manual_seed(0)), root)
+    tok.save(root)
+    result = train_grpo(_cfg(root, tmp_path / "run", lora_rank=8, lora_alpha=16.0, lr=2e-2, steps=3,
+                             global_batch=16), progress=False, tasks=synthetic(2, LONG_PROMPT))
+    records = _metrics(result.run_dir)
+    assert all(r["logprob_gap"] < 1e-4 for r in records), [r["logprob_gap"] for r in records]
+    assert records[-1]["kl"] > 1e-5
