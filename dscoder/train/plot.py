@@ -117,11 +117,15 @@ def plot_grpo(run_dir: str | Path, png: str | Path | None = None) -> Path:
     ax.plot(steps, [r["tests_passed"] for r in records], ":", label="tests passed")
     ax.set(xlabel="step", ylabel="reward / rate", title="reward")
     ax.legend()
-    axes[1].plot(steps, [r["kl"] for r in records], "o-", label="KL to reference (k3)")
-    axes[1].plot(steps, [r["zero_variance_groups"] for r in records], ":", label="groups with no signal")
-    axes[1].plot(steps, [r["clip_fraction"] for r in records], "--", label="clipped tokens")
-    axes[1].set(xlabel="step", title="KL, groups without signal, clipping")
-    axes[1].legend()
+    axes[1].plot(steps, [r["zero_variance_groups"] for r in records], ":", color="tab:orange",
+                 label="groups with no signal")
+    axes[1].plot(steps, [r["clip_fraction"] for r in records], "--", color="tab:green", label="clipped tokens")
+    axes[1].set(xlabel="step", ylabel="fraction", title="KL, groups without signal, clipping", ylim=(-0.02, 1.02))
+    axes[1].legend(loc="upper left")
+    kl = axes[1].twinx()  # its own scale: a KL of 0.01 is already a real move
+    kl.plot(steps, [r["kl"] for r in records], "o-", color="tab:blue", label="KL to reference (k3)")
+    kl.set_ylabel("KL (nats/token)", color="tab:blue")
+    kl.legend(loc="upper right")
     bottom = [0.0] * len(records)
     for category in records[0]["verdicts"]:
         values = [r["verdicts"].get(category, 0) for r in records]
