@@ -227,6 +227,8 @@ class Engine:
         """Drop the prefix cache (after the model's weights changed: GRPO updates the policy the engine
         samples from), on the engine thread, between steps; needs no request running. Returns the
         number of cached prefixes dropped."""
+        if self._thread is None:  # not started (or shut down): no other thread touches the blocks
+            return self.blocks.forget_prefixes()
         done, result = threading.Event(), []
         self._commands.put(("forget_prefixes", (done, result)))
         done.wait()

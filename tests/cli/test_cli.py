@@ -132,6 +132,7 @@ def test_complete_prints_only_the_generated_text(smollm2_gguf):
     assert "tok/s" in out.stderr and "finish: stop" in out.stderr
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 @pytest.mark.parametrize("quant", [None, "int4"])
 def test_complete_without_native_kernels_prints_the_same_text(smollm2_gguf, quant):
     """DSCODER_NATIVE=0 (a machine without AVX2 or a compiler) runs the PyTorch path of every kernel."""
@@ -155,6 +156,7 @@ def test_kv_cache_type_is_checked_by_name():
     assert out.returncode == 2 and "--kv-cache must be one of fp32, bf16, fp16, got 'fp8'" in out.stderr
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 def test_complete_with_a_draft_prints_the_same_text(smollm2_gguf):
     prompt = "def factorial(n):\n    if n == 0:\n        return 1\n    return"
     plain = dscoder("complete", prompt, "-n", "12", "--stop", "\n")
@@ -166,6 +168,7 @@ def test_complete_with_a_draft_prints_the_same_text(smollm2_gguf):
     assert hot.returncode == 2 and "use --temperature 0 with --draft" in hot.stderr
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 def test_complete_with_lookup_prints_the_same_text_in_fewer_passes(smollm2_gguf):
     prompt = "import os\nimport sys\nimport json\n\n# the same imports, sorted in reverse:\n"  # output copies input
     plain = dscoder("complete", prompt, "-n", "24")

@@ -259,6 +259,7 @@ def test_killed_cli_build_resumes_to_the_same_shards(corpus, plain_build, tmp_pa
     assert _shard_bytes(tmp_path) == _shard_bytes(plain_out)
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 def test_ray_engine_builds_the_same_shards(corpus, plain_build, tmp_path):
     pytest.importorskip("ray.data")
     plain_out, _ = plain_build

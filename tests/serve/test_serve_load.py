@@ -226,6 +226,7 @@ def test_lone_client_hanging_up_mid_stream_leaves_nothing_held(fim_model_dir, tm
             {k: v for k, v in m.items() if k.startswith(("dscoder_kv", "dscoder_num", "dscoder_request_finished"))}
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's RSS from /proc")
 def test_load_32_streaming_clients(fim_model_dir, tmp_path):
     _load_test(fim_model_dir, tmp_path, clients=32, seconds=8)

@@ -32,6 +32,7 @@ def _sets(**changes) -> list[str]:
     return [a for k, v in tiny_settings(**changes).items() for a in ("--set", f"{k}={v}")]
 
 
+@pytest.mark.slow  # long (CI time); run with pytest -m slow
 def test_pretrain_then_extend_through_the_command_line(tiny_corpus, v2_dir, tmp_path):
     run = tmp_path / "run"
     _dscoder("train", "pretrain", "--model", str(v2_dir), "--scratch", "--data", str(tiny_corpus), "--out", str(run),
