@@ -80,3 +80,19 @@ def tiny_settings(**changes) -> dict:
             "save_every": 0}
     base.update(changes)
     return base
+
+
+def random_model_dir(directory: Path, tok: Tokenizer, std: float, preset: str = "tiny-llama", seed: int = 0) -> Path:
+    """A randomly initialised `preset` over `tok`'s vocabulary (std `std`), saved with the tokenizer as an HF
+    directory that every loader and trainer takes."""
+    import torch
+
+    from dscoder.formats.hf import save_hf_dir
+    from dscoder.model.transformer import Transformer
+
+    cfg = get_preset(preset).config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
+                                            eos_token_id=tok.eos_id, rope_scaling=None)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_hf_dir(Transformer(cfg).init_weights(std, torch.Generator().manual_seed(seed)), directory)
+    tok.save(directory)
+    return directory

@@ -12,11 +12,9 @@ import math
 import pytest
 import torch
 
+from training_data import random_model_dir
 from dscoder.execute import sandbox
 from dscoder.execute.programs import Executor
-from dscoder.formats.hf import save_hf_dir
-from dscoder.model.presets import get_preset
-from dscoder.model.transformer import Transformer
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.train import rewards
 from dscoder.train.config import TrainConfig, TrainConfigError, build
@@ -102,13 +100,8 @@ def test_prompt_sets_that_cannot_reward_are_refused_by_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_model(tiny_tokenizer, tmp_path_factory):
-    tok = Tokenizer.load(tiny_tokenizer / "tokenizer.json")
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id, rope_scaling=None)
-    root = tmp_path_factory.mktemp("hostile-grpo-model")
-    save_hf_dir(Transformer(cfg).init_weights(0.3, torch.Generator().manual_seed(0)), root)
-    tok.save(root)
-    return root
+    return random_model_dir(tmp_path_factory.mktemp("hostile-grpo-model"),
+                            Tokenizer.load(tiny_tokenizer / "tokenizer.json"), std=0.3)
 
 
 def _grpo_cfg(model, out, prompts, **changes):

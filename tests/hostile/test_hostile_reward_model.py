@@ -14,23 +14,16 @@ import re
 import pytest
 import torch
 
+from training_data import random_model_dir
 from dscoder.errors import UserError
-from dscoder.formats.hf import save_hf_dir
-from dscoder.model.presets import get_preset
-from dscoder.model.transformer import Transformer
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.train.reward_model import RewardModelConfig, RewardScorer, train_reward_model
 
 
 @pytest.fixture(scope="module")
 def policy_dir(tiny_tokenizer, tmp_path_factory):
-    tok = Tokenizer.load(tiny_tokenizer / "tokenizer.json")
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id, rope_scaling=None)
-    directory = tmp_path_factory.mktemp("policy")
-    save_hf_dir(Transformer(cfg).init_weights(0.02, torch.Generator().manual_seed(0)), directory)
-    tok.save(directory)
-    return directory
+    return random_model_dir(tmp_path_factory.mktemp("policy"), Tokenizer.load(tiny_tokenizer / "tokenizer.json"),
+                            std=0.02)
 
 
 def row(task: int, passed: bool, **changes) -> dict:

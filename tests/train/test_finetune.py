@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from training_data import random_model_dir
 from dscoder import hub
-from dscoder.formats.hf import load_hf_dir, read_config, save_hf_dir
-from dscoder.model.presets import get_preset
-from dscoder.model.transformer import Transformer
+from dscoder.formats.hf import load_hf_dir, read_config
 from dscoder.tokenizer.fim import DEEPSEEK_FIM
 from dscoder.tokenizer.tokenizer import Tokenizer
 
@@ -36,13 +35,7 @@ def _dscoder(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def smol_vocab_model(smollm2_gguf, tmp_path_factory) -> Path:
     """A random two-layer model over the embedded SmolLM2's real vocabulary (which has no FIM tokens)."""
-    tok = Tokenizer.load(smollm2_gguf)
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id, rope_scaling=None)
-    directory = tmp_path_factory.mktemp("smol-vocab")
-    save_hf_dir(Transformer(cfg).init_weights(0.02, torch.Generator().manual_seed(0)), directory)
-    tok.save(directory)
-    return directory
+    return random_model_dir(tmp_path_factory.mktemp("smol-vocab"), Tokenizer.load(smollm2_gguf), std=0.02)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,7 @@ import math
 import pytest
 import torch
 
-from dscoder.formats.hf import save_hf_dir
-from dscoder.model.presets import get_preset
-from dscoder.model.transformer import Transformer
+from training_data import random_model_dir
 from dscoder.serve.engine import Engine
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.train import checkpoint
@@ -80,14 +78,8 @@ def test_policy_loss_clips_the_ratio_as_equation_3_and_normalises_by_tokens_or_s
 # ------------------------------------------------------------------------------ the loop
 @pytest.fixture(scope="module")
 def peaked_model(tiny_tokenizer, tmp_path_factory):
-    tok = Tokenizer.load(tiny_tokenizer / "tokenizer.json")
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id, rope_scaling=None)
-    net = Transformer(cfg).init_weights(0.3, torch.Generator().manual_seed(0))
-    root = tmp_path_factory.mktemp("grpo-model")
-    save_hf_dir(net, root)
-    tok.save(root)
-    return root
+    return random_model_dir(tmp_path_factory.mktemp("grpo-model"), Tokenizer.load(tiny_tokenizer / "tokenizer.json"),
+                            std=0.3)
 
 
 def _cfg(model, out, **changes) -> TrainConfig:
@@ -252,12 +244,8 @@ def test_later_policy_updates_are_corrected_by_the_clipped_ratio(peaked_model, t
 def test_an_mla_moe_policy_samples_and_trains_on_policy(tiny_tokenizer, tmp_path):
     """DeepSeek-V2's shape (MLA, whose decode folds kv_b_proj's LoRA into its absorbed weights, and routed
     experts): the engine's log-probabilities still equal the trainer's after each LoRA update."""
-    tok = Tokenizer.load(tiny_tokenizer / "tokenizer.json")
-    cfg = get_preset("tiny-v2-lite").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                    eos_token_id=tok.eos_id, rope_scaling=None)
-    root = tmp_path / "v2"
-    save_hf_dir(Transformer(cfg).init_weights(0.3, torch.Generator().manual_seed(0)), root)
-    tok.save(root)
+    root = random_model_dir(tmp_path / "v2", Tokenizer.load(tiny_tokenizer / "tokenizer.json"), std=0.3,
+                            preset="tiny-v2-lite")
     result = train_grpo(_cfg(root, tmp_path / "run", lora_rank=8, lora_alpha=16.0, lr=2e-2, steps=3,
                              global_batch=16), progress=False, tasks=synthetic(2, LONG_PROMPT))
     records = _metrics(result.run_dir)
