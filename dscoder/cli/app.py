@@ -51,6 +51,8 @@ app = App(help="DeepSeek-Coder on PyTorch: inspect, run and convert models.", no
           pretty_exceptions_enable=False)
 tokenizer_app = App(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
 data_app = App(help="Build and inspect repository-level training corpora.", no_args_is_help=True)
+eval_app = App(help="Run benchmarks with DeepSeek-Coder's protocols, every sample judged in the sandbox.",
+               no_args_is_help=True)
 train_app = App(help="Pretrain, extend and fine-tune models (SFT, LoRA); one process, or many under torchrun.",
                 no_args_is_help=True)
 
@@ -61,7 +63,8 @@ def main() -> None:
 
 
 def _register() -> None:
-    from dscoder.cli.eval import eval_command, toolchains_command
+    from dscoder.cli.eval import benchmark_command, toolchains_command
+    from dscoder.tasks import BENCHMARKS
     from dscoder.cli.finetune import finetune_command
     from dscoder.cli.serve import serve_command
     from dscoder.cli.train import merge_command
@@ -86,7 +89,9 @@ def _register() -> None:
     train_app.command("merge")(merge_command)
     app.add_typer(train_app, name="train")
     app.command("finetune")(finetune_command)
-    app.command("eval")(eval_command)
+    for name, benchmark in BENCHMARKS.items():
+        eval_app.command(name)(benchmark_command(name, benchmark))
+    app.add_typer(eval_app, name="eval")
     app.command("toolchains")(toolchains_command)
     app.command("serve")(serve_command)
 

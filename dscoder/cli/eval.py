@@ -1,4 +1,9 @@
-"""`dscoder eval` and `dscoder toolchains`: the harness from the command line."""
+"""`dscoder eval BENCHMARK` and `dscoder toolchains`: the harness from the command line.
+
+`dscoder eval` is a group with one command per benchmark of `dscoder.tasks.BENCHMARKS`, each
+taking every option of `EvalConfig` (so `dscoder eval --help` lists the benchmarks, and
+`dscoder eval mbpp --help` the options), beside the commands that act on several benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,28 @@ from dscoder.cli.options import from_settings
 from dscoder.eval import report
 from dscoder.execute import sandbox
 from dscoder.execute import toolchains as languages
+from dscoder.tasks import Benchmark
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 
-@from_settings(evaluation.EvalConfig)
-def eval_command(cfg: evaluation.EvalConfig) -> None:
-    """Run a benchmark with DeepSeek-Coder's protocol and judge every sample in the sandbox."""
+def benchmark_command(name: str, benchmark: Benchmark):
+    """The command `dscoder eval NAME`: EvalConfig's options with the benchmark fixed, and the
+    subset option's help listing this benchmark's own subsets."""
+
+    def command(cfg: evaluation.EvalConfig) -> None:
+        _evaluate(cfg)
+
+    command.__doc__ = f"{benchmark.help or name}: DeepSeek-Coder's protocol, every sample judged in the sandbox."
+    command.__name__ = f"eval_{name.replace('-', '_')}"
+    named = [s for s in benchmark.subsets if s]
+    overrides = {"subset": {"help": f"One of {', '.join(named)}, several comma-separated, or all (default "
+                                    f"{benchmark.default})."}} if named else {}
+    return from_settings(evaluation.EvalConfig, fixed={"benchmark": name}, overrides=overrides)(command)
+
+
+def _evaluate(cfg: evaluation.EvalConfig) -> None:
     summary = evaluation.run(cfg, on_skip=lambda name, why: err.print(f"[yellow]skipping {name}:[/] {why}"))
     _print(summary.numbers, summary.out)
     fresh, wall = summary.new_samples, summary.wall_seconds

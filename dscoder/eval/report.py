@@ -12,19 +12,39 @@ from dscoder.eval.runner import iter_groups
 from dscoder.files import replacing, write_atomic
 
 
-def _counts(rows: list[dict]) -> list[tuple[int, int]]:
+def _counts(rows: list[dict], check: str = "") -> list[tuple[int, int]]:
     per_task: dict[tuple[str, str], list[int]] = {}
     for row in rows:
         n_c = per_task.setdefault((row["group"], row["task_id"]), [0, 0])
         n_c[0] += 1
-        n_c[1] += row["status"] == "passed"
+        n_c[1] += (row.get("checks", {}).get(check) if check else row["status"]) == "passed"
     return [(n, c) for n, c in per_task.values()]
 
 
 def _block(rows: list[dict]) -> dict:
+    """pass@k and verdict counts of some rows; with the pass@k of each extra check (EvalPlus's base
+    tests) and the mean of each measure (exact match) where the rows have them."""
     statuses = Counter(row["status"] for row in rows)
-    return {"problems": len({(row["group"], row["task_id"]) for row in rows}), "samples": len(rows),
-            **mean_pass_at_k(_counts(rows)), "statuses": {s: statuses.get(s, 0) for s in STATUSES}}
+    block = {"problems": len({(row["group"], row["task_id"]) for row in rows}), "samples": len(rows),
+             **mean_pass_at_k(_counts(rows)), "statuses": {s: statuses.get(s, 0) for s in STATUSES}}
+    checks = sorted({name for row in rows for name in row.get("checks", {})})
+    if checks:
+        block["checks"] = {name: mean_pass_at_k(_counts(rows, name)) for name in checks}
+    measures = sorted({name for row in rows for name in row.get("measures", {})})
+    if measures:
+        block["measures"] = {}
+        for name in measures:
+            values = [row["measures"][name] for row in rows if name in row.get("measures", {})]
+            block["measures"][name] = sum(values) / len(values)
+    return block
+
+
+def extra_columns(block: dict) -> dict[str, float]:
+    """A block's check pass@1s and measures as flat columns ("base pass@1", "exact_match"), in percent."""
+    columns = {f"{name} pass@1": 100 * values["pass@1"] for name, values in block.get("checks", {}).items()
+               if "pass@1" in values}
+    columns.update({name: 100 * value for name, value in block.get("measures", {}).items()})
+    return columns
 
 
 def summarize(rows: list[dict], config: dict, skipped: dict[str, str] | None = None) -> dict:
@@ -55,13 +75,18 @@ def markdown(summary: dict, chart: str | None) -> str:
     lines = [f"# {title(cfg)}", "",
              f"{summary['problems']} problems, {summary['samples']} samples, temperature {cfg['temperature']}; "
              + ", ".join(f"**{k} = {100 * summary[k]:.2f}%**" for k in ks), ""]
-    header = "| group | problems | " + " | ".join(ks) + " | " + " | ".join(STATUSES) + " |"
-    lines += [header, "|" + "---|" * (2 + len(ks) + len(STATUSES))]
+    extras = list(extra_columns(summary))
+    if extras:
+        lines[-2] += "; " + ", ".join(f"**{k} = {v:.2f}%**" for k, v in extra_columns(summary).items())
+    header = "| group | problems | " + " | ".join(ks + extras) + " | " + " | ".join(STATUSES) + " |"
+    lines += [header, "|" + "---|" * (2 + len(ks) + len(extras) + len(STATUSES))]
     for group, block in summary["groups"].items():
+        more = extra_columns(block)
         lines.append(f"| {group} | {block['problems']} | " + " | ".join(f"{100 * block[k]:.2f}%" for k in ks)
+                     + "".join(f" | {more[k]:.2f}%" if k in more else " | " for k in extras)
                      + " | " + " | ".join(str(block["statuses"][s]) for s in STATUSES) + " |")
     for group, why in summary["skipped"].items():
-        lines.append(f"| {group} | skipped: {why} |" + " |" * (len(ks) + len(STATUSES)))
+        lines.append(f"| {group} | skipped: {why} |" + " |" * (len(ks) + len(extras) + len(STATUSES)))
     if "mean_over_groups" in summary:
         lines += ["", "Mean over groups: " + ", ".join(f"{k} = {100 * v:.2f}%"
                                                        for k, v in summary["mean_over_groups"].items())]

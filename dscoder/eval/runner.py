@@ -165,7 +165,7 @@ def run(problems: list[Problem], complete: Completer | BatchCompleter, config: E
     generated = complete.completions(todo) if isinstance(complete, BatchCompleter) else one_at_a_time(complete, todo)
     with Executor(workers, timeout) as pool, open(out / SAMPLES_FILE, "a", encoding="utf-8") as sink, \
             _progress(len(todo), len(done), progress) as advance:
-        pending: list[tuple[object, dict]] = []
+        pending: list[tuple[dict[str, object], dict]] = []  # the futures of each sample's programs, and its row
 
         def record(row: dict) -> None:
             sink.write(json.dumps(row) + "\n")
@@ -173,12 +173,14 @@ def run(problems: list[Problem], complete: Completer | BatchCompleter, config: E
             advance(row)
 
         def drain(block: bool) -> None:
-            for future, row in list(pending):
-                if block or future.done():
-                    verdict: Verdict = future.result()
+            for futures, row in list(pending):
+                if block or all(future.done() for future in futures.values()):
+                    verdict: Verdict = futures.pop("").result()
                     row.update(status=verdict.status, stage=verdict.stage, returncode=verdict.returncode,
                                stderr=verdict.stderr, exec_seconds=round(verdict.seconds, 3))
-                    pending.remove((future, row))
+                    if futures:
+                        row["checks"] = {name: future.result().status for name, future in futures.items()}
+                    pending.remove((futures, row))
                     record(row)
 
         try:
@@ -190,13 +192,23 @@ def run(problems: list[Problem], complete: Completer | BatchCompleter, config: E
                 if sample.error is not None:
                     row.update(status="error", stage="generate", returncode=None, stderr=sample.error,
                                exec_seconds=0.0)
+                    if problem.checks:
+                        row["checks"] = {name: "error" for name in problem.checks}
                     record(row)
                     continue
-                if config.form == "instruct" and problem.answer_program is not None:
-                    source = problem.answer_program(sample.completion)
-                else:
-                    source = problem.program(sample.completion)
-                pending.append((pool.submit(Program(problem.language, source)), row))
+                if problem.measures:
+                    row["measures"] = {name: float(measure(sample.completion))
+                                       for name, measure in problem.measures.items()}
+                if problem.program is None:  # judged by comparison, in this process
+                    passed = problem.judge(sample.completion)
+                    row.update(status="passed" if passed else "failed", stage="compare", returncode=None,
+                               stderr="", exec_seconds=0.0)
+                    record(row)
+                    continue
+                futures = {name: pool.submit(Program(problem.language, problem.source(sample.completion,
+                                                                                        config.form, name)))
+                           for name in ("", *problem.checks)}
+                pending.append((futures, row))
                 drain(block=False)
             drain(block=True)
         finally:

@@ -77,7 +77,7 @@ def _checker(answer: float) -> str:
             f"assert abs(float(_result) - {answer!r}) < 1e-4, f'solution() returned {{_result!r}}, expected {answer!r}'\n")
 
 
-def problems(data: Path | None = None) -> list[Problem]:
+def problems(subset: str = "", data: Path | None = None) -> list[Problem]:
     text = data_file("gsm8k", "test.json", data=data).read_text(encoding="utf-8")  # JSON lines, despite the name
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     problems = []

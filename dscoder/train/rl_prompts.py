@@ -87,7 +87,7 @@ def _mbpp(split: str, data: Path | None, shots: int) -> list[Task]:
                            "use mbpp-train and/or mbpp-validation")
     if split not in mbpp.SPLITS:
         raise PromptsError(f"no MBPP split {split!r}; GRPO may use mbpp-train (601-974) and mbpp-validation (511-600)")
-    problems = mbpp.problems(data, mbpp.SPLITS[split])
+    problems = mbpp.problems(data=data, ids=mbpp.SPLITS[split])
     if shots == 0:
         problems = [dataclasses.replace(p, instruction=p.extra["zero_shot"]) for p in problems]
     return [Task(p, p.extra["tests"], p.extra["setup"], p.extra["guard"]) for p in problems]

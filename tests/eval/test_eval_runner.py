@@ -116,7 +116,7 @@ def test_bad_requests_are_named(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"task_id": "HumanEval/0", "completion": "x"}\nnot json\n')
     cases = [
-        (["eval", "nosuch"], "unknown benchmark 'nosuch'"),
+        (["eval", "nosuch"], "No such command 'nosuch'"),
         (["eval", "humaneval", "--language", "cobol"], "humaneval has no subset 'cobol'"),
         (["eval", "humaneval", "--form", "chatty", "--completions", str(bad)], "--form must be one of base, instruct"),
         (["eval", "humaneval", "--samples", "4"], "--samples > 1 with --temperature 0"),
