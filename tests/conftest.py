@@ -45,8 +45,10 @@ INSTALLED_BY_SETUP = {
     "chromium": "scripts/install-toolchains.sh: chromium (the playground's browser test)",
     "shared-data": "the benchmark data in ../shared/data beside the checkout (CI lays it there)",
 }
-# MultiPL-E languages whose compilers/runtimes scripts/install-toolchains.sh installs (sh: bash).
-INSTALLED_TOOLCHAINS = ("cpp", "java", "js", "ts", "go", "rs", "sh", "php", "cs")
+# MultiPL-E languages whose compilers/runtimes scripts/install-toolchains.sh installs (sh: bash;
+# not swift or jl, which Debian 12 does not package).
+INSTALLED_TOOLCHAINS = ("cpp", "java", "js", "ts", "go", "rs", "sh", "php", "cs", "r", "d", "rkt", "lua", "rb",
+                        "scala", "pl")
 FAMILIES = ("toolchain:", "package:")  # toolchain:<language>, package:<import name>
 _TAG = re.compile(r"\[needs ([^\]]+)\] ")
 _IMPORT_SKIP = re.compile(r"could not import '([\w.]+)'")  # pytest.importorskip's reason

@@ -53,6 +53,11 @@ _GENERATED_NAME = re.compile(
     r"(\.min\.(js|css)$|-min\.js$|\.bundle\.js$|_pb2(_grpc)?\.pyi?$|\.pb\.(go|cc|h)$|\.pb-c\.[ch]$|\.generated\.\w+$"
     r"|^(package-lock\.json|yarn\.lock|pnpm-lock\.yaml|poetry\.lock|Cargo\.lock|Gemfile\.lock|composer\.lock"
     r"|go\.sum|Pipfile\.lock)$)")
+# Benchmark files that must never become training data: MultiPL-E's translations (BSD-3 with a
+# clause forbidding their use as ML training data) as DeepSeek-Coder and nuprl/MultiPL-E name
+# them (humaneval-lua.jsonl, mbpp-rb-reworded.json, ...), and the other humaneval-*.jsonl
+# beside them (evaluation data, whatever its licence), should a source tree hold a copy.
+_EVALUATION_ONLY = re.compile(r"^(humaneval|mbpp)-[\w.+-]+\.jsonl?(\.gz)?$", re.I)
 _GIT_URL = re.compile(r"^(https?://|git://|ssh://|git@|file://)|\.git$")
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: larger files are data or generated far more often than code
@@ -108,12 +113,15 @@ def _skipped_dir(name: str) -> bool:
 
 
 def skipped_path(rel: str) -> str | None:
-    """Why a repository-relative path is not read ("skipped_dir", "generated_name"), or None."""
+    """Why a repository-relative path is not read ("skipped_dir", "generated_name",
+    "evaluation_only"), or None."""
     parts = rel.split("/")
     if any(_skipped_dir(p) for p in parts[:-1]):
         return "skipped_dir"
     if _GENERATED_NAME.search(parts[-1]):
         return "generated_name"
+    if _EVALUATION_ONLY.match(parts[-1]):
+        return "evaluation_only"
     return None
 
 

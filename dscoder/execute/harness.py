@@ -17,6 +17,11 @@ How each language gets the token and says it is done:
   readable in /proc/self/environ) and guarding the entry points' returns (plain data only).
 - C++, Java, C#, Rust: a print of `$DSCODER_CHECKS_TOKEN` before the closing brace of the test
   `main`; JavaScript, TypeScript, PHP, Bash: after the tests' last top-level call.
+- MultiPL-E's other languages (Lua, Ruby, R, Perl, Julia, Swift, D, Scala, Racket): a print of
+  the variable after the checks, or where the checks end (D's `main`, after its `unittest`
+  block; Scala's `main`), printed only when the test library reports no failure (luaunit's
+  count, test-unit's result run here rather than in its at_exit hook). Racket's checks run in
+  a `main` submodule of their own (`_racket`), since rackunit exits 0 after a failed check.
 - Go: `go test` hides a passing test's output and forwards no stdin, and a Go sample cannot
   import `os` (its imports are the prompt's), so the token is linked into a variable of the
   test file (`-ldflags=-X`, through GOFLAGS, which also sets `-v` so the output is shown) and
@@ -27,7 +32,10 @@ Alongside, checks that a sample could empty from the inside are pinned to the re
 C++ re-includes <assert.h> with NDEBUG undefined (a sample's `#define assert(x)` is undone),
 Rust calls `::std::assert_eq!` (a sample's `macro_rules! assert_eq` shadowed the prelude's),
 C# throws on a failed check instead of calling `Debug.Assert`, which a nested class `Debug`
-in the sample shadowed and `Trace.Listeners.Clear()` silenced.
+in the sample shadowed and `Trace.Listeners.Clear()` silenced. Likewise Perl's `exit 1` is
+`CORE::exit(1)` (a sample's `CORE::GLOBAL::exit` made it a no-op) and its `eq_deeply` Test::Deep's,
+R's `stopifnot`/`isTRUE`/`all.equal` are base's, Scala's `assert` is Predef's, and D's `main`
+prints only after the checks' block set a flag (a sample could replace druntime's unit tester).
 
 Residual risks, stated rather than hidden: outside Python the token is in the process
 environment (Go: in its binary), so a sample written to read the harness's variable, or its
@@ -36,7 +44,9 @@ frames or memory to the harness's locals can (see `pyharness`). Neither is an ac
 exiting early: both need knowledge of this harness. Values with overridden equality are
 refused only in Python (a Java `ArrayList` subclass with `equals` always true, or a C++
 `operator==` overload, still pass), and a JavaScript sample can still patch
-`require('node:assert')`. Those need the tests to run in a process the sample does not share.
+`require('node:assert')`; so can a Lua, Ruby or R sample that replaces its test library
+(`package.loaded.luaunit`, reopening test-unit's classes, `assignInNamespace`). Those need the
+tests to run in a process the sample does not share.
 """
 
 from __future__ import annotations
@@ -100,6 +110,18 @@ def _print_line(language: str) -> str:
         "ts": f"require('node:process').stdout.write('\\n{marker}' + (require('node:process').env.{var} || '') + '\\n');\n",
         "php": f'echo "\\n{marker}" . getenv("{var}") . "\\n";\n',
         "sh": f"printf '\\n{marker}%s\\n' \"${var}\"\n",
+        "lua": f'io.stdout:write("\\n{marker}" .. (os.getenv("{var}") or "") .. "\\n"); io.stdout:flush()\n',
+        "rb": f'$stdout.write("\\n{marker}#{{ENV["{var}"]}}\\n"); $stdout.flush\n',
+        "r": f'base::cat("\\n{marker}", base::Sys.getenv("{var}"), "\\n", sep = "")\n',
+        "pl": f'print STDOUT "\\n{marker}" . ($ENV{{{var}}} // "") . "\\n";\n',
+        "jl": f'println("\\n{marker}", get(ENV, "{var}", ""))\n',
+        "swift": f'import Foundation\nprint("\\n{marker}" + (ProcessInfo.processInfo.environment["{var}"] ?? ""))\n',
+        "d": f'void main() {{ import std.stdio : stdout, write; import std.process : environment; '
+             f'if (dscoder_checks_done) {{ write("\\n{marker}", environment.get("{var}", ""), "\\n"); '
+             f'stdout.flush(); }} }}\n',
+        "rkt": f'(printf "\\n{marker}~a\\n" (or (getenv "{var}") "")) (flush-output)\n',
+        "scala": f'        _root_.java.lang.System.out.print("\\n{marker}" + '
+                 f'_root_.java.lang.System.getenv("{var}") + "\\n"); _root_.java.lang.System.out.flush();\n',
     }[language]
 
 
@@ -134,7 +156,112 @@ def _instrument(language: str, checks: str) -> str:
     if language == "sh":
         _ends_with_call(checks, "run_test", language)
         return checks.rstrip("\n") + "\n" + line
+    if language in _MORE:
+        return _MORE[language](checks, line)
     raise ValueError(f"no end-of-checks marker for language {language!r}")
+
+
+# ---- MultiPL-E's other languages ------------------------------------------------------------------
+# Each takes the dataset's checks and the marker print. Where a sample could empty a check by
+# defining a name the checks use (Perl's `exit`, R's `stopifnot`, Scala's `assert`), the checks call
+# the real one by its full name; the marker is printed only when the test library reports no failure.
+
+def _replace_last(checks: str, call: str, language: str, by: str) -> str:
+    _ends_with_call(checks, call, language)
+    return checks.rstrip()[:-len(call)] + by
+
+
+def _lua(checks: str, line: str) -> str:
+    # luaunit returns its failure count; the dataset exits with it, so a failure exits non-zero.
+    return _replace_last(checks, "os.exit(lu.LuaUnit.run())", "lua",
+                         "local dscoder_failures = lu.LuaUnit.run()\nif dscoder_failures == 0 then\n" + line
+                         + "end\nos.exit(dscoder_failures)\n")
+
+
+def _ruby(checks: str, line: str) -> str:
+    # test-unit runs its cases in an at_exit hook, after anything printed here; run them now instead.
+    return (checks.rstrip("\n") + "\nTest::Unit::AutoRunner.need_auto_run = false\n"
+            "if Test::Unit::AutoRunner.run\n" + line + "else\n  exit(1)\nend\n")
+
+
+_R_PINNED = re.compile(r"(?<![\w.:])(stopifnot|isTRUE|all\.equal)\(")
+
+
+def _r(checks: str, line: str) -> str:
+    _ends_with_call(checks, "test_humaneval()", "r")
+    return _R_PINNED.sub(r"base::\1(", checks).rstrip("\n") + "\n" + line
+
+
+def _perl(checks: str, line: str) -> str:
+    _ends_with_call(checks, "testhumaneval();", "pl")
+    checks = re.sub(r"(?<![\w:])exit 1;", "CORE::exit(1);", checks)
+    checks = re.sub(r"(?<![\w:$&])eq_deeply\(", "Test::Deep::eq_deeply(", checks)
+    return checks.rstrip("\n") + "\n" + line
+
+
+def _julia(checks: str, line: str) -> str:
+    # A top-level @testset throws after its summary when a test failed or errored: exit 1.
+    return checks.rstrip("\n") + "\n" + line
+
+
+def _swift(checks: str, line: str) -> str:
+    return checks.rstrip("\n") + "\n" + line
+
+
+def _d(checks: str, line: str) -> str:
+    """Built with -unittest and run with `--DRT-testmode=run-main`: the unittest blocks run, then
+    main only if they all passed. The last statement of the checks' block sets a flag that main
+    needs before it prints the marker, so a sample that replaces druntime's unit tester
+    (`Runtime.moduleUnitTester`) to skip the checks does not reach it."""
+    checks = _replace_last(checks, "void main(){}", "d", "")
+    checks = _before_closing_brace(checks, 1, "    dscoder_checks_done = true;\n", "d")
+    return checks.rstrip("\n") + "\n__gshared bool dscoder_checks_done;\n" + line
+
+
+_SCALA_ASSERT = re.compile(r"^(\s*)assert\(", re.M)
+
+
+def _scala(checks: str, line: str) -> str:
+    return _before_closing_brace(_SCALA_ASSERT.sub(r"\1_root_.scala.Predef.assert(", checks), 2, line, "scala")
+
+
+_RKT_CANDIDATE = re.compile(r"\(let \(\(\s*candidate\s+([^\s()]+)\s*\)\)")
+
+
+def _racket(checks: str, line: str) -> str:
+    """rackunit reports a failed check on stderr and goes on (exit status 0), and a module may
+    redefine any name it imports from `#lang racket` (`let`, `define`), which the checks use. So
+    the checks run in a `main` submodule of their own language, seeing only the candidate from the
+    sample's module, with each check counted and its failure caught: the marker needs every check
+    of the text to have run and none to have failed."""
+    found = _RKT_CANDIDATE.search(checks)
+    if found is None:
+        raise ValueError(f"rkt checks without `(let (( candidate NAME))`: {checks[:300]!r}")
+    name = found.group(1)
+    expected = len(re.findall(r"\(check-", checks))
+    body = _replace_last(checks, "(test-humaneval)", "rkt", "")
+    return (f"(provide {name})\n(module* main racket\n(require (only-in (submod \"..\") {name}))\n{body}\n"
+            f"(define dscoder-ran 0)\n(define dscoder-failed 0)\n"
+            "(define (dscoder-report e)\n"
+            "  (set! dscoder-failed (add1 dscoder-failed))\n"
+            "  (eprintf \"--------------------\\nFAILURE\\n\")\n"
+            "  (if (exn:test:check? e)\n"
+            "      (for ([info (exn:test:check-stack e)])\n"
+            "        (eprintf \"~a: ~e\\n\" (check-info-name info) (check-info-value info)))\n"
+            "      (eprintf \"~a\\n\" (if (exn? e) (exn-message e) e))))\n"
+            "(parameterize ([current-check-around\n"
+            "                (lambda (check)\n"
+            "                  (set! dscoder-ran (add1 dscoder-ran))\n"
+            "                  (with-handlers ([(lambda (e) #t) dscoder-report]) (check)))])\n"
+            "  (test-humaneval))\n"
+            f"(if (and (= dscoder-ran {expected}) (zero? dscoder-failed))\n"
+            f"    (begin {line.strip()})\n"
+            f"    (begin (eprintf \"dscoder: ~a of {expected} checks ran, ~a failed\\n\" dscoder-ran dscoder-failed)"
+            " (exit 1))))\n")
+
+
+_MORE = {"lua": _lua, "rb": _ruby, "r": _r, "pl": _perl, "jl": _julia, "swift": _swift, "d": _d, "scala": _scala,
+         "rkt": _racket}
 
 
 def python_program(solution: str, checks: str, guard: Sequence[str] = ()) -> str:

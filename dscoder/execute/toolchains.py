@@ -6,6 +6,14 @@ evaluators (the harness DeepSeek-Coder's multilingual numbers come from): Java w
 assertions on, C# with DEBUG so `Debug.Assert` is live, Go as a test file run by
 `go test`, TypeScript type-checked and compiled by `tsc` then run by node. Mono's failed
 `Debug.Assert` prints a trace and exits 0, so C# is judged by its output too.
+
+MultiPL-E's other languages run as its `eval_*.py` do: `lua`, `ruby`, `Rscript`, `perl`,
+`racket` and `julia` on the file, Swift built by `swiftc`, Scala by `scalac` and run by
+`scala`, D built with its `unittest` blocks on (MultiPL-E: `rdmd -unittest`; here LDC, dmd or
+gdc, whichever is installed). Each fails by a non-zero exit, as there; rackunit only prints a
+failed check and exits 0 (MultiPL-E fails any output on stderr), so the Racket checks count
+their own failures instead (`harness`). A language whose test library is missing (luaunit,
+Ruby's test-unit, Perl's Test::Deep, rackunit) is unavailable like one whose compiler is.
 """
 
 from __future__ import annotations
@@ -84,6 +92,10 @@ class Toolchain:
     # output of the run step that means the program did not build (`go test` compiles and runs).
     failure_markers: tuple[str, ...] = ()
     build_failure_markers: tuple[str, ...] = ()
+    # A command that must succeed for the language to be available (its test library is
+    # installed), and what is missing when it does not.
+    probe: tuple[str, ...] = ()
+    probe_missing: str = ""
 
     def limits(self, wall_seconds: float) -> sandbox.Limits:
         return sandbox.Limits(wall_seconds=wall_seconds, cpu_seconds=int(wall_seconds * 2) + 5,
@@ -95,7 +107,11 @@ class Toolchain:
     def missing(self) -> str | None:
         """Why this language cannot run here, or None."""
         absent = [exe for exe in self.needs if _resolve(exe) is None]
-        return f"{', '.join(absent)} not found on PATH" if absent else None
+        if absent:
+            return f"{', '.join(absent)} not found on PATH"
+        if self.probe and not _probe(self.probe):
+            return self.probe_missing or f"{' '.join(self.probe)} failed"
+        return None
 
     def mounts(self) -> tuple[Path, ...]:
         return _mounts(self.needs)
@@ -103,6 +119,28 @@ class Toolchain:
 
 def _resolve(exe: str) -> str | None:
     return exe if os.path.isabs(exe) and os.access(exe, os.X_OK) else shutil.which(exe)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(argv: tuple[str, ...]) -> bool:
+    """Whether our own fixed command `argv` (never model code) succeeds here."""
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=60, stdin=subprocess.DEVNULL).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+# D compilers by preference, with the flag that compiles the unittest blocks in (MultiPL-E uses
+# dmd's `rdmd -unittest`; Debian packages LDC and gdc, not dmd).
+_D_COMPILERS = (("ldc2", ("-unittest", "-of=main")), ("dmd", ("-unittest", "-of=main")),
+                ("gdc", ("-funittest", "-o", "main")))
+
+
+def _d_build() -> tuple[str, ...]:
+    for exe, flags in _D_COMPILERS:
+        if shutil.which(exe):
+            return (exe, *flags, "main.d")
+    return ("ldc2", "-unittest", "-of=main", "main.d")
 
 
 @functools.lru_cache(maxsize=None)
@@ -171,6 +209,29 @@ def _table() -> dict[str, Toolchain]:
                         needs=("mcs", "mono"), env={"MONO_TRACE_LISTENER": "Console.Error"},
                         failure_markers=("System.Diagnostics.DefaultTraceListener.Fail", "Unhandled Exception"),
                         **big_runtime),
+        "lua": Toolchain("lua", "main.lua", ("lua", "main.lua"), needs=("lua",),
+                         probe=("lua", "-e", "require('luaunit')"),
+                         probe_missing="luaunit is not installed (Debian: lua-unit)"),
+        "rb": Toolchain("rb", "main.rb", ("ruby", "main.rb"), needs=("ruby",),
+                        probe=("ruby", "-e", "require 'test/unit'; Test::Unit::AutoRunner.need_auto_run = false"),
+                        probe_missing="Ruby's test-unit is not installed (Debian: ruby-test-unit)"),
+        "r": Toolchain("r", "main.r", ("Rscript", "main.r"), needs=("Rscript",)),
+        "pl": Toolchain("pl", "main.pl", ("perl", "main.pl"), needs=("perl",),
+                        probe=("perl", "-MTest::Deep", "-e", "1"),
+                        probe_missing="Perl's Test::Deep is not installed (Debian: libtest-deep-perl)"),
+        "rkt": Toolchain("rkt", "main.rkt", ("racket", "main.rkt"), needs=("racket",),
+                         probe=("racket", "-l", "racket/base", "-l", "rackunit", "-e", "(void)"),
+                         probe_missing="rackunit is not installed (Debian: racket)"),
+        # Julia reserves a large virtual heap up front; Swift's compiler is LLVM (both untested here).
+        "jl": Toolchain("jl", "main.jl", ("julia", "main.jl"), needs=("julia",), **big_runtime),
+        "swift": Toolchain("swift", "main.swift", ("./main",), build=("swiftc", "main.swift", "-o", "main"),
+                           needs=("swiftc",), **big_runtime),
+        "d": Toolchain("d", "main.d", ("./main", "--DRT-testmode=run-main"), build=_d_build(), needs=(_d_build()[0],)),
+        "scala": Toolchain("scala", "Problem.scala", ("scala", "-J-Xmx1g", "-J-Xss64m", "-cp", ".", "Problem"),
+                           # The compiler is a short-lived JVM: its quick JIT tier alone halves its CPU time.
+                           build=("scalac", "-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC", "-nowarn", "-d", ".",
+                                  "Problem.scala"), needs=("scalac", "scala"),
+                           build_seconds=120.0, **big_runtime),
     }
 
 

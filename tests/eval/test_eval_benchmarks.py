@@ -57,12 +57,34 @@ def multipl_e_problems(language: str):
     return humaneval.problems(language)
 
 
-@pytest.mark.parametrize("language", MULTIPL_E)
-def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
+# MultiPL-E's languages beyond the nine DeepSeek-Coder's extraction covers. Their start-up is
+# slow (the JVM under Scala, Racket), so the default run takes one problem each and the slow
+# run the rest.
+MORE = ("swift", "r", "jl", "d", "rkt", "lua", "rb", "scala", "pl")
+
+
+def sampled(languages, default: slice, slow: slice, slow_only: tuple[str, ...] = ()) -> list:
+    """(language, which problems) parameters: every problem of the first nine in the default
+    run, `default` of the others there and `slow` of them under the slow mark (`slow_only`:
+    both under it)."""
+    params = []
+    for language in languages:
+        if language in slow_only:
+            params.append(pytest.param(language, slice(default.start, slow.stop), id=language, marks=pytest.mark.slow))
+        elif language in MORE:
+            params += [pytest.param(language, default, id=language),
+                       pytest.param(language, slow, id=f"{language}-rest", marks=pytest.mark.slow)]
+        else:
+            params.append(pytest.param(language, slice(None), id=language))
+    return params
+
+
+@pytest.mark.parametrize("language,which", sampled(MULTIPL_E, slice(0, 1), slice(1, None)))
+def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language, which):
     by_name = {p.task_id: p for p in multipl_e_problems(language)}
-    cases = json.loads(FIXTURES.read_text())[language]
+    cases = list(json.loads(FIXTURES.read_text())[language].items())[which]
     programs, expected = [], []
-    for name, case in cases.items():
+    for name, case in cases:
         problem = by_name[name]
         programs += [Program(language, problem.program(case["solution"])),
                      Program(language, problem.program(case["broken"]))]
@@ -76,13 +98,75 @@ def test_multipl_e_reference_solutions_pass_and_broken_ones_fail(language):
     assert verdicts(programs, timeout=30) == expected
 
 
-@pytest.mark.parametrize("language", MULTIPL_E)
-def test_an_empty_completion_fails_every_multipl_e_problem_sampled(language):
-    """A model that writes nothing must score 0: no test passes on an empty body (10 problems a language)."""
-    problems = multipl_e_problems(language)[::16][:10]
-    closing = {"js": "}\n", "ts": "}\n", "php": "}\n", "go": "}\n"}.get(language, "")
+# What closes an empty body, so the program is an empty function rather than a syntax error
+# (Swift's and Scala's checks close the function themselves).
+EMPTY_BODY = {"js": "}\n", "ts": "}\n", "php": "}\n", "go": "}\n", "r": "}\n", "pl": "}\n", "lua": "end\n",
+              "rb": "end\n", "jl": "end\n", "d": "{}\n", "rkt": "(void))\n"}
+
+
+@pytest.mark.parametrize("language,which", sampled(MULTIPL_E, slice(0, 1), slice(1, 10), slow_only=("scala",)))
+def test_an_empty_completion_fails_every_multipl_e_problem_sampled(language, which):
+    """A model that writes nothing must score 0: no test passes on an empty body (10 problems a
+    language: every 16th; one of them in the default run for the languages of `MORE`, none for
+    Scala, whose compiler is the slowest step of the default run)."""
+    problems = multipl_e_problems(language)[::16][:10][which]
+    closing = EMPTY_BODY.get(language, "")
     statuses = verdicts([Program(language, p.program(closing)) for p in problems], timeout=30)
     assert "passed" not in statuses, [p.task_id for p, s in zip(problems, statuses) if s == "passed"]
+
+
+# Instruct answers as models write them in the languages of `MORE`, each for HumanEval_53_add:
+# imports the prompt lacks, the function with nested blocks (an inner `end` or brace at a
+# deeper indent), a doc comment that mentions the function, and a demo call, a main or a test
+# of the model's own that asserts a wrong value (cut before splicing, or it would fail a
+# right answer).
+ANSWERS = {
+    "lua": ("Sure:\n```lua\nlocal function add(x, y)\n    if x then\n        return x + y\n    end\n"
+            "    return y\nend\n\n"
+            "print(add(2, 3))\nlu = require('luaunit')\nfunction testAdd() lu.assertEquals(add(2, 3), 6) end\n"
+            "os.exit(lu.LuaUnit.run())\n```\nThat is all."),
+    "rb": ("```ruby\nrequire 'set'\n\n# add(2, 3) gives 5\ndef add(x, y)\n  if true\n    Set[x + y].first\n"
+           "  end\nend\n\n"
+           "puts add(2, 3)\n\nrequire 'test/unit'\nclass TestAdd < Test::Unit::TestCase\n  def test_add\n"
+           "    assert_equal(6, add(2, 3))\n  end\nend\n```"),
+    "r": ("```r\nlibrary(stats)\n# add(2, 3) gives 5\nadd <- function(x, y) {\n  if (TRUE) {\n"
+          "    return(sum(c(x, y)))\n  }\n}\n"
+          "print(add(2, 3))\nlibrary(testthat)\ntest_that('add', { expect_equal(add(2, 3), 6) })\n```"),
+    "pl": ("```perl\nuse strict;\nuse List::Util qw(sum);\n\n# add(2, 3) gives 5\nsub add {\n    my ($x, $y) = @_;\n"
+           "    if (1) {\n        return sum($x, $y);\n    }\n}\nprint add(2, 3), \"\\n\";\nuse Test::More;\n"
+           "is(add(2, 3), 6);\ndone_testing();\n```"),
+    "d": ("```d\nimport std.stdio;\nimport std.algorithm : max;\n\n/* >>> add(2L, 3L) */\nlong add(long x, long y)\n{\n"
+          "    if (x > 0) {\n        return x + y;\n    }\n    return max(x + y, x + y);\n}\n\n"
+          "unittest { assert(add(2, 3) == 6); }\nvoid main() { writeln(add(2, 3)); }\n```"),
+    "rkt": ("```racket\n#lang racket\n(require racket/list)\n;; (add 2 3) gives 5\n(define (add x y)\n"
+            "  (first (list (+ x y))))\n\n(add 2 3)\n\n(module+ test\n  (require rackunit)\n"
+            "  (check-equal? (add 2 3) 6))\n```"),
+    "scala": ("```scala\nimport scala.collection.mutable.ListBuffer\nobject Problem {\n  // add(2, 3) gives 5\n"
+              "  def add(x : Long, y : Long) : Long = {\n    if (true) {\n      ListBuffer(x + y).head\n"
+              "    } else 0\n  }\n"
+              "  def main(args: Array[String]): Unit = {\n    assert(add(2, 3) == 6)\n  }\n}\n```"),
+    "jl": ("```julia\nusing Statistics\n\"\"\"add(2, 3) gives 5\"\"\"\nfunction add(x::Int64, y::Int64)::Int64\n"
+           "    if x > 0\n        return sum([x, y])\n    end\n    return x + y\nend\n\nprintln(add(2, 3))\n"
+           "using Test\n@test add(2, 3) == 6\n```"),
+    "swift": ("```swift\nimport Foundation\n\n/// add(x: 2, y: 3) gives 5\nfunc add(x: Int, y: Int) -> Int {\n"
+              "    if x > 0 {\n        return [x, y].reduce(0, +)\n    }\n    return x + y\n}\n\n"
+              "print(add(x: 2, y: 3))\n```"),
+}
+
+
+@pytest.mark.parametrize("language", [pytest.param(x, marks=[pytest.mark.slow] if x in ("scala", "rkt") else [])
+                                      for x in MORE])
+def test_instruct_answers_in_the_other_multipl_e_languages_are_spliced(language):
+    """`humaneval.splice_more`: the answer's imports are kept, its demo, main or own failing test
+    is cut, and its whole function survives nested `end`s and braces; the same answer with the
+    function wrong fails (so the splice did not drop the function and fall back to the prompt's)."""
+    problem = {p.task_id: p for p in multipl_e_problems(language)}["HumanEval_53_add"]
+    answer = ANSWERS[language]
+    wrong = answer.replace("x + y", "x - y").replace("sum(c(x, y))", "x - y").replace("sum($x, $y)", "$x - $y") \
+        .replace("sum([x, y])", "x - y").replace("reduce(0, +)", "reduce(0, -)").replace("(+ x y)", "(- x y)")
+    assert wrong != answer
+    programs = [Program(language, problem.answer_program(answer)), Program(language, problem.answer_program(wrong))]
+    assert verdicts(programs, timeout=30) == ["passed", "failed"], programs[0].source
 
 
 def test_mbpp_protocol_and_reference_solutions():

@@ -74,7 +74,7 @@ def run_attack(name: str, values: dict[str, str] | None = None, *, wall_seconds:
     language = LANGUAGE[path.suffix]
     tool = toolchains.toolchain(language)
     if tool.missing():
-        requires(f"toolchain-{language}", f"{language} is needed for {name}: {tool.missing()}")
+        requires(f"toolchain:{language}", f"{language} is needed for {name}: {tool.missing()}")
     source = path.read_text()
     for key, value in (values or {}).items():
         source = source.replace("{{" + key + "}}", value)
