@@ -8,12 +8,14 @@ an instruct model (whose answer carries the code in a fenced block).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dscoder.errors import UserError
 from dscoder.infer.assist import extract_code
 
 FORMS = ("base", "instruct")
@@ -57,7 +59,8 @@ class Problem:
 
 
 def data_dir() -> Path:
-    """Where the shared benchmark data lives: $DSCODER_DATA, else ../shared/data beside a source checkout."""
+    """Where the shared benchmark data lives: $DSCODER_DATA, else ../shared/data beside a source checkout
+    (a single file may come from the download cache instead: see `data_file`)."""
     env = os.environ.get("DSCODER_DATA")
     if env:
         return Path(env)
@@ -65,11 +68,29 @@ def data_dir() -> Path:
 
 
 def data_file(*parts: str, data: Path | None = None) -> Path:
-    path = (data or data_dir()).joinpath(*parts)
-    if not path.exists():
-        raise FileNotFoundError(f"benchmark data {path} not found; pass --data DIR or set DSCODER_DATA "
-                                f"(a folder laid out like the project's shared/data)")
-    return path
+    """A benchmark data file: from --data / $DSCODER_DATA, else ../shared/data beside a checkout, else the
+    download cache, else downloaded (checked against its pinned SHA-256) unless offline; `dscoder.tasks.fetch`
+    says how. Raises FileNotFoundError naming the file and the ways out when it cannot be had."""
+    from dscoder.tasks.fetch import locate
+
+    return locate("/".join(parts), data)
+
+
+def json_lines(path: Path) -> list[tuple[int, dict]]:
+    """The rows of a benchmark's JSON-lines file with their line numbers (blank lines skipped); a line
+    that is not a JSON object is a UserError naming the file and line, not a traceback."""
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{number}: not a JSON line ({e})") from None
+        if not isinstance(row, dict):
+            raise UserError(f"{path}:{number}: not a JSON object")
+        rows.append((number, row))
+    return rows
 
 
 def function_preamble(prompt: str, name: str) -> str:
@@ -81,3 +102,18 @@ def function_preamble(prompt: str, name: str) -> str:
 
 def code_from(answer: str, language: str) -> str:
     return extract_code(answer, language)
+
+
+class Problems(list):
+    """A benchmark's problems, with the ones that cannot be built on this machine left out by name
+    (`left_out`: task_id -> why; e.g. fim-lines cases whose source file is absent or changed). The
+    evaluation reports them; a subset with none left is skipped, never scored 0%."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.left_out: dict[str, str] = {}
+
+    def left_out_note(self, shown: int = 3) -> str:
+        names = ", ".join(f"{task} ({why})" for task, why in list(self.left_out.items())[:shown])
+        more = f" and {len(self.left_out) - shown} more" if len(self.left_out) > shown else ""
+        return f"{len(self.left_out)} of {len(self) + len(self.left_out)} cases left out: {names}{more}"
