@@ -4,12 +4,19 @@ The model sees the prefix and suffix through its own FIM tokens (PSM) and writes
 middle; pass@1 is by execution of prefix + middle + suffix + tests, as DeepSeek-Coder
 reports its single-line and multi-line FIM numbers. The program is assembled by
 `execute.harness.program` (a pass needs the checks to run to their end, returns plain data).
+
+The single-line split also records `exact_match`, the papers' own metric for single-line
+infilling (DeepSeek-Coder V1/V2 report SantaCoder's set that way): the first line of the
+generated middle against the canonical middle's line, compared as bigcode-evaluation-harness's
+`santacoder_fim` task compares (both sides `strip()`ped, then equal). The report averages it
+beside pass@1.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+from functools import partial
 from pathlib import Path
 
 from dscoder.execute import harness
@@ -19,6 +26,22 @@ from dscoder.errors import UserError
 SPLITS = {"single-line": ("HumanEval-SingleLineInfilling.jsonl.gz", 128),
           "multi-line": ("HumanEval-MultiLineInfilling.jsonl.gz", 256),
           "random-span": ("HumanEval-RandomSpanInfillingLight.jsonl.gz", 256)}
+
+
+def first_line(text: str) -> str:
+    """The first line of `text` that holds anything but whitespace, stripped ("" if none).
+
+    bigcode's santacoder_fim compares `generation.strip() == reference.strip()`, so the
+    indentation, a leading blank line and the trailing newline never count; DeepSeek-Coder
+    scores only the first generated line, so whatever the model writes after it does not either.
+    """
+    return next((line.strip() for line in text.split("\n") if line.strip()), "")
+
+
+def exact_match(completion: str, reference: str) -> float:
+    """1.0 when the completion's first line is the reference's (see `first_line`), else 0.0. Text only:
+    the completion is compared, never run."""
+    return float(first_line(completion) == first_line(reference) != "")
 
 
 def problems(split: str = "single-line", data: Path | None = None) -> list[Problem]:
@@ -36,6 +59,8 @@ def problems(split: str = "single-line", data: Path | None = None) -> list[Probl
         def program(middle: str, prefix=prefix, suffix=suffix, check=check, entry=entry) -> str:
             return harness.program("python", prefix + middle + suffix, check, guard=(entry,))
 
+        measures = {"exact_match": partial(exact_match, reference=row["canonical_solution"])} \
+            if split == "single-line" else {}
         problems.append(Problem(row["task_id"], "python", prefix, program, reference=row["canonical_solution"],
-                                fim=(prefix, suffix), max_new_tokens=max_new, group=split))
+                                fim=(prefix, suffix), max_new_tokens=max_new, group=split, measures=measures))
     return problems
