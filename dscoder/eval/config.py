@@ -8,6 +8,7 @@ sandboxes, how long a program may take), so a resumed run may change them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import KW_ONLY, dataclass
@@ -56,12 +57,32 @@ class EvalConfig:
     workers: int | None = setting(None, "Parallel sandboxes (default: cores).", "--workers", "-j", run=True)
     timeout: float = setting(10.0, "Wall-clock seconds each program may run.", "--timeout", run=True)
     seed: int = setting(0, "Sample i uses seed + i.", "--seed")
-    data: Path | None = setting(None, "Benchmark data folder laid out like shared/data (default: $DSCODER_DATA or "
-                                      "../shared/data).", "--data", run=True)
+    data: Path | None = setting(None, "Benchmark data folder laid out like shared/data (default: $DSCODER_DATA, "
+                                      "../shared/data, else the download cache ~/.cache/dscoder/data, filled "
+                                      "by `dscoder eval fetch` or on first use when online).", "--data", run=True)
     progress: bool = setting(True, "Show a progress bar with the running pass rate.", "--progress/--no-progress",
                              run=True)
     batch: int = setting(16, "Samples the serving engine generates together (1: one at a time, without the engine; "
                              "greedy results are the same either way).", cli=False, run=True)
+    # The model under test behind an OpenAI-compatible HTTP API instead of a local one (`eval/api.py`).
+    api: str | None = setting(None, "Evaluate the model an OpenAI-compatible server serves at this URL (e.g. "
+                                    "http://127.0.0.1:8000, with or without /v1) instead of a local one.", "--api")
+    api_model: str | None = setting(None, "The `model` sent to --api (default: the one model its /v1/models lists).",
+                                    "--api-model")
+    # repr=False: the key never shows in a traceback or a log of the settings; run=True keeps it out of
+    # config.json and summary.json (it changes no result).
+    api_key: str | None = dataclasses.field(default=None, repr=False, metadata=setting(
+        None, "Bearer key for --api (default: $DSCODER_API_KEY, else $OPENAI_API_KEY); never written to the results.",
+        "--api-key", envvar="DSCODER_API_KEY", run=True).metadata)
+    api_params: str | None = setting(None, "A JSON object of extra fields for every --api request, e.g. "
+                                           "'{\"repeat_penalty\": 1.0}' to turn off llama-cpp-python's default "
+                                           "penalty for a plain greedy decode.", "--api-params")
+    api_fim: str = setting("suffix", "How --api is asked to fill in the middle: suffix (/v1/completions with OpenAI's "
+                                     "`suffix`: dscoder serve, vLLM) or infill (llama.cpp server's /infill).",
+                           "--api-fim", choices=("suffix", "infill"))
+    concurrency: int = setting(8, "Requests in flight at once to --api.", "--concurrency", run=True)
+    api_timeout: float = setting(600.0, "Seconds one --api request may take (that sample is an error after it).",
+                                 "--api-timeout", run=True)
 
     def check(self) -> None:
         if self.form not in FORMS:
@@ -73,6 +94,28 @@ class EvalConfig:
                             "set a temperature (DeepSeek-Coder and Codex used 0.2 for pass@1, 0.8 for pass@100)")
         if self.batch < 1:
             raise EvalError(f"batch must be at least 1, got {self.batch}")
+        self._check_api()
+
+    def _check_api(self) -> None:
+        """--api names the model under test: no other model beside it, nothing only a local model has."""
+        if self.api is None:
+            for name in ("api_model", "api_params"):
+                if getattr(self, name) is not None:
+                    raise EvalError(f"--{name.replace('_', '-')} needs --api (the server's URL)")
+            return
+        for name, flag in (("model", "--model"), ("completions", "--completions")):
+            if getattr(self, name):
+                raise EvalError(f"--api and {flag} each name what is evaluated: give one of them")
+        if self.quant:
+            raise EvalError("--quant quantizes a local model while it loads; with --api the server decides")
+        if self.concurrency < 1:
+            raise EvalError(f"--concurrency must be at least 1, got {self.concurrency}")
+        if not self.api_timeout > 0:
+            raise EvalError(f"--api-timeout must be more than 0 seconds, got {self.api_timeout}")
+        from dscoder.eval.api import base_url, extra_fields  # refuse a bad URL or --api-params now
+
+        base_url(self.api)
+        extra_fields(self.api_params)
 
     def identity(self) -> dict:
         """The fields a resumed run must match, as written to config.json (paths as strings)."""
@@ -84,8 +127,16 @@ def _slug(text: str) -> str:
 
 
 def default_out(config: EvalConfig) -> Path:
-    """eval-results/<benchmark>-<subset>-<form>-<model or file>[-<quant>][-n<samples>-t<temperature>]."""
-    who = _slug(str(config.completions)) if config.completions else _slug(config.model or "default")
+    """eval-results/<benchmark>-<subset>-<form>-<model, file or API model-at-host>[-<quant>]
+    [-n<samples>-t<temperature>]."""
+    if config.completions:
+        who = _slug(str(config.completions))
+    elif config.api:
+        from urllib.parse import urlsplit
+
+        who = f"{_slug(config.api_model or 'model')}-at-{_slug(urlsplit(config.api).netloc)}"
+    else:
+        who = _slug(config.model or "default")
     parts = [config.benchmark, config.subset or "", config.form, who, config.quant or ""]
     if config.samples > 1:
         parts.append(f"n{config.samples}-t{config.temperature}")

@@ -1,13 +1,15 @@
 """`dscoder.eval.run(cfg)`: one whole evaluation, from settings to written report.
 
 Chooses the subsets, skips languages whose toolchain is missing, loads the problems, takes
-the completions from a file or from a model (through the serving engine, `cfg.batch` samples
-at a time), judges every sample in the sandbox, and writes summary.json, report.md and the
-chart. `dscoder eval` is this plus option parsing and a printed table.
+the completions from a file, from a model (through the serving engine, `cfg.batch` samples
+at a time) or from an OpenAI-compatible server (`eval/api.py`), judges every sample in the
+sandbox, and writes summary.json, report.md and the chart. `dscoder eval` is this plus option
+parsing and a printed table.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,6 +19,7 @@ from pathlib import Path
 from dscoder.eval import report, runner
 from dscoder.eval.config import EvalConfig, EvalError, default_out
 from dscoder.execute import toolchains
+from dscoder.files import write_atomic
 from dscoder.tasks import BENCHMARKS, load, subsets
 from dscoder.tasks.problem import Problem
 
@@ -43,20 +46,36 @@ def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -
     """
     chosen = subsets(cfg.benchmark, cfg.subset)
     asked_model = cfg.model
+    cfg.check()  # before --model takes its default: --api beside --model is refused
+    if cfg.api is not None:  # the model under test is the server's: its URL and model name are the identity
+        from dscoder.eval import api
+
+        cfg = replace(cfg, api=api.base_url(cfg.api))
+        cfg = replace(cfg, api_model=api.resolve_model(cfg))
     cfg = replace(cfg, subset=cfg.subset or BENCHMARKS[cfg.benchmark].default,
-                  model=str(cfg.model or "default") if cfg.completions is None else "")
+                  model=str(cfg.model or "default") if cfg.completions is None and cfg.api is None else "")
     cfg.check()
     out = cfg.out or default_out(cfg)
     problems, skipped = _problems(cfg, chosen, on_skip)
     per_task = None
     with ExitStack() as stack:
         if cfg.completions is not None:
-            complete, per_task = runner.file_completer(cfg.completions, {p.group for p in problems} or set(chosen))
+            in_groups: dict[str, set[str]] = {}
+            for p in problems:
+                in_groups.setdefault(p.task_id, set()).add(p.group)
+            complete, per_task = runner.file_completer(cfg.completions, {p.group for p in problems} or set(chosen),
+                                                       {t: g.pop() for t, g in in_groups.items() if len(g) == 1})
             unknown = sorted(set(per_task) - {(p.group, p.task_id) for p in problems})
             if unknown:
                 names = [task if len(chosen) == 1 else f"{group}/{task}" for group, task in unknown[:5]]
                 raise EvalError(f"{cfg.completions} names task_ids that {cfg.benchmark} does not have: {names}")
             problems = [p for p in problems if (p.group, p.task_id) in per_task]
+        elif cfg.api is not None:
+            from dscoder.eval.api import ApiCompleter
+
+            runner.check_form(problems, cfg)
+            _retry_server_errors(out, cfg)
+            complete = ApiCompleter(cfg)
         else:
             complete = stack.enter_context(_model_completer(cfg, asked_model, problems))
         before, started = len(runner.read_samples(out)), time.perf_counter()
@@ -88,6 +107,24 @@ def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem]
         yield complete
 
 
+def _retry_server_errors(out: Path, cfg: EvalConfig) -> None:
+    """Drop the samples a server failed from a resumed --api run of the same settings, so it asks
+    them again (a server that was down or overloaded is no verdict on the model)."""
+    saved, rows = out / runner.CONFIG_FILE, runner.read_samples(out)
+    if not rows or not saved.exists():
+        return
+    try:
+        previous = json.loads(saved.read_text())
+    except ValueError:
+        return
+    now = cfg.identity()
+    if any(previous.get(k) != v for k, v in now.items() if k != "limit"):
+        return  # another run's folder: runner.run refuses it, naming the settings that differ
+    kept = [row for row in rows if not (row.get("status") == "error" and row.get("stage") == "generate")]
+    if len(kept) < len(rows):
+        write_atomic(out / runner.SAMPLES_FILE, "".join(json.dumps(row) + "\n" for row in kept))
+
+
 def _problems(cfg: EvalConfig, chosen: list[str], on_skip: Callable[[str, str], None] | None
               ) -> tuple[list[Problem], dict[str, str]]:
     """The problems of every chosen subset whose toolchain is here (the first `cfg.limit` of each),
@@ -102,5 +139,10 @@ def _problems(cfg: EvalConfig, chosen: list[str], on_skip: Callable[[str, str], 
                 on_skip(name, why)
             continue
         loaded = load(cfg.benchmark, name, cfg.data)
+        if getattr(loaded, "left_out", None):  # cases this machine cannot build (fim-lines: a source file absent)
+            key = f"{name}: {len(loaded.left_out)} cases" if loaded else name
+            skipped[key] = loaded.left_out_note()
+            if on_skip is not None:
+                on_skip(key, skipped[key])
         problems += loaded[:cfg.limit] if cfg.limit else loaded
     return problems, skipped

