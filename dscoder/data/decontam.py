@@ -125,7 +125,9 @@ class Decontaminator:
         from dscoder import tasks
 
         problems, sources, skipped = [], {}, {}
-        for bench in tasks.BENCHMARKS:
+        for bench, benchmark in tasks.BENCHMARKS.items():
+            if not benchmark.decontaminate:
+                continue
             for subset in tasks.subsets(bench, "all"):
                 name = f"{bench}/{subset}" if subset else bench
                 try:
@@ -135,7 +137,8 @@ class Decontaminator:
                     continue
                 sources[name] = len(loaded)
                 for p in loaded:
-                    texts = (p.prompt, p.reference or "", p.program(p.reference or ""), p.instruction or "")
+                    program = p.program(p.reference or "") if p.program is not None else ""
+                    texts = (p.prompt, p.reference or "", program, p.instruction or "")
                     problems.append((f"{name}/{p.task_id}", origin(p.task_id), texts))
         return cls._build(problems, n, boilerplate, sources, skipped)
 

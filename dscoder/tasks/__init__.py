@@ -30,6 +30,10 @@ class Benchmark:
     default: str = ""
     language: str | None = "python"
     help: str = ""
+    forms: tuple[str, ...] = ("base", "instruct")  # the prompt forms its problems have (FIM: base only)
+    # Whether training corpora are decontaminated against it (`data/decontam.py`); False for synthetic
+    # probes (passkey's filler text) whose n-grams say nothing about leaked benchmark problems.
+    decontaminate: bool = True
 
     def language_of(self, subset: str) -> str:
         return self.language or subset
@@ -48,12 +52,36 @@ def _languages() -> tuple[str, ...]:
     return LANGUAGES
 
 
-register("humaneval", Benchmark("humaneval", _languages(), "python", None, "HumanEval and its MultiPL-E translations"))
-register("mbpp", Benchmark("mbpp", help="MBPP test split (11-510), 3-shot"))
+register("humaneval", Benchmark("humaneval", _languages(), "python", None,
+                                "HumanEval and its MultiPL-E translations, DeepSeek-Coder's prompts, judged in the "
+                                "sandbox"))
+register("mbpp", Benchmark("mbpp", help="MBPP test split (11-510), 3-shot as DeepSeek-Coder, judged in the sandbox"))
 register("humaneval-infilling", Benchmark("infilling", ("single-line", "multi-line", "random-span"), "single-line",
                                           help="HumanEval infilling, pass@1 by execution (single-line also by "
-                                               "exact match)"))
-register("gsm8k", Benchmark("gsm8k", help="GSM8K, program-aided (PAL)"))
+                                               "exact match)", forms=("base",)))
+register("gsm8k", Benchmark("gsm8k", ("pal", "cot"), "pal", help="GSM8K: program-aided (pal) or chain of thought"))
+register("gsm-hard", Benchmark("gsm_hard", ("pal", "cot"), "pal", help="GSM-Hard: program-aided or chain of thought"))
+register("math", Benchmark("math", ("test",), "test", help="MATH test set (5000), chain of thought, by subject"))
+register("leetcode", Benchmark("leetcode", ("en", "zh", "en-cot", "zh-cot"), "en",
+                                  help="LeetCode Contest (DeepSeek-Coder), 180 problems, pass@1 by difficulty; "
+                                       "-cot asks for a step-by-step outline first"))
+register("cruxeval", Benchmark("cruxeval", ("output", "input", "output-cot", "input-cot"), "output",
+                                  help="CRUXEval-O / CRUXEval-I: predict a function's output or input, judged by "
+                                       "execution; -cot: the chain-of-thought prompts"))
+# EvalPlus: not a decontamination source, as its test programs are megabytes of generated inputs and outputs
+# (n-grams of numbers). Its prompts are HumanEval's and MBPP's; 154 MBPP+ tasks lie outside MBPP's test split.
+register("humaneval+", Benchmark("evalplus", ("humaneval",), "humaneval", decontaminate=False,
+                                 help="HumanEval+ (EvalPlus): pass@1 on base + plus tests, and on base tests alone"))
+register("mbpp+", Benchmark("evalplus", ("mbpp",), "mbpp", decontaminate=False,
+                            help="MBPP+ (EvalPlus): pass@1 on base + plus tests, and on base tests alone"))
+
+# Text-judged (no toolchain runs), so "python", which is always here, stands for their language.
+register("fim-lines", Benchmark("fim_lines", ("java", "js"), "java,js", forms=("base",),
+                                help="Single-line FIM in Java and JS, exact match of the first line (our "
+                                     "construction from this machine's JDK and node-typescript sources)"))
+register("passkey", Benchmark("passkey", ("1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"), "1k,2k,4k",
+                              help="Pass-key retrieval in long filler text (synthetic), accuracy by context length",
+                              decontaminate=False))
 
 
 def subsets(benchmark: str, subset: str | None) -> list[str]:
@@ -62,11 +90,16 @@ def subsets(benchmark: str, subset: str | None) -> list[str]:
         raise UserError(f"unknown benchmark {benchmark!r}; choose from {', '.join(BENCHMARKS)}")
     known = BENCHMARKS[benchmark].subsets
     if subset in (None, ""):
-        return [BENCHMARKS[benchmark].default]
+        default = BENCHMARKS[benchmark].default
+        if "," not in default:
+            return [default]
+        subset = default  # a default of several subsets (passkey's "1k,2k,4k")
     if subset == "all":
         return list(known)
     asked = [s.strip() for s in subset.split(",") if s.strip()]
     unknown = [s for s in asked if s not in known]
+    if (unknown or not asked) and not any(known):
+        raise UserError(f"{benchmark} has no subsets (asked for {subset!r})")
     if unknown or not asked:
         raise UserError(f"{benchmark} has no subset {', '.join(map(repr, unknown)) or repr(subset)}; choose from "
                         f"{', '.join(s for s in known if s)} or all")

