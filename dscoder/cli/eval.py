@@ -167,17 +167,15 @@ def loss_by_position_command(
                                                               "(default: eval-results/loss-by-position-<model>)."),
 ) -> None:
     """Mean next-token loss by position bucket on long files: a context extension works when it keeps falling."""
-    import re
-
     from dscoder.eval import long_context
+    from dscoder.eval.config import slug
     from dscoder.cli.common import load_timed
 
     chosen = list(files) if files else long_context.default_files()
     net, tok, _ = load_timed(model, quant)
     if device != "cpu":
         net.to(device)
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(model).name if model else "default").strip("-") or "model"
-    target = target or Path("eval-results") / f"loss-by-position-{slug}"
+    target = target or Path("eval-results") / f"loss-by-position-{slug(model or 'default')}"
     result = long_context.loss_by_position(
         net, tok, chosen, max_len=max_len, chunk=chunk, max_windows=max_windows or None, name=model or "default",
         on_file=lambda path, n, w: err.print(f"[dim]{escape(str(path))}: {n} tokens, {w} windows[/]"))

@@ -122,22 +122,25 @@ class EvalConfig:
         return json.loads(json.dumps(identity(self), default=str))
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(text).name or text).strip("-")[:60] or "model"
+def slug(text: str) -> str:
+    """A folder-name piece: "+" spelled out (humaneval+ -> humanevalplus), anything else unsafe as "-"."""
+    text = Path(text).name or text
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text.replace("+", "plus")).strip("-")[:60] or "model"
 
 
 def default_out(config: EvalConfig) -> Path:
     """eval-results/<benchmark>-<subset>-<form>-<model, file or API model-at-host>[-<quant>]
     [-n<samples>-t<temperature>]."""
     if config.completions:
-        who = _slug(str(config.completions))
+        who = slug(str(config.completions))
     elif config.api:
         from urllib.parse import urlsplit
 
-        who = f"{_slug(config.api_model or 'model')}-at-{_slug(urlsplit(config.api).netloc)}"
+        who = f"{slug(config.api_model or 'model')}-at-{slug(urlsplit(config.api).netloc)}"
     else:
-        who = _slug(config.model or "default")
-    parts = [config.benchmark, config.subset or "", config.form, who, config.quant or ""]
+        who = slug(config.model or "default")
+    parts = [slug(config.benchmark), slug(config.subset.replace(",", "_")) if config.subset else "", config.form, who,
+             config.quant or ""]
     if config.samples > 1:
         parts.append(f"n{config.samples}-t{config.temperature}")
     return Path("eval-results") / "-".join(p for p in parts if p)

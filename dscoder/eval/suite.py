@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dscoder.errors import UserError
-from dscoder.eval.config import EvalConfig, _slug
+from dscoder.eval.config import EvalConfig, slug
 from dscoder.eval.published import lookup
 from dscoder.files import replacing, write_atomic
 from dscoder.settings import like, setting
@@ -106,7 +106,7 @@ def form_for(cfg: SuiteConfig, benchmark: str) -> str:
 
 
 def _folder(entry: Entry, form: str) -> str:
-    return _slug("-".join(p for p in (entry.benchmark, entry.subset.replace(",", "+"), form) if p))
+    return slug("-".join(p for p in (entry.benchmark, entry.subset.replace(",", "_"), form) if p))
 
 
 def run(cfg: SuiteConfig, *, on_start=None, on_skip=None) -> dict:
@@ -115,7 +115,7 @@ def run(cfg: SuiteConfig, *, on_start=None, on_skip=None) -> dict:
 
     entries = cfg.entries()
     who = (cfg.api_model or "api") if cfg.api else (cfg.model or "default")
-    out = cfg.out or Path("eval-results") / "-".join(p for p in ("all", _slug(who), cfg.quant) if p)
+    out = cfg.out or Path("eval-results") / "-".join(p for p in ("all", slug(who), cfg.quant) if p)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for entry in entries:
