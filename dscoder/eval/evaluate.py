@@ -77,7 +77,7 @@ def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -
             _retry_server_errors(out, cfg)
             complete = ApiCompleter(cfg)
         else:
-            complete = stack.enter_context(_model_completer(cfg, asked_model, problems))
+            complete, problems = stack.enter_context(_model_completer(cfg, asked_model, problems, skipped, on_skip))
         before, started = len(runner.read_samples(out)), time.perf_counter()
         rows = runner.run(problems, complete, cfg, out, samples_per_task=per_task, workers=cfg.workers,
                           timeout=cfg.timeout, progress=cfg.progress)
@@ -87,9 +87,12 @@ def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -
 
 
 @contextmanager
-def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem]
-                     ) -> Iterator[runner.Completer | runner.BatchCompleter]:
-    """The model's completer: the serving engine's (`cfg.batch` samples at once), or one sample at a time."""
+def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem], skipped: dict[str, str],
+                     on_skip: Callable[[str, str], None] | None
+                     ) -> Iterator[tuple[runner.Completer | runner.BatchCompleter, list[Problem]]]:
+    """The model's completer (the serving engine's, `cfg.batch` samples at once, or one sample at a
+    time) and the problems it can be asked: a group whose every prompt is longer than the model's
+    context (passkey's 16k on an 8K model) is skipped by name, never scored 0%."""
     from dscoder.hub import load
 
     runner.check_form(problems, cfg)  # before the model loads
@@ -98,13 +101,43 @@ def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem]
         from dscoder.tokenizer.fim import fim_tokens
 
         fim_tokens(tokenizer, str(name or "the default model"))  # fail now, not after the first sample
+    problems = _within_context(problems, cfg, tokenizer, model.config.max_position_embeddings, skipped, on_skip)
     if cfg.batch == 1:
-        yield runner.model_completer(model, tokenizer, cfg)
+        yield runner.model_completer(model, tokenizer, cfg), problems
         return
     from dscoder.eval.batched import EngineCompleter
 
     with EngineCompleter(model, tokenizer, cfg, problems) as complete:
-        yield complete
+        yield complete, problems
+
+
+def _within_context(problems: list[Problem], cfg: EvalConfig, tokenizer, context: int, skipped: dict[str, str],
+                    on_skip: Callable[[str, str], None] | None) -> list[Problem]:
+    """`problems` less the groups none of whose prompts fits `context` tokens (each named in `skipped`).
+    A group where only some prompts are too long keeps them: those samples are generation errors."""
+    from dscoder.eval.requests import request
+
+    too_long: dict[str, list[int]] = {}
+    fits: set[str] = set()
+    for p in problems:
+        if p.group in fits:
+            continue
+        text = p.instruction if cfg.form == "instruct" and p.instruction else p.prompt
+        if len(text.encode()) < context // 2:  # a byte-level BPE token is at least a byte; the template adds little
+            fits.add(p.group)
+            continue
+        length = len(request(p, tokenizer, cfg).ids)
+        if length < context:
+            fits.add(p.group)
+        else:
+            too_long.setdefault(p.group, []).append(length)
+    dropped = set(too_long) - fits
+    for group in sorted(dropped):
+        skipped[group] = (f"every prompt ({min(too_long[group])}-{max(too_long[group])} tokens) is longer than the "
+                          f"model's context of {context} tokens")
+        if on_skip is not None:
+            on_skip(group, skipped[group])
+    return [p for p in problems if p.group not in dropped]
 
 
 def _retry_server_errors(out: Path, cfg: EvalConfig) -> None:

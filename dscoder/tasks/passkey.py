@@ -16,9 +16,10 @@ chosen, so no tokenizer measures them. The filler is plain English, about 4 char
 token in the BPE vocabularies of DeepSeek-Coder and Llama-family models, so "4k" is ~16,000
 characters (`extra["approx_tokens"]` and `extra["chars"]` say what each problem holds; measured,
 the 1k and 4k prompts are 998 and 3,940 tokens for DeepSeek-Coder's tokenizer, 964 and 3,805 for
-SmolLM2's, so a "16k" prompt fits a 16K context with room for the answer). A prompt
-that does not fit the model's context is not a crash: the engine refuses it and that sample is
-reported as a generation error (status "error", stage "generate"), which counts as not passed.
+SmolLM2's, so a "16k" prompt fits a 16K context with room for the answer). A length none of
+whose prompts fits a local model's context is skipped by name (`eval/evaluate.py`), never scored
+0%; a prompt that fits but leaves no room for the answer (or, through --api, one the server
+refuses) is that sample's generation error (status "error", stage "generate"), not passed.
 
 Both forms: the base form ends with "The pass key is" for the model to continue (stopped at the
 end of the line); the instruct form asks for the number in a chat message. The judge reads the

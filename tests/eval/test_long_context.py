@@ -131,9 +131,10 @@ def test_passkey_problems_are_seeded_and_sized_by_length():
     assert subsets("passkey", None) == ["1k", "2k", "4k"] and subsets("passkey", "8k,16k") == ["8k", "16k"]
 
 
-def test_passkey_accuracy_by_length_and_a_context_overflow_is_a_sample_error(tmp_path, tiny):
-    """Completions scored through the harness: grouped by length; and asking a model for a prompt longer
-    than its context gives per-sample generation errors, not a crash."""
+def test_passkey_accuracy_by_length_and_lengths_beyond_the_context_are_skipped_by_name(tmp_path, tiny):
+    """Completions scored through the harness: grouped by length. A length none of whose prompts fits the
+    model's context is skipped by name, never scored 0%; a prompt that fits but leaves too little room for
+    the answer is that sample's generation error, not a crash."""
     problems = passkey.problems("1k") + passkey.problems("2k")
     completions = tmp_path / "completions.jsonl"
     lines = [{"task_id": p.task_id, "language": p.group,
@@ -147,10 +148,18 @@ def test_passkey_accuracy_by_length_and_a_context_overflow_is_a_sample_error(tmp
     directory, model, _ = tiny
     too_long = model.config.max_position_embeddings < 4096
     assert too_long, "the tiny model's context must be shorter than the 4k prompts"
-    summary = evaluate(EvalConfig("passkey", subset="4k", model=str(directory), limit=2, batch=1,
-                                  out=tmp_path / "model", progress=False))
+    for batch in (1, 4):  # one sample at a time, and through the serving engine
+        summary = evaluate(EvalConfig("passkey", subset="4k", model=str(directory), limit=2, batch=batch,
+                                      out=tmp_path / f"model-{batch}", progress=False))
+        assert summary["samples"] == 0 and "4k" not in summary["groups"]
+        assert re.fullmatch(r"every prompt \(\d+-\d+ tokens\) is longer than the model's context of 512 tokens",
+                            summary["skipped"]["4k"])
+
+    context = model.config.max_position_embeddings
+    summary = evaluate(EvalConfig("humaneval", model=str(directory), limit=2, batch=1, max_new_tokens=context,
+                                  out=tmp_path / "no-room", progress=False))
     assert summary["statuses"]["error"] == 2 and summary["pass@1"] == 0.0
-    rows = [json.loads(line) for line in (tmp_path / "model" / "samples.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "no-room" / "samples.jsonl").read_text().splitlines()]
     assert {row["stage"] for row in rows} == {"generate"} and all("context" in row["stderr"] for row in rows)
 
 
