@@ -133,7 +133,8 @@ def _within_context(problems: list[Problem], cfg: EvalConfig, tokenizer, context
             too_long.setdefault(p.group, []).append(length)
     dropped = set(too_long) - fits
     for group in sorted(dropped):
-        skipped[group] = (f"every prompt ({min(too_long[group])}-{max(too_long[group])} tokens) is longer than the "
+        low, high = min(too_long[group]), max(too_long[group])
+        skipped[group] = (f"every prompt ({low}{f'-{high}' if high > low else ''} tokens) is longer than the "
                           f"model's context of {context} tokens")
         if on_skip is not None:
             on_skip(group, skipped[group])
