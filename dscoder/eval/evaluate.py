@@ -131,14 +131,14 @@ def _within_context(problems: list[Problem], cfg: EvalConfig, tokenizer, context
             fits.add(p.group)
         else:
             too_long.setdefault(p.group, []).append(length)
-    dropped = set(too_long) - fits
-    for group in sorted(dropped):
+    dropped = [group for group in too_long if group not in fits]  # in the problems' order (1k before 128k)
+    for group in dropped:
         low, high = min(too_long[group]), max(too_long[group])
         skipped[group] = (f"every prompt ({low}{f'-{high}' if high > low else ''} tokens) is longer than the "
                           f"model's context of {context} tokens")
         if on_skip is not None:
             on_skip(group, skipped[group])
-    return [p for p in problems if p.group not in dropped]
+    return [p for p in problems if p.group not in set(dropped)]
 
 
 def _retry_server_errors(out: Path, cfg: EvalConfig) -> None:
