@@ -114,7 +114,7 @@ def evaluate(server: Server, out: Path, args, extra: list[str]) -> dict:
         argv += ["--max-tokens", str(args.max_tokens)]
     print("$", shlex.join(argv), flush=True)
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dscoder.cli.app", *argv[1:]], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "dscoder.cli", *argv[1:]], cwd=ROOT, check=True)
     wall = time.perf_counter() - started
     rows = {json.loads(line)["task_id"]: json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()}
     return {"summary": json.loads((out / "summary.json").read_text()), "rows": rows, "wall": wall,
@@ -198,7 +198,7 @@ def main() -> None:
     for name, (argv, ready, extra) in sides.items():
         port = free_port()
         if argv[0] == "dscoder":
-            argv = [sys.executable, "-m", "dscoder.cli.app", *argv[1:]]
+            argv = [sys.executable, "-m", "dscoder.cli", *argv[1:]]
         out = args.out / ("dscoder" if name.startswith("dscoder") else "llama-cpp")
         if out.exists():
             shutil.rmtree(out)

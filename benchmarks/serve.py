@@ -157,7 +157,7 @@ class Server:
 
 def server_argv(name: str, model: Path, port: int, threads: int) -> list[str]:
     if name.startswith("ours-"):
-        argv = [sys.executable, "-m", "dscoder.cli.app", "serve", "--model", str(model), "--host", "127.0.0.1",
+        argv = [sys.executable, "-m", "dscoder.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
                 "--port", str(port)]
         variant = name.removeprefix("ours-")
         return argv + (["--quant", variant] if variant in ("int4", "int8") else [])
