@@ -82,9 +82,10 @@ def tiny_settings(**changes) -> dict:
     return base
 
 
-def random_model_dir(directory: Path, tok: Tokenizer, std: float, preset: str = "tiny-llama", seed: int = 0) -> Path:
+def random_model_dir(directory: Path, tok: Tokenizer, std: float, preset: str = "tiny-llama", seed: int = 0,
+                     context: int | None = None) -> Path:
     """A randomly initialised `preset` over `tok`'s vocabulary (std `std`), saved with the tokenizer as an HF
-    directory that every loader and trainer takes."""
+    directory that every loader and trainer takes; `context` replaces the preset's max_position_embeddings."""
     import torch
 
     from dscoder.formats.hf import save_hf_dir
@@ -92,6 +93,8 @@ def random_model_dir(directory: Path, tok: Tokenizer, std: float, preset: str = 
 
     cfg = get_preset(preset).config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
                                             eos_token_id=tok.eos_id, rope_scaling=None)
+    if context is not None:
+        cfg = cfg.replace(max_position_embeddings=context)
     directory.mkdir(parents=True, exist_ok=True)
     save_hf_dir(Transformer(cfg).init_weights(std, torch.Generator().manual_seed(seed)), directory)
     tok.save(directory)
