@@ -230,22 +230,27 @@ def smollm2_gguf() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def fim_model_dir(tmp_path_factory):
-    """A random tiny model over the real DeepSeek-Coder vocabulary, saved as a complete HF directory."""
-    tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
-    directory = tmp_path_factory.mktemp("fim-model")
+def code_like_model_dir(directory: Path, tok: Tokenizer, pieces: list[str], seed: int, head_seed: int) -> Path:
+    """A random tiny Llama over `tok`'s vocabulary whose head lets only the tokens of `pieces` win
+    (newlines and indentation among them), so its output has lines for stop strings and stop rules to
+    judge; saved with the tokenizer as a complete HF directory."""
     cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
                                                   eos_token_id=tok.eos_id)
-    model = randomize_(Transformer(cfg), seed=11, std=0.3)
-    # Let only a few code-like tokens win, newlines and indentation among them, so the
-    # middle has lines for the stop rules to judge.
-    pieces = ["\n", "\n", "    ", "    ", "  ", "return", " a", " +", " b", "x", "print", "(", ")", " ="]
+    model = randomize_(Transformer(cfg), seed=seed, std=0.3)
     allowed = sorted({i for p in pieces for i in tok.encode(p, add_bos=False)})
     with torch.no_grad():
         head = torch.zeros_like(model.lm_head.weight)
-        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size, generator=torch.Generator().manual_seed(5))
+        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size,
+                                          generator=torch.Generator().manual_seed(head_seed))
         model.lm_head.weight.copy_(head)
     save_hf_dir(model, directory)
     tok.save(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def fim_model_dir(tmp_path_factory):
+    """A random tiny model over the real DeepSeek-Coder vocabulary, saved as a complete HF directory."""
+    tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
+    pieces = ["\n", "\n", "    ", "    ", "  ", "return", " a", " +", " b", "x", "print", "(", ")", " ="]
+    return code_like_model_dir(tmp_path_factory.mktemp("fim-model"), tok, pieces, seed=11, head_seed=5)

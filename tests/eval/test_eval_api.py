@@ -18,16 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from dscoder import eval as evaluation
 from dscoder.eval import api
 from dscoder.eval.config import EvalConfig, EvalError, default_out
-from dscoder.formats.hf import save_hf_dir
-from dscoder.model.presets import get_preset
-from dscoder.model.transformer import Transformer
 from dscoder.tokenizer.tokenizer import Tokenizer
-from conftest import ROOT, randomize_, shared_data
+from conftest import ROOT, code_like_model_dir, shared_data
 from serve_live import dscoder_serve
 
 pytest.importorskip("uvicorn")
@@ -42,19 +38,8 @@ def coder_dir(tmp_path_factory) -> Path:
     only code-like pieces win, among them newlines, "#", "if" and "print": some HumanEval samples
     end at a stop string, the others run to the token budget."""
     tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id)
-    model = randomize_(Transformer(cfg), seed=1, std=0.3)
     pieces = ["\n", "\n", "    ", "#", "print", "if", " x", " =", " 1", "return", "(", ")"]
-    allowed = sorted({i for p in pieces for i in tok.encode(p, add_bos=False)})
-    with torch.no_grad():
-        head = torch.zeros_like(model.lm_head.weight)
-        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size, generator=torch.Generator().manual_seed(1))
-        model.lm_head.weight.copy_(head)
-    directory = tmp_path_factory.mktemp("coder-model")
-    save_hf_dir(model, directory)
-    tok.save(directory)
-    return directory
+    return code_like_model_dir(tmp_path_factory.mktemp("coder-model"), tok, pieces, seed=1, head_seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from dscoder import eval as evaluation
 from dscoder.eval import runner
 from dscoder.eval.batched import EngineCompleter
 from dscoder.eval.config import EvalConfig
-from dscoder.formats.hf import save_hf_dir
 from dscoder.hub import load
-from dscoder.model.presets import get_preset
-from dscoder.model.transformer import Transformer
 from dscoder.tasks import humaneval
 from dscoder.tokenizer.tokenizer import Tokenizer
-from conftest import ROOT, randomize_, shared_data, wait_for
+from conftest import ROOT, code_like_model_dir, shared_data, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -36,20 +32,9 @@ def smollm2(smollm2_gguf):
 def tiny_dir(smollm2_gguf, tmp_path_factory) -> Path:
     """A random tiny Llama over SmolLM2's vocabulary, saved as an HF directory: milliseconds a token,
     and its head lets only code-like pieces win, so completions have lines for the stop strings to cut."""
-    tok = Tokenizer.load(smollm2_gguf)
-    cfg = get_preset("tiny-llama").config.replace(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id,
-                                                  eos_token_id=tok.eos_id)
-    model = randomize_(Transformer(cfg), seed=7, std=0.3)
     pieces = ["\n", "\n", "    ", "    ", "return", " a", " +", " b", "x", "print", "(", ")", " =", " 1", "#"]
-    allowed = sorted({i for p in pieces for i in tok.encode(p, add_bos=False)})
-    with torch.no_grad():
-        head = torch.zeros_like(model.lm_head.weight)
-        head[allowed] = 2.0 * torch.randn(len(allowed), cfg.hidden_size, generator=torch.Generator().manual_seed(3))
-        model.lm_head.weight.copy_(head)
-    directory = tmp_path_factory.mktemp("tiny-smollm2-vocab")
-    save_hf_dir(model, directory)
-    tok.save(directory)
-    return directory
+    return code_like_model_dir(tmp_path_factory.mktemp("tiny-smollm2-vocab"), Tokenizer.load(smollm2_gguf), pieces,
+                               seed=7, head_seed=3)
 
 
 def per_sample_and_batched(model, tok, config: EvalConfig, problems, samples: int = 1):
