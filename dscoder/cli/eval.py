@@ -92,13 +92,13 @@ def all_command(cfg: SuiteConfig) -> None:
     for column in ("benchmark", "form", "problems", "pass@1", "also", "paper"):
         shown.add_column(column, justify="left" if column in ("benchmark", "form", "also") else "right")
     for row in table["rows"]:
-        name = suite._name(row)
+        name = suite.name_of(row)
         if "skipped" in row:
             shown.add_row(escape(name), row["form"], "", "skipped", escape(row["skipped"][:80]), "")
             continue
         paper = "" if row["published"] is None else f"{row['published']:.1f}" + ("*" if row["note"] else "")
         shown.add_row(escape(name), row["form"], str(row["problems"]), f"{row['pass@1']:.2f}",
-                      ", ".join(f"{k} {v:.1f}" for k, v in row["extras"].items()), paper)
+                      suite.also_of(row), paper)
     out.print(shown)
     err.print(f"[dim]table in {table['out']}/suite.md (sources of the paper column there), chart suite.png[/]")
 

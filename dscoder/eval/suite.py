@@ -169,9 +169,14 @@ def _rows(cfg: SuiteConfig, entry: Entry, form: str, summary: dict, folder: Path
     return [row("", summary, entry.subset)]
 
 
-def _name(row: dict) -> str:
+def name_of(row: dict) -> str:
     detail = row["group"] or row["subset"]
     return f"{row['benchmark']} ({detail})" if detail else row["benchmark"]
+
+
+def also_of(row: dict) -> str:
+    """The row's other scores (EvalPlus's base tests, exact match), as the table shows them."""
+    return ", ".join(f"{k} {v:.1f}" for k, v in row["extras"].items())
 
 
 def markdown(table: dict, chart: str | None) -> str:
@@ -184,16 +189,16 @@ def markdown(table: dict, chart: str | None) -> str:
     sources: list[str] = []
     for row in table["rows"]:
         if "skipped" in row:
-            lines.append(f"| {_name(row)} | {row['form']} | | skipped: {row['skipped']} | | |")
+            lines.append(f"| {name_of(row)} | {row['form']} | | skipped: {row['skipped']} | | |")
             continue
-        also = ", ".join(f"{k} {v:.1f}" for k, v in row["extras"].items())
+        also = also_of(row)
         paper = ""
         if row["published"] is not None:
             if row["source"] not in sources:
                 sources.append(row["source"])
             mark = "*" if row["note"] else ""
             paper = f"{row['published']:.1f} [{sources.index(row['source']) + 1}]{mark}"
-        lines.append(f"| {_name(row)} | {row['form']} | {row['problems']} | {row['pass@1']:.2f} | {also} | {paper} |")
+        lines.append(f"| {name_of(row)} | {row['form']} | {row['problems']} | {row['pass@1']:.2f} | {also} | {paper} |")
     if sources:
         lines += ["", *(f"[{i}] {source}" for i, source in enumerate(sources, 1))]
     notes = sorted({row["note"] for row in table["rows"] if row.get("note")})
@@ -211,7 +216,7 @@ def plot(table: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [row for row in table["rows"] if "pass@1" in row]
-    names = [_name(row) for row in rows]
+    names = [name_of(row) for row in rows]
     fig, axis = plt.subplots(figsize=(9, 0.32 * len(rows) + 1.6))
     y = list(range(len(rows)))
     axis.barh([i + 0.2 for i in y], [row["pass@1"] for row in rows], height=0.4, color="#3b7dd8", label="ours")
@@ -233,4 +238,4 @@ def plot(table: dict, path: Path) -> None:
     plt.close(fig)
 
 
-__all__ = ["SUITE", "Entry", "SuiteConfig", "run", "markdown", "plot"]
+__all__ = ["SUITE", "Entry", "SuiteConfig", "run", "markdown", "plot", "name_of", "also_of"]
