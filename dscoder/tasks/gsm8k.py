@@ -17,13 +17,13 @@ calculator annotations `<<3*4=12>>` removed) ending in the boxed number.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
+from dscoder.errors import UserError
 from dscoder.execute import harness
 from dscoder.tasks.math import cot_problem
-from dscoder.tasks.problem import Problem, code_from, data_file
+from dscoder.tasks.problem import Problem, code_from, data_file, json_lines
 
 EXAMPLES = '''Q: A baker makes 24 muffins. She sells three quarters of them in the morning and half of the rest in the afternoon. How many muffins are left at the end of the day?
 
@@ -118,11 +118,10 @@ def pal_problem(task_id: str, question: str, check: str, reference: str, group: 
 def problems(subset: str = "pal", data: Path | None = None) -> list[Problem]:
     subset = subset or "pal"  # before the subsets had names, the one subset was ""
     if subset not in SUBSETS:
-        raise ValueError(f"gsm8k has no subset {subset!r}; choose from {', '.join(SUBSETS)}")
-    text = data_file("gsm8k", "test.json", data=data).read_text(encoding="utf-8")  # JSON lines, despite the name
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        raise UserError(f"gsm8k has no subset {subset!r}; choose from {', '.join(SUBSETS)}")
+    path = data_file("gsm8k", "test.json", data=data)  # JSON lines, despite the name
     problems = []
-    for index, row in enumerate(rows):
+    for index, (_, row) in enumerate(json_lines(path)):
         task_id, question, answer = f"GSM8K/{row.get('idx', index)}", row["question"].strip(), answer_of(row["answer"])
         if subset == "cot":
             problems.append(cot_problem(task_id, question, number_text(answer), group=subset,

@@ -6,7 +6,7 @@ greedy decoding, and the last `\\boxed{...}` of the answer compared with the ref
 value (`math_equal`). A base model gets the same words as plain text ending in a line
 "Solution:", so that it writes a solution (`prompt`), and stops when it starts another problem.
 
-The full test set (5000 problems, one subset `all`) is used: the shared data has no field
+The full test set (5000 problems, one subset `test`) is used: the shared data has no field
 identifying the MATH-500 subset (PRM800K's `unique_id` paths), so that subset cannot be chosen
 honestly from it. Problems are grouped by subject (`type`), so the report and chart show the
 accuracy per subject; the level is kept in `extra`.

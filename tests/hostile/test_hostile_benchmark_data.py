@@ -14,11 +14,12 @@ GOOD = {
                  {"id": "sample_0", "code": "def f(x):\n    return x + 1", "input": "1", "output": "2"}),
     "leetcode": ("leetcode/20240121-Jul.jsonl",
                  {"task_id": "x", "prompt": "p", "prompt_sft": "q", "test": "t", "meta": {"difficulty": "Easy"}}),
+    "gsm8k": ("gsm8k/test.json", {"question": "What is 1 + 1?", "answer": "1 + 1 = <<1+1=2>>2\n#### 2"}),
     "gsm-hard": ("gsm-hard/test.json", {"input": "What is 1 + 1?", "target": 2, "code": "def solution():\n    return 2"}),
     "math": ("math/test.json", {"problem": "1 + 1?", "solution": "It is $\\boxed{2}$.", "type": "Algebra",
                                 "level": "Level 1"}),
 }
-SUBSET = {"cruxeval": "output", "leetcode": "en", "gsm-hard": "pal", "math": "test"}
+SUBSET = {"cruxeval": "output", "leetcode": "en", "gsm8k": "pal", "gsm-hard": "pal", "math": "test"}
 
 
 def _write(tmp_path, bench, lines):
