@@ -139,7 +139,9 @@ def call_for(problem: Problem, config: EvalConfig, model: str, index: int) -> Ca
 
 
 def cut_at_stops(text: str, stops: tuple[str, ...]) -> str:
-    """`text` before the earliest stop string (the local engine never returns one)."""
+    """`text` before the earliest stop string (the local engine never returns one). The rule of
+    `infer.generate.first_stop`, restated here because importing that module loads torch, which an
+    evaluation against a server otherwise never needs."""
     hits = [i for i in (text.find(s) for s in stops) if i >= 0]
     return text[:min(hits)] if hits else text
 
