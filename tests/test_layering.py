@@ -29,7 +29,7 @@ LAYERS = [
     ["formats"],
     ["model"],
     ["kernels"],
-    ["errors", "settings", "files"],
+    ["errors", "settings", "files", "cache"],
 ]
 RANK = {pkg: depth for depth, row in enumerate(LAYERS) for pkg in row}
 

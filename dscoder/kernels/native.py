@@ -35,15 +35,14 @@ from pathlib import Path
 
 import torch
 
+from dscoder.cache import cache_dir
+
 log = logging.getLogger(__name__)
 KERNELS = Path(__file__).parent
 SOURCES = sorted(KERNELS.glob("*.cpp"))
 FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-std=c++17"]
 
 
-def _cache_dir() -> Path:
-    root = os.environ.get("DSCODER_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dscoder"
-    return Path(root)
 
 
 def _cpu_has_avx2() -> bool:
@@ -57,7 +56,7 @@ def build(compiler: str | None = None) -> Path:
         raise RuntimeError("no C++ compiler (g++/c++) found")
     files = sorted(KERNELS.glob("*.[ch]*"))  # sources and the headers they include
     digest = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join(FLAGS).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"kernels-{digest}.so"
+    target = cache_dir() / f"kernels-{digest}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,6 @@ the interpreter's frames and objects deliberately.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import keyword
 import math
@@ -59,6 +58,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dscoder import cache
 from dscoder.errors import UserError
 
 FORMAT = 3  # of the cache files; bump when the ground-truth program or the encoding changes
@@ -483,14 +483,10 @@ class Oracle:
 
 def cache_dir() -> Path:
     """$DSCODER_CACHE/evalplus, else $XDG_CACHE_HOME/dscoder/evalplus, else ~/.cache/dscoder/evalplus."""
-    root = os.environ.get("DSCODER_CACHE")
-    if root:
-        return Path(root) / "evalplus"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dscoder" / "evalplus"
+    return cache.cache_dir("evalplus")
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+sha256_of = cache.sha256_file
 
 
 def _interpreter() -> str:

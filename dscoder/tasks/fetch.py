@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dscoder import cache
 from dscoder.errors import UserError
 from dscoder.tasks.sources import SOURCES, Source, for_benchmarks, source_of
 
@@ -70,10 +71,7 @@ def _on(name: str, default: bool) -> bool:
 
 def cache_dir() -> Path:
     """The download cache: $DSCODER_CACHE/data, else $XDG_CACHE_HOME/dscoder/data, else ~/.cache/dscoder/data."""
-    root = os.environ.get("DSCODER_CACHE")
-    if root:
-        return Path(root) / "data"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dscoder" / "data"
+    return cache.cache_dir("data")
 
 
 def explicit_dir(data: Path | None = None) -> Path | None:
@@ -107,11 +105,7 @@ def url_of(source: Source) -> str | None:
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return cache.sha256_file(path)
 
 
 def cached(source: Source) -> Path | None:
