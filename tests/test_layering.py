@@ -22,7 +22,7 @@ LAYERS = [
     ["eval", "train"],
     ["serve", "data"],
     ["tasks"],
-    ["execute"],
+    ["execute", "repo"],
     ["infer"],
     ["hub"],
     ["tokenizer"],  # GGUF files carry vocabularies too: the tokenizer reads them through formats.gguf

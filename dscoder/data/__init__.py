@@ -2,15 +2,17 @@
 
 DeepSeek-Coder's data departs from file-level corpora: a repository is the unit. Its files are
 filtered, near-deduplicated at repository level and concatenated in dependency order, so the
-model sees a file's imports before the file. The stages, one module each:
+model sees a file's imports before the file. What a repository is (its files read safely, their
+languages, their import graph) lives in `dscoder.repo`, which completion shares; the stages
+here, one module each, with the three from `dscoder.repo` they use:
 
-    ingest    repositories (local trees, git clones) -> decoded source files
-    langid    file name -> language (DeepSeek-Coder V1's languages and V2's 338)
+    ingest    (repo) repositories (local trees, git clones) -> decoded source files
+    langid    (repo) file name -> language (DeepSeek-Coder V1's languages and V2's 338)
     filters   the papers' heuristic rules (line lengths, alphabetic share, XML/HTML/JSON/YAML, generated)
     pii       emails, IP addresses and secrets -> placeholders
     decontam  files sharing a 10-gram with an evaluation benchmark are dropped
     dedup     exact (content hash) and near-duplicate repositories (MinHash-LSH)
-    deps      in-repository import graph -> the order files are concatenated in
+    deps      (repo) in-repository import graph -> the order files are concatenated in
     fim       fill-in-the-middle rewriting of documents (PSM/SPM)
     pack      tokens -> fixed-length sequences in uint16/uint32 shards + manifest.json
     pipeline  the stages run in parallel, resumably, deterministically (local processes or Ray)

@@ -18,7 +18,7 @@ import bisect
 import random
 from dataclasses import dataclass
 
-from dscoder.data.ingest import printable_path
+from dscoder.repo.ingest import printable_path
 from dscoder.tokenizer.fim import FimTokens
 
 MODES = ("none", "psm", "spm")

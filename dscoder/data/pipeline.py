@@ -43,7 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from dscoder import files
-from dscoder.data import dedup, deps, engines, filters, fim, ingest, langid, pii, resample
+from dscoder.data import dedup, engines, filters, fim, pii, resample
+from dscoder.repo import deps, ingest, langid
 from dscoder.data.decontam import Decontaminator
 from dscoder.data.fim import Segment
 from dscoder.data.pack import DocumentEncoder, ShardWriter, _atomic_write, token_dtype, tokenizer_digest

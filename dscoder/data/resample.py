@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import random
 
-from dscoder.data.langid import LANGUAGES
+from dscoder.repo.langid import LANGUAGES
 from dscoder.errors import UserError
 
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dscoder import hub
-from dscoder.data.ingest import Tree, discover
-from dscoder.data.langid import identify
+from dscoder.repo.ingest import Tree, discover
+from dscoder.repo.langid import identify
 from dscoder.data.pipeline import BuildConfig, build
 from dscoder.errors import UserError
 from dscoder.files import write_atomic

@@ -1,4 +1,4 @@
-"""dscoder.data.deps: in-repository import graphs per language and the order files are concatenated in.
+"""dscoder.repo.deps: in-repository import graphs per language and the order files are concatenated in.
 
 Each fixture repository states the dependency sets its resolution rules must find and the one
 order the tie rules (smallest in-degree, then path; subgraphs by their smallest path) give.
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from dscoder.data.deps import dependencies, groups, order
+from dscoder.repo.deps import dependencies, groups, order
 
 LANGUAGE = {
     ".py": "Python", ".pyi": "Python", ".java": "Java", ".cs": "C#", ".c": "C", ".h": "C",

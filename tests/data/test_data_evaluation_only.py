@@ -4,7 +4,7 @@ ingest, whatever tree holds a copy of them."""
 
 from __future__ import annotations
 
-from dscoder.data import ingest
+from dscoder.repo import ingest
 from conftest import shared_data
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from dscoder.data import filters, langid
+from dscoder.data import filters
+from dscoder.repo import langid
 from dscoder.data.filters import RULES, check
-from dscoder.data.langid import LANGUAGES, Language, identify
+from dscoder.repo.langid import LANGUAGES, Language, identify
 
 # One path per language: DeepSeek-Coder V1's list (its README's 89 names) plus XML.
 SAMPLES = {

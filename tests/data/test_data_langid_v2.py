@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import shared_data
-from dscoder.data import langid
-from dscoder.data.langid import LANGUAGES, UNIDENTIFIABLE_BY_NAME, V1_LANGUAGES, V2_SPELLINGS, identify
+from dscoder.repo import langid
+from dscoder.repo.langid import LANGUAGES, UNIDENTIFIABLE_BY_NAME, V1_LANGUAGES, V2_SPELLINGS, identify
 
 UNIDENTIFIABLE = dict(UNIDENTIFIABLE_BY_NAME)
 

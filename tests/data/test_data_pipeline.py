@@ -22,7 +22,8 @@ from data_repos import make_sources
 from typer.testing import CliRunner
 
 from dscoder.cli.app import app
-from dscoder.data import dedup, fim, ingest, pipeline
+from dscoder.data import dedup, fim, pipeline
+from dscoder.repo import ingest
 from dscoder.data.fim import Segment
 from dscoder.data.pack import DocumentEncoder, ShardWriter
 from dscoder.data.stats import CorpusError, load_manifest

@@ -20,7 +20,8 @@ import pytest
 from data_repos import (TRAPS_SET_OFF_BY_GIT, git, make_deep_tree, make_trapped_git_repo, module,
                         remove_deep_tree, set_off_traps)
 
-from dscoder.data import ingest, pipeline
+from dscoder.data import pipeline
+from dscoder.repo import ingest
 from dscoder.tokenizer.tokenizer import Tokenizer
 from dscoder.tokenizer.train import train_tokenizer
 
@@ -251,7 +252,7 @@ def test_a_fifo_as_the_git_index_does_not_hang_the_listing(tmp_path):
     (repo / "a.py").write_text(module("a"))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     os.mkfifo(repo / ".git" / "index")
-    code = f"from dscoder.data import ingest; print(ingest.discover([{str(repo)!r}])[0].skipped)"
+    code = f"from dscoder.repo import ingest; print(ingest.discover([{str(repo)!r}])[0].skipped)"
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     finally:
