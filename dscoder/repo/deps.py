@@ -105,6 +105,25 @@ def groups(files: Sequence[tuple[str, str, str]]) -> list[list[int]]:
     return _sort(repo.dependencies(), repo.rank)
 
 
+def imported(files: Sequence[tuple[str, str, str]], start: int, max_depth: int) -> dict[int, int]:
+    """File index -> import distance (1: imported by `start` itself) of every file `start` imports,
+    transitively, up to `max_depth` steps; breadth first, so only the files reached are parsed
+    (a completion asks this of one file per request, where `dependencies` parses every file)."""
+    repo = _Repo(files)
+    distance = {start: 0}
+    frontier = [start]
+    for depth in range(1, max_depth + 1):
+        reached = []
+        for i in frontier:
+            for j in sorted(repo.edges(i), key=repo.rank.__getitem__):
+                if j not in distance:
+                    distance[j] = depth
+                    reached.append(j)
+        frontier = reached
+    del distance[start]
+    return distance
+
+
 def order(files: Sequence[tuple[str, str, str]]) -> list[int]:
     """A permutation of range(len(files)): the order to concatenate them in, dependencies first."""
     return [i for group in groups(files) for i in group]
@@ -249,18 +268,17 @@ class _Repo:
         return best
 
     def dependencies(self) -> dict[int, set[int]]:
-        deps: dict[int, set[int]] = {}
-        for i in range(self.n):
-            lang = self.langs[i]
-            rule = _RULES.get(lang) if len(self.parts[i]) <= MAX_DEPTH else None
-            found: set[int] = set()
-            if rule is not None and self.texts[i]:
-                try:
-                    found = {j for j in rule(self, i) if j is not None and j != i}
-                except Exception:  # odd input never stops the pipeline: that file gets no edges
-                    found = set()
-            deps[i] = found
-        return deps
+        return {i: self.edges(i) for i in range(self.n)}
+
+    def edges(self, i: int) -> set[int]:
+        """The in-repository files file `i` imports (never itself); none for a file too deep or odd."""
+        rule = _RULES.get(self.langs[i]) if len(self.parts[i]) <= MAX_DEPTH else None
+        if rule is None or not self.texts[i]:
+            return set()
+        try:
+            return {j for j in rule(self, i) if j is not None and j != i}
+        except Exception:  # odd input never stops the pipeline: that file gets no edges
+            return set()
 
     # Python
 

@@ -460,6 +460,13 @@ class Tree:
             raise _Refused("not_regular_file")
         return dir_fd, name, st
 
+    def lstat(self, rel: str) -> tuple[os.stat_result | None, str | None]:
+        """(the regular file's stat, None), or (None, why not): the checks `read` makes, reading nothing."""
+        try:
+            return self._lstat(rel)[2], None
+        except _Refused as r:
+            return None, r.reason
+
     def check(self, rel: str, max_bytes: int = MAX_FILE_BYTES) -> tuple[int, str | None]:
         """(size, None) for a file the scan will read, else (size or 0, reason); reads nothing."""
         try:
