@@ -14,6 +14,7 @@ import typer
 from dscoder.cli import common
 from dscoder.cli.common import KV_CACHE, MODEL, MODEL_LONG_ONLY, QUANT, SEED, STOP, TEMPERATURE, TOP_K, TOP_P, err
 from dscoder.cli.options import option
+from dscoder.cli.repo import REPO, open_repo, repo_prefix
 from dscoder.errors import UserError
 from dscoder.hub import ModelChoice
 
@@ -40,6 +41,7 @@ def complete(
     speculate: Optional[int] = typer.Option(None, "--speculate", help="Tokens proposed per step "
                                                                       "(default 4 with --draft, 8 with --lookup)."),
     quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, lora: Optional[str] = LORA,
+    repo: Optional[str] = REPO,
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     from dscoder.infer.generate import SamplingParams
@@ -52,7 +54,11 @@ def complete(
     if draft is not None or lookup:
         require_greedy(temperature, lookup)
     text = common.read_text(file) if file is not None else prompt
+    index = open_repo(repo)
     net, tok, loaded = _load_timed(model, quant, kv_cache, lora)
+    if index is not None:
+        text = repo_prefix(index, file, text, "", net.config.max_position_embeddings, max_tokens,
+                           lambda s: len(tok.encode(s)))
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
                             stop=tuple(stop or ()), stop_token_ids=(tok.eos_id,) if tok.eos_id is not None else ())
     if draft is not None or lookup:
@@ -111,7 +117,7 @@ def infill(
     no_dedent_stop: bool = typer.Option(False, "--no-dedent-stop", help="Keep going past the cursor's block."),
     mode: str = typer.Option("psm", "--mode", help="FIM ordering: psm or spm."),
     temperature: float = TEMPERATURE, seed: Optional[int] = SEED,
-    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE,
+    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, repo: Optional[str] = REPO,
 ) -> None:
     """Fill in the code at the cursor; only the middle goes to stdout."""
     from dscoder.infer.generate import SamplingParams
@@ -123,7 +129,12 @@ def infill(
         raise UserError(f"--max-lines must be at least 1, got {max_lines}")
     if file is not None:
         prefix, suffix = split_at_cursor(common.read_text(file), line, col)
+    index = open_repo(repo)
     net, tok = common.load_timed(model, quant, kv_cache)[:2]
+    if index is not None:
+        # the rules read the cursor's line from the prefix's end, which the context leaves as it is
+        prefix = repo_prefix(index, file, prefix, suffix, net.config.max_position_embeddings, max_tokens + 8,
+                             lambda s: len(tok.encode(s)))
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, seed=seed)
     rules = InfillRules(max_lines=max_lines, stop_at_dedent=not no_dedent_stop)
     _write(infill_stream(net, tok, prefix, suffix, params, rules, mode))

@@ -212,6 +212,7 @@ class RepoIndex:
                 files[rel] = _File(rel, language, got.text, st.st_mtime_ns, st.st_size)
         self.files, self.skipped = files, skipped
         self.refreshed = time.monotonic()
+        self.seconds = self.refreshed - start  # what the last refresh took, for the user's report line
         self._by_name: dict[str, list[symbols.Definition]] | None = None
 
     def summary(self) -> str:
