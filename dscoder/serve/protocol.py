@@ -72,10 +72,20 @@ Prompt = Union[Text, Annotated[list[Text], Field(min_length=1)], Annotated[list[
                Annotated[list[Annotated[list[int], Field(min_length=1)]], Field(min_length=1)]]
 
 
+class RepoRef(BaseModel):
+    """dscoder's extension: read context from the repository the server was started with (--repo)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Text | None = None  # the cursor's file, relative to the repository's root
+    max_tokens: int | None = Field(None, ge=0)  # most tokens of repository context (default: what the window leaves)
+
+
 class CompletionRequest(_Request):
     prompt: Prompt
     max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
     suffix: Text | None = None  # fill-in-the-middle: the model's own FIM tokens
+    repo: RepoRef | None = None  # the repository's context before the prompt (dscoder serve --repo)
     echo: bool = False
     logprobs: int | None = Field(None, ge=0, le=20)
 
@@ -125,6 +135,7 @@ class InfillRequest(BaseModel):
     input_prefix: Text = ""
     input_suffix: Text = ""
     input_extra: list[InputExtra] = []
+    repo: RepoRef | None = None  # repository context (dscoder serve --repo); by default when input_extra is empty
     prompt: Text = ""  # text placed after the prefix, before the middle (llama.cpp: the current line's start)
     n_predict: int = Field(-1, ge=-1)  # -1: until the model ends the middle or the context is full
     n_indent: int = Field(0, ge=0)

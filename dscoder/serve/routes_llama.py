@@ -19,11 +19,13 @@ from dscoder.serve.indent import IndentCut
 from dscoder.serve.outputs import collect, generated, merged, started
 from dscoder.serve.prompts import decode_ids, encode, fim_ids
 from dscoder.serve.protocol import DetokenizeRequest, InfillRequest, TokenizeRequest
+from dscoder.serve.repo import context_summary, require
 from dscoder.serve.sse import event_stream, sse, sse_error
 from dscoder.serve.state import serving
 from dscoder.serve.submit import eos_stop, sampling_params, submit
 
 router = APIRouter()
+DEFAULT_MAX_TOKENS = 128  # the answer's tokens kept free beside the repository context when n_predict is -1
 
 
 @dataclass
@@ -32,6 +34,7 @@ class _InfillAnswer:
 
     model: str
     prompt_n: int
+    repo_context: dict | None = None
     started: float = field(default_factory=time.perf_counter)
 
     def final(self, content: str, predicted: int, last: Output, cut: bool) -> dict:
@@ -41,10 +44,11 @@ class _InfillAnswer:
         reason = last.finish_reason
         stop_type = ("limit" if cut or reason == "length" else
                      ("word" if last.token_id is not None else "eos") if reason == "stop" else "none")
-        return {"content": content, "stop": True, "model": self.model, "tokens_predicted": predicted,
-                "tokens_evaluated": self.prompt_n, "stop_type": stop_type, "truncated": False,
-                "timings": {"prompt_n": self.prompt_n, "predicted_n": predicted, "predicted_ms": elapsed,
-                            "predicted_per_second": predicted / elapsed * 1000 if elapsed else 0.0}}
+        final = {"content": content, "stop": True, "model": self.model, "tokens_predicted": predicted,
+                 "tokens_evaluated": self.prompt_n, "stop_type": stop_type, "truncated": False,
+                 "timings": {"prompt_n": self.prompt_n, "predicted_n": predicted, "predicted_ms": elapsed,
+                             "predicted_per_second": predicted / elapsed * 1000 if elapsed else 0.0}}
+        return final if self.repo_context is None else {**final, "repo_context": self.repo_context}
 
 
 async def _infill_events(handle: RequestHandle, indent: IndentCut, answer: _InfillAnswer) -> AsyncIterator[str]:
@@ -72,15 +76,23 @@ async def infill(body: InfillRequest, request: Request):
     # Repository context in DeepSeek-Coder's repository-level layout: each file after a
     # "#path" line, then the file being edited.
     extra = "".join(f"#{chunk.filename}\n{chunk.text}\n" for chunk in body.input_extra)
-    ids = await run_in_threadpool(fim_ids, engine, state.model_name, extra + body.input_prefix + body.prompt,
-                                  body.input_suffix, "input_prefix")
+    prefix, context = body.input_prefix + body.prompt, None
+    if body.repo is not None or (not body.input_extra and state.repo is not None):
+        # the repository's context (dscoder's extension): asked for with `repo`, or by default on a
+        # server started with --repo when the client sends no context of its own
+        ref = body.repo
+        reserve = (body.n_predict if body.n_predict > 0 else DEFAULT_MAX_TOKENS) + 8
+        prefix, context = await run_in_threadpool(require(state.repo).prefix, engine, ref.file if ref else None,
+                                                  prefix, body.input_suffix, reserve, ref.max_tokens if ref else None)
+    ids = await run_in_threadpool(fim_ids, engine, state.model_name, extra + prefix, body.input_suffix,
+                                  "input_prefix")
     limit = body.n_predict if body.n_predict > 0 else max(1, engine.max_model_len - len(ids))
     deadline = time.monotonic() + body.t_max_predict_ms / 1000 if body.t_max_predict_ms else None
     params = sampling_params(body, limit, eos_stop(tok), False)
     [handle] = submit(engine, ids, params, 1, "input_prefix", deadline=deadline)
     await started(request, [handle], engine, state.limits.queue_timeout)
     indent = IndentCut(body.n_indent)
-    answer = _InfillAnswer(state.model_name, len(ids))
+    answer = _InfillAnswer(state.model_name, len(ids), context_summary(context))
 
     if body.stream:
         return event_stream(_infill_events(handle, indent, answer))

@@ -20,6 +20,7 @@ from dscoder.serve.logprobs import chat_logprobs, completion_logprobs, merge_pro
 from dscoder.serve.outputs import collect, generated, merged, started
 from dscoder.serve.prompts import chat_ids, check_ids_fit, decode_ids, fim_ids, text_ids
 from dscoder.serve.protocol import ChatRequest, CompletionRequest
+from dscoder.serve.repo import RepoSource, require
 from dscoder.serve.sse import DONE, event_stream, sse, sse_error
 from dscoder.serve.state import serving, server_state
 from dscoder.serve.submit import cancel_all, eos_stop, sampling_params, submit
@@ -69,11 +70,19 @@ async def models(request: Request):
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions without max_tokens
 
 
-def _completion_jobs(body: CompletionRequest, engine: Engine, model_name: str) -> list[tuple[list[int], str]]:
+def _completion_jobs(body: CompletionRequest, engine: Engine, model_name: str,
+                     repo: RepoSource | None = None) -> list[tuple[list[int], str]]:
     """(prompt ids, echo text) for every prompt, in order (runs in a worker thread: it tokenizes).
-    A prompt too long for the context stops it there, before the next is tokenized."""
+    A prompt too long for the context stops it there, before the next is tokenized. With `repo`
+    (the request's extension field), each text prompt is preceded by the repository's context."""
     jobs = []
     for prompt in body.prompts():
+        if body.repo is not None:
+            if not isinstance(prompt, str):
+                raise ApiError(400, "repo needs a text prompt (token ids cannot be given context)", param="prompt")
+            reserve = (body.max_tokens or COMPLETION_MAX_TOKENS) + 8
+            prompt = require(repo).prefix(engine, body.repo.file, prompt, body.suffix or "", reserve,
+                                          body.repo.max_tokens)[0]
         if body.suffix is not None:
             if not isinstance(prompt, str):
                 raise ApiError(400, "suffix needs a text prompt", param="prompt")
@@ -94,7 +103,10 @@ async def completions(body: CompletionRequest, request: Request):
     if body.suffix is not None and body.echo:
         raise ApiError(400, "echo cannot be combined with suffix (the prompt is rewritten for infilling)",
                        param="echo")
-    jobs = await run_in_threadpool(_completion_jobs, body, engine, state.model_name)
+    if body.repo is not None and body.echo:
+        raise ApiError(400, "echo cannot be combined with repo (the prompt is rewritten with the repository's context)",
+                       param="echo")
+    jobs = await run_in_threadpool(_completion_jobs, body, engine, state.model_name, state.repo)
     want_lp = body.logprobs is not None
     handles, prompt_tokens = [], 0
     try:

@@ -49,6 +49,8 @@ class ServeConfig:
     body_timeout: float = like(HttpLimits, "body_timeout")
     queue_timeout: float = like(HttpLimits, "queue_timeout")
     max_connections: int | None = like(HttpLimits, "max_connections")
+    repo: str | None = setting(None, "A repository directory: /infill (when the client sends no input_extra) and "
+                                     "requests with a `repo` field read context from it (imports, definitions).")
     log_level: str = setting("info", "uvicorn log level.")
 
     def check(self) -> None:
@@ -91,6 +93,19 @@ class ServeConfig:
                                    prefill_budget=self.engine.prefill_chunk)
 
 
+def open_repo(root: str | None):
+    """The repository source of --repo (None without one), indexed before the server listens, so a bad
+    --repo stops the command at once and the first request does not pay for the index."""
+    if root is None:
+        return None
+    from dscoder.repo.context import RepoIndex
+    from dscoder.serve.repo import RepoSource
+
+    index = RepoIndex(root)
+    logging.getLogger("dscoder.serve").info("repository %s: %s", index.root, index.summary())
+    return RepoSource(index)
+
+
 def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None:
     """Serve until stopped (Ctrl-C, SIGTERM). `on_ready` hears one line once the model is loaded.
 
@@ -105,7 +120,7 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
 
     cfg.check()
     config = cfg.engine_config()
-    state = ServerState(model_name=cfg.model_name, limits=cfg.limits)
+    state = ServerState(model_name=cfg.model_name, limits=cfg.limits, repo=open_repo(cfg.repo))
     server: uvicorn.Server | None = None
 
     def load_engine() -> Engine:

@@ -13,6 +13,7 @@ from fastapi import Request
 from dscoder.serve.engine import Engine
 from dscoder.serve.errors import ApiError
 from dscoder.serve.limits import HttpLimits
+from dscoder.serve.repo import RepoSource
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ServerState:
     load_error: str | None = None
     started: float = field(default_factory=time.time)
     limits: HttpLimits = field(default_factory=HttpLimits)
+    repo: RepoSource | None = None  # dscoder serve --repo: the repository completions read context from
 
     def body_limit(self) -> int:
         """The largest request body accepted now (its default follows the model, once it has loaded)."""
