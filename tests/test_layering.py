@@ -21,7 +21,7 @@ LAYERS = [
     ["cli"],
     ["eval", "train"],
     ["serve", "data"],
-    ["tasks"],
+    ["tasks", "verify"],
     ["execute", "repo"],
     ["infer"],
     ["hub"],

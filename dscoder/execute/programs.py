@@ -131,17 +131,19 @@ class Executor:
             self._uids.put(lease.uid)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox")
 
-    def _one(self, program: Program) -> Verdict:
+    def _one(self, program: Program, timeout: float) -> Verdict:
         uid = self._uids.get()
         try:
-            return execute(program, self.timeout, uid)
+            return execute(program, timeout, uid)
         except (sandbox.SandboxError, OSError) as e:
             return Verdict("error", "run", None, f"sandbox: {e}", 0.0)
         finally:
             self._uids.put(uid)
 
-    def submit(self, program: Program) -> Future:
-        return self._pool.submit(self._one, program)
+    def submit(self, program: Program, timeout: float | None = None) -> Future:
+        """Queue `program`; `timeout` (default: the pool's) bounds its run, so one pool can serve
+        callers with limits of their own (the server's verified requests)."""
+        return self._pool.submit(self._one, program, self.timeout if timeout is None else timeout)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
