@@ -15,6 +15,7 @@ from dscoder.cli import common
 from dscoder.cli.common import KV_CACHE, MODEL, MODEL_LONG_ONLY, QUANT, SEED, STOP, TEMPERATURE, TOP_K, TOP_P, err
 from dscoder.cli.options import option
 from dscoder.cli.repo import REPO, open_repo, repo_prefix
+from dscoder.cli.verify import verify_options
 from dscoder.errors import UserError
 from dscoder.hub import ModelChoice
 
@@ -27,6 +28,7 @@ def _write(pieces) -> None:
         sys.stdout.flush()
 
 
+@verify_options
 def complete(
     prompt: Optional[str] = typer.Argument(None, help="Prompt text (or use --file)."),
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the prompt from a file ('-' for stdin)."),
@@ -41,7 +43,7 @@ def complete(
     speculate: Optional[int] = typer.Option(None, "--speculate", help="Tokens proposed per step "
                                                                       "(default 4 with --draft, 8 with --lookup)."),
     quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, lora: Optional[str] = LORA,
-    repo: Optional[str] = REPO,
+    repo: Optional[str] = REPO, verify=None,
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     from dscoder.infer.generate import SamplingParams
@@ -53,6 +55,8 @@ def complete(
         raise UserError("--draft and --lookup are two ways to speculate: give one, not both")
     if draft is not None or lookup:
         require_greedy(temperature, lookup)
+    if verify is not None and (draft is not None or lookup):
+        raise UserError("--verify samples its candidates in one batch; --draft and --lookup do not apply")
     text = common.read_text(file) if file is not None else prompt
     index = open_repo(repo)
     net, tok, loaded = _load_timed(model, quant, kv_cache, lora)
@@ -61,6 +65,9 @@ def complete(
                            lambda s: len(tok.encode(s)))
     params = SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed,
                             stop=tuple(stop or ()), stop_token_ids=(tok.eos_id,) if tok.eos_id is not None else ())
+    if verify is not None:
+        from dscoder.cli import verify as verification
+        return verification.complete(net, tok, text, params, verify)
     if draft is not None or lookup:
         _speculate(net, tok, text, params, draft, speculate, loaded)
     else:
@@ -140,19 +147,25 @@ def infill(
     _write(infill_stream(net, tok, prefix, suffix, params, rules, mode))
 
 
+@verify_options
 def chat(
     message: Optional[str] = typer.Option(None, "--message", "-m", help="Ask once, print the answer and exit."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
     model: Optional[str] = MODEL_LONG_ONLY,
     max_tokens: int = common.max_tokens(512, "Most new tokens per answer."),
     temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: Optional[int] = SEED,
-    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE,
+    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, verify=None,
 ) -> None:
     """Chat with the model's own template: one-shot with -m, else interactive (/reset, /exit)."""
     from dscoder.infer.generate import SamplingParams
     from dscoder.infer.session import ChatSession
 
+    if verify is not None and message is None:
+        raise UserError("--verify needs a one-shot question (-m/--message), not the interactive chat")
     net, tok = common.load_timed(model, quant, kv_cache)[:2]
+    if verify is not None:
+        from dscoder.cli import verify as verification
+        return verification.chat(net, tok, message, system, max_tokens, verify)
     session = ChatSession(net, tok, SamplingParams(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
                                                    seed=seed), system=system)
     if message is not None:
