@@ -196,6 +196,18 @@ def chat(net, tok, message: Optional[str], system: Optional[str], max_tokens: in
     _finish(result, result.chosen.candidate.code)
 
 
+def check_task(name: str, file: Optional[str], raw: bool) -> None:
+    """Refuse what `tests`/`fix --verify` cannot do, before the model loads."""
+    from dscoder.infer.assist import language_of
+    from dscoder.verify.run import refuse_language
+
+    if file in (None, "-"):
+        raise UserError(f"`{name} --verify` needs the code as a file (its name is the module the tests import)")
+    if raw:
+        raise UserError("--verify prints the chosen code; --raw does not apply")
+    refuse_language(language_of(file), file)
+
+
 def task(name: str, file: Optional[str], code: str, net, tok, max_tokens: int, verify: VerifySettings,
          error: str = "") -> None:
     """`dscoder fix FILE --error ... --verify` (candidates are fixed files, run against --tests or the
@@ -203,14 +215,11 @@ def task(name: str, file: Optional[str], code: str, net, tok, max_tokens: int, v
     against FILE's code: it must run and pass there)."""
     from dataclasses import replace
 
-    from dscoder.infer.assist import extract_code, language_of, task_prompt
-    from dscoder.verify.program import program
-    from dscoder.verify.run import refuse_language
-    from dscoder.verify.tests import parse
+    from dscoder.infer.assist import extract_code, task_prompt
+    from dscoder.verify.program import program, top_level_functions
+    from dscoder.verify.tests import TestsError, parse
 
-    if file in (None, "-"):
-        raise UserError(f"`{name} --verify` needs the code as a file (its name is the module the tests import)")
-    refuse_language(language_of(file) if Path(file).suffix else "Python", file)
+    check_task(name, file, raw=False)
     module = Path(file).stem
     ids = _chat_ids(tok, [{"role": "user", "content": task_prompt(name, code, file, error=error)}])
     settings = replace(verify, max_tokens=max_tokens)
@@ -223,11 +232,18 @@ def task(name: str, file: Optional[str], code: str, net, tok, max_tokens: int, v
         raise UserError("`tests --verify` runs the model's test suites against the file itself; --tests and "
                         "--model-tests do not apply")
 
+    under_test = top_level_functions(code)
+
     def build(candidate):
-        suite = parse(candidate.code, f"candidate {candidate.index + 1}'s tests", module)
+        """A candidate suite, run on FILE's code; one that holds no check, or that defines again a
+        function of the file (and so would test its own copy), is refused without a run."""
+        who = f"candidate {candidate.index + 1}'s tests"
+        suite = parse(candidate.code, who, module)
         if not suite.checks:
-            from dscoder.verify.tests import TestsError
-            raise TestsError(f"candidate {candidate.index + 1}'s tests hold no check ({suite.describe()})")
+            raise TestsError(f"{who} hold no check ({suite.describe()})")
+        again = sorted(top_level_functions(candidate.code) & under_test)
+        if again:
+            raise TestsError(f"{who} define {', '.join(again)} again: they would test their own copy, not {file}")
         return program(code, suite), suite
 
     result = _verify(net, tok, ids, _chat_params(tok, max_tokens), settings, to_code, code, build=build,
