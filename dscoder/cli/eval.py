@@ -22,6 +22,7 @@ from dscoder.cli.options import from_settings
 from dscoder.eval import report
 from dscoder.execute import sandbox
 from dscoder.execute import toolchains as languages
+from dscoder.eval.repo_completion import RepoCompletionConfig
 from dscoder.eval.suite import SuiteConfig
 from dscoder.tasks import Benchmark
 
@@ -32,6 +33,9 @@ out = Console(soft_wrap=True)
 def benchmark_command(name: str, benchmark: Benchmark):
     """The command `dscoder eval NAME`: EvalConfig's options with the benchmark fixed, and the
     subset option's help listing this benchmark's own subsets."""
+
+    if benchmark.runner == "repo_completion":  # a runner of its own, with settings of its own
+        return repo_completion_command
 
     def command(cfg: evaluation.EvalConfig) -> None:
         _evaluate(cfg)
@@ -78,6 +82,34 @@ def _print(summary: dict, target: Path) -> None:
     out.print(table)
     out.print(" ".join(f"{k} = {100 * summary[k]:.2f}%" for k in ks) if ks else "no samples")
     err.print(f"[dim]results in {target}/ (samples.jsonl, summary.json, report.md, chart.png)[/]")
+
+
+@from_settings(RepoCompletionConfig)
+def repo_completion_command(cfg: RepoCompletionConfig) -> None:
+    """Next line of real packages' code that uses a name from another file: the file alone vs with the repository
+    context (our RepoBench-style construction); exact match, edit similarity, prompt tokens and latency."""
+    from dscoder.eval import repo_completion
+
+    summary = repo_completion.run(cfg, on_left_out=lambda n, note: err.print(f"[yellow]left out:[/] {escape(note)}"))
+    numbers = summary.numbers
+    table = Table(title=escape(repo_completion.title(numbers["config"])))
+    for column in repo_completion.COLUMNS:
+        table.add_column(column, justify="left" if column == "setting" else "right")
+    for row in repo_completion.table_rows(numbers):
+        table.add_row(*map(escape, row))
+    out.print(table)
+    packages = Table(title="per package: EM % and ES, in-file -> repo")
+    for column in ("package", "cases", "EM %", "ES"):
+        packages.add_column(column, justify="left" if column == "package" else "right")
+    for p in numbers["packages"].values():
+        packages.add_row(escape(p["dist"]), str(p["in-file"]["cases"]),
+                         f"{p['in-file']['exact_match']:.1f} -> {p['repo']['exact_match']:.1f}",
+                         f"{p['in-file']['edit_similarity']:.1f} -> {p['repo']['edit_similarity']:.1f}")
+    out.print(packages)
+    err.print(f"[dim]{summary.new_answers} answers in {summary.wall_seconds:.1f} s; mean context "
+              f"{numbers['context']['tokens']:.0f} tokens, the definition's file in it for "
+              f"{numbers['context']['defined_in_context']:.1f}% of cases; results in {summary.out}/ (samples.jsonl, "
+              f"summary.json, report.md, chart.png)[/]")
 
 
 @from_settings(SuiteConfig)

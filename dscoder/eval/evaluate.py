@@ -45,6 +45,9 @@ def run(cfg: EvalConfig, *, on_skip: Callable[[str, str], None] | None = None) -
     EvalError (and the errors of loading data or a model) name what is wrong before any sample runs.
     """
     chosen = subsets(cfg.benchmark, cfg.subset)
+    if BENCHMARKS[cfg.benchmark].runner is not None:
+        raise EvalError(f"{cfg.benchmark} has a runner of its own (dscoder/eval/{BENCHMARKS[cfg.benchmark].runner}.py):"
+                        f" run `dscoder eval {cfg.benchmark}`")
     asked_model = cfg.model
     cfg.check()  # before --model takes its default: --api beside --model is refused
     if cfg.api is not None:  # the model under test is the server's: its URL and model name are the identity

@@ -34,6 +34,9 @@ class Benchmark:
     # Whether training corpora are decontaminated against it (`data/decontam.py`); False for synthetic
     # probes (passkey's filler text) whose n-grams say nothing about leaked benchmark problems.
     decontaminate: bool = True
+    # A runner of its own in `dscoder/eval/` (the module's name) instead of `eval.run`: repo-completion,
+    # whose prompts are budgeted in the model's tokens and whose measures pair two settings per case.
+    runner: str | None = None
 
     def language_of(self, subset: str) -> str:
         return self.language or subset
@@ -79,6 +82,13 @@ register("mbpp+", Benchmark("evalplus", ("mbpp",), "mbpp", decontaminate=False,
 register("fim-lines", Benchmark("fim_lines", ("java", "js"), "java,js", forms=("base",),
                                 help="Single-line FIM in Java and JS, exact match of the first line (our "
                                      "construction from this machine's JDK and node-typescript sources)"))
+# Its prompts are whole files of installed packages, not a benchmark's problems: a corpus must simply not be built
+# from this machine's site-packages (docs/eval.md says so), rather than drop every file sharing a line with them.
+register("repo-completion", Benchmark("repo_completion", ("python",), "python", forms=("base",), decontaminate=False,
+                                      runner="repo_completion",
+                                      help="Next line of real packages' code that uses a name from another file, "
+                                           "with the file alone vs with the repository context (our RepoBench-style "
+                                           "construction): exact match, edit similarity, prompt tokens, latency"))
 register("passkey", Benchmark("passkey", ("1k", "2k", "4k", "8k", "16k", "32k", "64k", "128k"), "1k,2k,4k",
                               help="Pass-key retrieval in long filler text (synthetic), accuracy by context length",
                               decontaminate=False))
