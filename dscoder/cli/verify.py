@@ -57,6 +57,9 @@ def verify_options(fn: Callable) -> Callable:
             return fn(**values, verify=None)
         settings = VerifySettings(**chosen)
         settings.check()
+        if settings.tests:  # a test file that cannot be used is said before the model loads
+            from dscoder.verify.tests import from_file
+            from_file(settings.tests)
         return fn(**values, verify=settings)
 
     command.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])

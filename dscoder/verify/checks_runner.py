@@ -1,7 +1,8 @@
 """The code that runs a user's tests on one candidate, inside the sandbox, beside the candidate.
 
 A verified candidate is one program (`dscoder.verify.program`): the line that loads this file,
-then the candidate's code, then the harness's separator and one call, `__dscoder_verify__()`.
+then the candidate's code, then the harness's separator and one call of the function `prepare`
+returns (bound under a name drawn at random for that program).
 `dscoder.execute.harness` runs it: the candidate first, then that call, which runs the tests
 and returns only if every check passed; the harness then prints its end-of-checks marker, so a
 candidate that exits early (`os._exit(0)`, `sys.exit(0)`, an atexit hook) or prints a fake
@@ -31,8 +32,9 @@ candidates that pass none of the suites whole by how many checks they pass. That
 read from the run's stderr and is advisory: a candidate that fails can print lines of its
 own, so it never makes a candidate pass; only the harness's marker does.
 
-Residual risk, as in `pyharness`: a candidate written against this file (walking the
-closure of `__dscoder_verify__`, `gc.get_objects()`, ctypes) can reach the snapshots. That is
+Residual risk, as in `pyharness`: a candidate written against this file (reading its own
+source for the runner's name, walking the runner's closure, `gc.get_objects()`, ctypes) can
+reach the snapshots or skip the checks. That is
 a deliberate attack on this harness, not a way to pass by accident or by a generic trick.
 
 Standard library only: this file runs under the sandbox's interpreter with nothing of dscoder
@@ -40,6 +42,7 @@ importable. The host reads its text (`dscoder.verify.program`).
 """
 
 PREFIX = "dscoder verify: "
+RUNNER_FILE = "<dscoder-verify>"  # the file name this code is compiled under in the program
 FAILURE_LINES = 4  # failures reported by name (the verdict keeps only the tail of stderr)
 LINE_CHARS = 160
 
@@ -70,6 +73,7 @@ def prepare(plan, namespace):
     saved = [(name, module, _snapshot(module, types.FunctionType)) for name, module in list(modules.items())
              if module is not None and name.split(".")[0] in wanted]
     subjects, origin = set(plan["subjects"]), plan["origin"]
+    source = namespace.get("__file__")  # the candidate's file (program.py): where its tracebacks point
 
     def say(text):
         text = text.replace("\n", " ")
@@ -103,7 +107,7 @@ def prepare(plan, namespace):
                     try:
                         exec(_code(step, origin, "exec"), tests)
                     except BaseException as error:
-                        aborted = f"the tests' setup at line {step['line']} failed ({_why(error)})"
+                        aborted = f"the tests' setup at line {step['line']} failed ({_why(error, source)})"
                         failures.append(f"{origin}:{step['line']}: {aborted}")
                 continue
             if aborted is not None:
@@ -111,11 +115,12 @@ def prepare(plan, namespace):
             try:
                 ok, reason = _CHECKS[kind](step, tests, origin, sys, string_io)
             except BaseException as error:
-                ok, reason = False, _why(error)
+                ok, reason = False, _why(error, source)
             if ok:
                 passed += 1
             else:
                 failures.append(f"{step['label']} ({origin}:{step['line']}): {reason}")
+        write(err_fd, b"\n")  # the report starts on a line of its own, whatever the candidate left unfinished
         for line in failures[:FAILURE_LINES]:
             say("FAILED " + line)
         if len(failures) > FAILURE_LINES:
@@ -132,9 +137,18 @@ def _code(step, origin, mode):
     return compile("\n" * (step["line"] - 1) + step["source"], origin, mode, dont_inherit=True)
 
 
-def _why(error):
+def _why(error, source=None):
+    """`ValueError: 1 (program.py:3 in f)`: the error, and the innermost line of the candidate's own
+    code (the file `source`) it passed through, if any."""
     text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    why = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    tb, where = error.__traceback__, None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if source is not None and code.co_filename == source:
+            where = f"{source.rsplit('/', 1)[-1]}:{tb.tb_lineno} in {code.co_name}"
+        tb = tb.tb_next
+    return f"{why} ({where})" if where else why
 
 
 def _snapshot(module, function_type):

@@ -5,14 +5,20 @@ The program is assembled by `execute.harness.python_program`, like every benchma
 *and* the harness's end-of-checks marker with the run's secret token, which a candidate that
 exits early, calls `os._exit(0)` or prints a marker of its own never has. Its parts:
 
-    <one line: load `checks_runner` and the plan, before the candidate, as `__dscoder_verify__`>
+    <one line: load `checks_runner` and the plan, before the candidate, as `__dscoder_verify_<random>__`>
     <the candidate's code>
     #<dscoder-checks guard=...>            (the harness's separator)
-    __dscoder_verify__()
+    __dscoder_verify_<random>__()
 
 The one line goes after any `from __future__` imports (they must come first) and shifts the
 candidate's line numbers in tracebacks by one. `guard` names the suite's subjects that the
 candidate defines: their returns must be plain data (the harness refuses anything else).
+
+The runner's name is drawn afresh for each program: the candidate runs in the namespace the call
+is made from, and a candidate that rebinds a known name to a no-op would skip the checks and
+still reach the harness's marker. A random name it cannot know without reading its own source
+(a deliberate attack on this harness, like reading the harness's token) closes that; and a pass
+also needs the runner's own report that every check passed, which a skipped runner never writes.
 
 The runner reports on stderr, in lines starting `dscoder verify: `, ending with `P/T checks
 passed`; `outcome` reads them back from the verdict's stderr excerpt (its tail holds them).
@@ -23,6 +29,7 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +38,7 @@ from dscoder.execute.programs import Program, Verdict
 from dscoder.verify import checks_runner
 from dscoder.verify.tests import TestSuite
 
-CALL = "__dscoder_verify__()\n"
+NAME = "__dscoder_verify_{}__"  # the runner's name in the program, with a fresh random part each time
 _SUMMARY = re.compile(rf"^{re.escape(checks_runner.PREFIX)}(\d+)/(\d+) checks passed$", re.M)
 _FAILED = re.compile(rf"^{re.escape(checks_runner.PREFIX)}(FAILED .*|\.\.\. and \d+ more failures)$", re.M)
 
@@ -41,12 +48,12 @@ def runner_source() -> str:
     return Path(checks_runner.__file__).read_text(encoding="utf-8")
 
 
-def prelude(suite: TestSuite) -> str:
-    """The line that loads the runner with its own copy of the builtins (taken now, before the
-    candidate runs) and hands it the plan and the candidate's module namespace."""
-    return ("__dscoder_verify__ = (lambda g: (exec(compile({src!r}, '<dscoder-verify>', 'exec'), g), g['prepare'])[1])"
+def prelude(suite: TestSuite, name: str) -> str:
+    """The line that binds `name` to the runner, loaded with its own copy of the builtins (taken now,
+    before the candidate runs), given the plan and the candidate's module namespace."""
+    return (name + " = (lambda g: (exec(compile({src!r}, {file!r}, 'exec'), g), g['prepare'])[1])"
             "({{'__builtins__': __import__('builtins').__dict__.copy(), '__name__': 'dscoder_verify'}})"
-            "({plan!r}, globals())").format(src=runner_source(), plan=suite.plan())
+            "({plan!r}, globals())").format(src=runner_source(), file=checks_runner.RUNNER_FILE, plan=suite.plan())
 
 
 def top_level_functions(code: str) -> set[str]:
@@ -78,9 +85,10 @@ def program(code: str, suite: TestSuite) -> Program:
     at = _after_future_imports(code)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
-    solution = "".join(lines[:at]) + prelude(suite) + "\n" + "".join(lines[at:])
+    name = NAME.format(secrets.token_hex(8))
+    solution = "".join(lines[:at]) + prelude(suite, name) + "\n" + "".join(lines[at:])
     guard = sorted(suite.subjects & top_level_functions(code))
-    return Program("python", harness.python_program(solution, CALL, guard))
+    return Program("python", harness.python_program(solution, name + "()\n", guard))
 
 
 @dataclass
@@ -100,13 +108,17 @@ class Outcome:
 
 
 def outcome(verdict: Verdict, suite: TestSuite) -> Outcome:
-    """The verdict read with the runner's report. A pass is the verdict's alone; a run that did not
-    pass scores at most its reported count less one (so a candidate that fails cannot rank with
-    one that passes every check), and a report that claims more checks than the suite has is ignored."""
+    """The verdict read with the runner's report. A pass needs the verdict's pass and the runner's
+    last report to say every check passed; a run that did not pass scores at most its reported
+    count less one (so a candidate that fails cannot rank with one that passes every check), and a
+    report that claims another number of checks than the suite has is ignored."""
     total = suite.checks
-    if verdict.status == "passed":
-        return Outcome("passed", total, total, [], verdict.stderr, verdict.seconds)
     found = _SUMMARY.findall(verdict.stderr)
+    if verdict.status == "passed":
+        if found and tuple(map(int, found[-1])) == (total, total):
+            return Outcome("passed", total, total, [], verdict.stderr, verdict.seconds)
+        return Outcome("failed", 0, total, ["failed: the checks never reported (the runner was bypassed)"],
+                       verdict.stderr, verdict.seconds)
     passed = 0
     if found:
         reported, of = map(int, found[-1])

@@ -22,12 +22,14 @@ runs and restored before the tests (`checks_runner`).
 `subjects` are the functions whose returns must be plain data (`execute.harness`'s guard):
 those the checks only compare with literal values (`assert f(1) == 2`, every example), so an
 object whose `__eq__` always says True cannot pass them. A test file that does more with a
-function's result (calls its methods, compares two results) leaves it unguarded.
+function's result (calls its methods, compares two results) leaves it unguarded. A builtin's
+name is never a subject of a test file: the tests' `abs` is always the real one.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib.util
 import sys
 import textwrap
@@ -43,10 +45,14 @@ RUNNERS = ("unittest.main", "pytest.main", "main", "sys.exit", "exit")  # top-le
 class TestsError(UserError):
     """Tests that cannot be used (they do not parse, none were found); the message names the file and line."""
 
+    __test__ = False  # not a test class, whatever pytest makes of its name
+
 
 @dataclass
 class TestSuite:
     """The checks one candidate must pass, as steps for `checks_runner` (plain data only)."""
+
+    __test__ = False
 
     origin: str  # shown in failures and tracebacks: "tests.py", "the prompt's examples", "model-written tests"
     steps: list[dict] = field(default_factory=list)
@@ -107,7 +113,7 @@ def from_file(path: str | Path, module: str | None = None) -> TestSuite:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise TestsError(f"cannot read the tests {path} as UTF-8 text: {e}") from None
-    return parse(text, str(path.name), module)
+    return parse(text, str(path), module)
 
 
 def parse(text: str, origin: str, module: str | None = None) -> TestSuite:
@@ -296,7 +302,11 @@ def _compared_with_literals(tree: ast.Module) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             calls.setdefault(node.func.id, []).append(id(node) in compared)
-    return {name for name, seen in calls.items() if all(seen)}
+    # a builtin's name is never a subject: the candidate's own `abs` must not replace the tests' abs
+    return {name for name, seen in calls.items() if all(seen) and name not in _BUILTINS}
+
+
+_BUILTINS = frozenset(dir(builtins))
 
 
 # ---- asserts, one by one (model-written tests, a benchmark's listed tests) ---------------------
