@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from dscoder.serve import routes_llama, routes_openai, routes_ops
+from dscoder.serve import routes_llama, routes_openai, routes_ops, verification
 from dscoder.serve.auth import require_api_key
 from dscoder.serve.body_limit import BodyLimit
 from dscoder.serve.engine import Engine
@@ -54,6 +54,7 @@ async def lifespan(app: FastAPI):
     yield
     if state.engine is not None:
         state.engine.shutdown()
+    verification.close_pool(app)  # the sandbox pool of `verify` requests, if one was made
 
 
 def create_app(state: ServerState, loader: Callable[[], Engine] | None = None, api_key: str | None = None,

@@ -17,6 +17,10 @@ from typing import Annotated, Literal, Union
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from dscoder.verify.settings import MAX_SAMPLES, VerifySettings
+
+MAX_VERIFY_TESTS = 64 * 1024  # characters of tests in a `verify` object
+
 
 UNICODE_ERROR = "unicode"  # the error type, which errors.py prefers among a union's
 
@@ -38,6 +42,25 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class VerifyOptions(BaseModel):
+    """dscoder's extension (`verify` on /v1/completions and /v1/chat/completions): sample `n` candidates
+    (the first greedy), run each in the sandbox against the tests, answer with the first that passes (or
+    the one passing most checks) and a `verification` object. Strict types: "8" is not a number here.
+    Defaults are `dscoder.verify.settings.VerifySettings`'s, the command line's."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    tests: Text | None = Field(None, max_length=MAX_VERIFY_TESTS)  # Python: asserts, test_* functions, TestCases
+    use_doctests: bool = True  # also the examples in the prompt's docstrings (`>>> f(1)` / `f(1) == 2`)
+    model_tests: bool = False  # also asserts the model writes first, apart from the candidates
+    n: int = Field(VerifySettings.n, ge=1, le=MAX_SAMPLES)
+    timeout: float = Field(VerifySettings.timeout, gt=0, le=60)  # seconds per candidate's run
+    temperature: float = Field(VerifySettings.temperature, ge=0, le=2)  # of candidates 1..n-1
+    top_p: float = Field(VerifySettings.top_p, gt=0, le=1)
+    seed: int = Field(VerifySettings.seed, ge=0, le=2**31 - 1)
+    stop_at_first: bool = True  # stop once the choice cannot change (False: run every candidate)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -56,6 +79,7 @@ class _Request(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     user: Text | None = None
     stream_options: StreamOptions | None = None
+    verify: VerifyOptions | None = None  # dscoder's extension: execution-verified generation
 
     @field_validator("stop")
     @classmethod

@@ -21,6 +21,7 @@ from dscoder.serve.outputs import collect, generated, merged, started
 from dscoder.serve.prompts import chat_ids, check_ids_fit, decode_ids, fim_ids, text_ids
 from dscoder.serve.protocol import ChatRequest, CompletionRequest
 from dscoder.serve.repo import RepoSource, require
+from dscoder.serve import verification
 from dscoder.serve.sse import DONE, event_stream, sse, sse_error
 from dscoder.serve.state import serving, server_state
 from dscoder.serve.submit import cancel_all, eos_stop, sampling_params, submit
@@ -99,6 +100,8 @@ def _completion_jobs(body: CompletionRequest, engine: Engine, model_name: str,
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
     state, engine = serving(request, body.model)
+    if body.verify is not None:  # dscoder's extension: candidates run against tests (serve/verification.py)
+        return await verification.completion(body, request, state)
     tok = engine.tokenizer
     if body.suffix is not None and body.echo:
         raise ApiError(400, "echo cannot be combined with suffix (the prompt is rewritten for infilling)",
@@ -158,6 +161,8 @@ async def completions(body: CompletionRequest, request: Request):
 @router.post("/v1/chat/completions")
 async def chat(body: ChatRequest, request: Request):
     state, engine = serving(request, body.model)
+    if body.verify is not None:
+        return await verification.chat(body, request, state)
     tok = engine.tokenizer
     messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
                 for m in body.messages]

@@ -51,6 +51,9 @@ class ServeConfig:
     max_connections: int | None = like(HttpLimits, "max_connections")
     repo: str | None = setting(None, "A repository directory: /infill (when the client sends no input_extra) and "
                                      "requests with a `repo` field read context from it (imports, definitions).")
+    verify: bool = setting(True, "Refuse the API's `verify` extension: no model-written code runs on this machine "
+                                 "(it runs in the sandbox otherwise, and only where the sandbox is complete).",
+                           "--no-verify")
     log_level: str = setting("info", "uvicorn log level.")
 
     def check(self) -> None:
@@ -120,7 +123,7 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
 
     cfg.check()
     config = cfg.engine_config()
-    state = ServerState(model_name=cfg.model_name, limits=cfg.limits, repo=open_repo(cfg.repo))
+    state = ServerState(model_name=cfg.model_name, limits=cfg.limits, repo=open_repo(cfg.repo), verify=cfg.verify)
     server: uvicorn.Server | None = None
 
     def load_engine() -> Engine:

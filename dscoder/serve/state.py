@@ -24,6 +24,7 @@ class ServerState:
     started: float = field(default_factory=time.time)
     limits: HttpLimits = field(default_factory=HttpLimits)
     repo: RepoSource | None = None  # dscoder serve --repo: the repository completions read context from
+    verify: bool = True  # the `verify` extension may run model-written code here (dscoder serve --no-verify: not)
 
     def body_limit(self) -> int:
         """The largest request body accepted now (its default follows the model, once it has loaded)."""
