@@ -42,6 +42,7 @@ from pathlib import Path
 from dscoder.cache import sha256_file
 from dscoder.eval.config import EvalConfig, EvalError, slug
 from dscoder.files import remove_stale, replacing, write_atomic
+from dscoder.repo.context import ContextConfig, RepoIndex, prompt_prefix
 from dscoder.settings import identity, like, setting
 from dscoder.tasks import repo_cases
 from dscoder.tasks.infilling import exact_match, first_line
@@ -51,9 +52,9 @@ SETTINGS = ("in-file", "repo")
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
 SUFFIX_SHARE = 4  # with --with-suffix the suffix takes at most 1/SUFFIX_SHARE of the window
 SLACK = 8  # tokens kept free: a text's tokens counted in pieces may differ slightly from the whole's
-# Indexing limits for the benchmark's repositories: high enough that no file of theirs is skipped (a skipped
-# file would change the prompts from one run to the next); the run reports any that were.
-INDEX_SECONDS = 300.0
+# Indexing limits for the benchmark's repositories: time enough that no file of theirs is skipped on a loaded
+# machine (a skipped file would change the prompts from one run to the next); the report names any that were.
+CONTEXT = ContextConfig(max_seconds=300.0)
 
 
 @dataclass
@@ -100,14 +101,12 @@ def default_out(cfg: RepoCompletionConfig) -> Path:
 
 def identity_of(cfg: RepoCompletionConfig, cases: Path) -> dict:
     """What a resumed run must match: the settings that change an answer, the case file's hash (not its
-    path) and the repository context's settings."""
-    from dscoder.repo.context import ContextConfig
-
+    path) and the repository context's settings (less its time limit, which says how the work runs)."""
     found = json.loads(json.dumps(identity(cfg), default=str))
     found.pop("cases", None)
     found.pop("data", None)
     found["cases_sha256"] = sha256_file(cases)
-    found["context_config"] = dataclasses.asdict(ContextConfig())
+    found["context_config"] = {k: v for k, v in dataclasses.asdict(CONTEXT).items() if k != "max_seconds"}
     return found
 
 
@@ -191,9 +190,7 @@ class PromptBuilder:
 
         return fim_prompt(before, suffix, self.fim)
 
-    def build(self, case: repo_cases.Case, files: repo_cases.Files, index) -> Prompts:
-        from dscoder.repo.context import prompt_prefix
-
+    def build(self, case: repo_cases.Case, files: repo_cases.Files, index: RepoIndex) -> Prompts:
         prefix, _, suffix = repo_cases.pieces(case, files)
         room = self.window - self.reserve
         suffix = cut_bottom(suffix, room // SUFFIX_SHARE, self.count) if self.fim is not None else ""
@@ -281,16 +278,14 @@ def _prepare(out: Path, settings: dict) -> set[tuple[str, str]]:
 
 
 @contextmanager
-def _staged(loaded: repo_cases.Loaded) -> Iterator[Callable[[str], object]]:
+def _staged(loaded: repo_cases.Loaded) -> Iterator[Callable[[str], RepoIndex]]:
     """index(root): a RepoIndex per repository, built on first use over a copy of exactly its hashed files."""
-    from dscoder.repo.context import ContextConfig, RepoIndex
-
-    indexes: dict[str, object] = {}
+    indexes: dict[str, RepoIndex] = {}
     with tempfile.TemporaryDirectory(prefix="dscoder-repo-completion-") as tmp:
         def index(root: str):
             if root not in indexes:
                 into = repo_cases.stage(loaded.files[root], root, Path(tmp) / slug(root))
-                indexes[root] = RepoIndex(into, ContextConfig(max_seconds=INDEX_SECONDS))
+                indexes[root] = RepoIndex(into, CONTEXT)
             return indexes[root]
 
         index.indexes = indexes  # type: ignore[attr-defined]

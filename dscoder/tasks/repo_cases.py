@@ -541,10 +541,6 @@ class Case:
         """The file as the model sees it (`#path`) and as the repository index knows it: root/file."""
         return f"{self.root}/{self.file}"
 
-    @property
-    def package(self) -> str:
-        return self.root
-
 
 _FIELDS = {"task_id": str, "dist": str, "version": str, "root": str, "file": str, "line": int, "target": str,
            "name": str, "defined_in": str, "file_sha256": str, "files_sha256": str}
@@ -615,7 +611,7 @@ def load(path: Path, dirs: list[Path] | None = None) -> Loaded:
     files: dict[str, Files] = {}
     missing: dict[str, str] = {}
     kept, left_out = [], {}
-    for number, case in enumerate(cases, 1):
+    for case in cases:
         if case.root not in files and case.root not in missing:
             directory = find_root(case.root, dirs)
             if directory is None:
