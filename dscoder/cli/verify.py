@@ -115,8 +115,11 @@ def _say(judged, suite_size: int | None = None) -> None:
 
 
 def _verify(net, tok, ids: list[int], base, settings: VerifySettings, to_code: Callable[[str], str],
-            context: str, *, build=None, module: str | None = None, need_suite: bool = True):
-    """Tests, candidates, verdicts: prints as it goes; returns the `Result`."""
+            context: str, *, build=None, module: str | None = None, need_suite: bool = True, chat: bool = True):
+    """Tests, candidates, verdicts: prints as it goes; returns the `Result`. A chat answer (`chat`) ends
+    once its code block closes (`verify.candidates.code_block_closed`)."""
+    from dscoder.verify.candidates import code_block_closed
+
     from dscoder.execute.programs import Executor
     from dscoder.verify import run, select
 
@@ -129,7 +132,8 @@ def _verify(net, tok, ids: list[int], base, settings: VerifySettings, to_code: C
                 err.print(f"[dim]tests: {escape(suite.describe())}[/]")
             judge = select.Judge(executor, suite, settings.timeout, build)
             result = None
-            for event in _events(lambda: run.generate(engine, ids, base, settings, to_code, judge)):
+            until = code_block_closed if chat else None
+            for event in _events(lambda: run.generate(engine, ids, base, settings, to_code, judge, until=until)):
                 if isinstance(event, select.Result):
                     result = event
                 else:
@@ -167,7 +171,7 @@ def complete(net, tok, prompt: str, params, verify: VerifySettings) -> None:
     base = replace(params, stop=params.stop or PYTHON_STOPS)
     ids = tok.encode(prompt)
     result = _verify(net, tok, ids, base, replace(verify, max_tokens=params.max_new_tokens),
-                     lambda text: prompt + text, prompt)
+                     lambda text: prompt + text, prompt, chat=False)
     _finish(result, result.chosen.candidate.text)
 
 

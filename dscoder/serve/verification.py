@@ -38,6 +38,7 @@ from dscoder.serve.prompts import chat_ids, check_ids_fit, text_ids
 from dscoder.serve.sse import DONE, event_stream, sse, sse_error
 from dscoder.serve.state import ServerState
 from dscoder.verify import run, select
+from dscoder.verify.candidates import code_block_closed
 from dscoder.verify.settings import VerifySettings
 from dscoder.verify.tests import TestsError
 
@@ -131,10 +132,10 @@ def _verification(result: select.Result, suite) -> dict:
 # ---- one verified request ------------------------------------------------------------------------
 
 async def _events(engine: Engine, ids: list[int], base: SamplingParams, settings: VerifySettings, to_code,
-                  judge: select.Judge, stop_at_first: bool) -> AsyncIterator:
+                  judge: select.Judge, stop_at_first: bool, until) -> AsyncIterator:
     """`run.generate`, the engine's refusals turned into the API's errors."""
     try:
-        async for event in run.generate(engine, ids, base, settings, to_code, judge, stop_at_first):
+        async for event in run.generate(engine, ids, base, settings, to_code, judge, stop_at_first, until):
             yield event
     except ContextLengthError as e:
         raise ApiError(400, str(e), param="prompt", code="context_length_exceeded") from None
@@ -171,8 +172,9 @@ async def _whole(request: Request, events: AsyncIterator) -> select.Result:
 
 
 async def _respond(request: Request, state: ServerState, body, head: dict, ids: list[int], base: SamplingParams,
-                   context: str, to_code, choice) -> dict:
-    """Shared by both routes: `choice(result)` makes the one choice (a completion's text, a message)."""
+                   context: str, to_code, choice, until=None) -> dict:
+    """Shared by both routes: `choice(result)` makes the one choice (a completion's text, a message);
+    `until` ends a candidate early (a chat answer once its code block closes)."""
     engine = state.ready()
     if not state.verify:
         raise ApiError(400, "verification is turned off on this server (dscoder serve --no-verify)", param="verify",
@@ -181,7 +183,7 @@ async def _respond(request: Request, state: ServerState, body, head: dict, ids: 
     settings = _settings(body)
     suite = await _suite(engine, body, context, settings, base)
     judge = select.Judge(pool, suite, settings.timeout)
-    events = _events(engine, ids, base, settings, to_code, judge, body.verify.stop_at_first)
+    events = _events(engine, ids, base, settings, to_code, judge, body.verify.stop_at_first, until)
     if body.stream:
         return event_stream(_stream(head, suite, events, choice))
     result = await _whole(request, events)
@@ -232,8 +234,8 @@ async def completion(body, request: Request, state: ServerState) -> dict:
 
 
 async def chat(body, request: Request, state: ServerState) -> dict:
-    """/v1/chat/completions with `verify`: the code is each answer's code block; examples are read from
-    the user's messages."""
+    """/v1/chat/completions with `verify`: the code is each answer's code block (an answer ends once
+    that block closes); examples are read from the user's messages."""
     from dscoder.serve.submit import sampling_params
     from dscoder.tokenizer.chat import stop_token_ids
 
@@ -255,7 +257,7 @@ async def chat(body, request: Request, state: ServerState) -> dict:
                 "finish_reason": chosen.finish_reason}
 
     return await _respond(request, state, body, head, ids, base, context,
-                          lambda answer: extract_code(answer, "python"), choice)
+                          lambda answer: extract_code(answer, "python"), choice, until=code_block_closed)
 
 
 __all__ = ["completion", "chat", "close_pool"]

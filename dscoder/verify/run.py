@@ -55,11 +55,12 @@ async def tests_for(engine, context: str, settings: VerifySettings, base: Sampli
 
 
 async def generate(engine, ids: list[int], base: SamplingParams, settings: VerifySettings,
-                   to_code: Callable[[str], str], judge: select.Judge, stop_at_first: bool = True
-                   ) -> AsyncIterator[select.Judged | select.Result]:
-    """Sample `settings.n` candidates for prompt `ids` in one batch and judge each as it finishes."""
+                   to_code: Callable[[str], str], judge: select.Judge, stop_at_first: bool = True,
+                   until: Callable[[str], bool] | None = None) -> AsyncIterator[select.Judged | select.Result]:
+    """Sample `settings.n` candidates for prompt `ids` in one batch and judge each as it finishes
+    (a candidate ends early once `until(text)`: `candidates.code_block_closed` for chat answers)."""
     params = candidates.params_for(settings, base)
-    source = candidates.sample(engine, ids, params, to_code)
+    source = candidates.sample(engine, ids, params, to_code, until=until)
     async for event in select.verify(source, judge, settings.n, stop_at_first):
         yield event
 

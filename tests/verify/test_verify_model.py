@@ -112,3 +112,22 @@ def test_tests_for_says_how_to_give_tests_when_none_are_found(tiny, engine):
     _, tok = tiny
     with pytest.raises(TestsError, match=r"give a test file \(--tests\).*--model-tests"):
         drive(_one(run.tests_for(engine, "write me a function", VerifySettings(), base(tok))))
+
+
+def test_a_candidate_that_meets_until_ends_there_with_the_text_it_would_have_begun_with(tiny, engine):
+    """`until` (a chat answer's closed code block, in use) cancels the candidate's decoding: its text is
+    the start of what it would have written, decoding being causal."""
+    _, tok = tiny
+    ids = tok.encode(PROMPT)
+    params = candidates.params_for(VerifySettings(n=3), base(tok, max_tokens=40))
+    params = [replace(p, stop=()) for p in params]
+    whole = drive(_collect(engine, ids, params))
+    cut = drive(_until(engine, ids, params, lambda text: len(text) >= 12))
+    for full, short in zip(whole, cut):
+        assert len(short.text) >= 12 and full.text.startswith(short.text) and short.tokens < full.tokens
+    settle(engine)
+
+
+async def _until(engine, ids, params, until):
+    for c in await candidates.collect(engine, ids, params, lambda text: PROMPT + text, until=until):
+        yield c

@@ -186,3 +186,12 @@ def test_model_test_prompt_and_extraction():
                                                    "assert add(-1, 1) == 0"]
     with pytest.raises(TestsError, match="needs the function to test"):
         model_tests.subjects("Write a function that adds numbers.")
+
+
+def test_a_code_block_is_closed_once_its_closing_fence_line_ends():
+    from dscoder.verify.candidates import code_block_closed
+
+    assert code_block_closed("Here:\n```python\ndef f():\n    pass\n```\n")
+    assert not code_block_closed("Here:\n```python\ndef f():\n    pass\n```")  # the line may go on (````)
+    assert not code_block_closed("Here:\n```python\ndef f():\n")
+    assert code_block_closed("~~~\nx = 1\n~~~\nand then prose")
