@@ -57,6 +57,8 @@ def complete(
         require_greedy(temperature, lookup)
     if verify is not None and (draft is not None or lookup):
         raise UserError("--verify samples its candidates in one batch; --draft and --lookup do not apply")
+    if verify is not None and repo is not None:
+        raise UserError("--verify runs the prompt and its completion as a program; --repo's context is not part of it")
     text = common.read_text(file) if file is not None else prompt
     index = open_repo(repo)
     net, tok, loaded = _load_timed(model, quant, kv_cache, lora)
