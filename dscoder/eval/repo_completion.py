@@ -11,9 +11,13 @@ finished (at most `--max-tokens`):
   answer. The context is built from the text before the cursor only (and the suffix with
   `--with-suffix`), so the line itself never reaches it through the cursor's file.
 
-When the file alone does not fit the window, its prefix loses whole lines from its top (the
-suffix, with `--with-suffix`, at most a quarter of the window, loses lines from its end); both
-settings get the same file text, so they differ only by the repository context.
+The line's own file gets at most `--file-tokens` (default: half of what the window leaves beside
+the answer), the repository context the rest: as RepoBench and CrossCodeEval give the in-file and
+the cross-file context budgets of their own. A longer file loses whole lines from the top of its
+prefix (the suffix, with `--with-suffix`, at most a third of the file's tokens, loses lines from its
+end). Without the cap a file longer than the window would leave the context no room (`complete
+--repo` keeps the file whole), and with a model of a 1K-4K window almost no case would have any.
+Both settings get the same file text, so they differ only by the repository context.
 
 Scored as RepoBench scores (`tasks/repo_completion.py`): exact match and edit similarity of the
 first non-empty line; beside them the cost: prompt tokens and seconds per case (prefill and
@@ -50,7 +54,7 @@ from dscoder.tasks.repo_completion import case_file, edit_similarity, header, li
 
 SETTINGS = ("in-file", "repo")
 SAMPLES_FILE, CONFIG_FILE = "samples.jsonl", "config.json"
-SUFFIX_SHARE = 4  # with --with-suffix the suffix takes at most 1/SUFFIX_SHARE of the window
+SUFFIX_SHARE = 3  # with --with-suffix the suffix takes at most 1/SUFFIX_SHARE of the file's tokens
 SLACK = 8  # tokens kept free: a text's tokens counted in pieces may differ slightly from the whole's
 # Indexing limits for the benchmark's repositories: time enough that no file of theirs is skipped on a loaded
 # machine (a skipped file would change the prompts from one run to the next); the report names any that were.
@@ -67,6 +71,10 @@ class RepoCompletionConfig:
                                       "few cases sample them all).", "--limit")
     context_tokens: int | None = setting(None, "Tokens of repository context at most (default: all that the model's "
                                                "context leaves beside the file and the answer).", "--context-tokens")
+    file_tokens: int | None = setting(None, "Tokens of the line's own file at most, the same in both settings (its "
+                                            "prefix loses lines from its top; default: half of what the window leaves "
+                                            "beside the answer, so the repository context has the other half).",
+                                      "--file-tokens")
     with_suffix: bool = setting(False, "Also give the rest of the file after the line, through the model's FIM "
                                        "tokens (a FIM model only).", "--with-suffix")
     max_new_tokens: int = setting(64, "Most new tokens per answer (only its first non-empty line is scored).",
@@ -84,6 +92,8 @@ class RepoCompletionConfig:
     def check(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise EvalError(f"--limit must be at least 1, got {self.limit}")
+        if self.file_tokens is not None and self.file_tokens < 1:
+            raise EvalError(f"--file-tokens must be at least 1, got {self.file_tokens}")
         if self.context_tokens is not None and self.context_tokens < 0:
             raise EvalError(f"--context-tokens must be 0 or more, got {self.context_tokens}")
         if self.max_new_tokens < 1:
@@ -95,7 +105,8 @@ class RepoCompletionConfig:
 
 def default_out(cfg: RepoCompletionConfig) -> Path:
     parts = ["repo-completion", slug(cfg.model or "default"), cfg.quant or "",
-             "fim" if cfg.with_suffix else "", f"ctx{cfg.context_tokens}" if cfg.context_tokens is not None else ""]
+             "fim" if cfg.with_suffix else "", f"file{cfg.file_tokens}" if cfg.file_tokens is not None else "",
+             f"ctx{cfg.context_tokens}" if cfg.context_tokens is not None else ""]
     return Path("eval-results") / "-".join(p for p in parts if p)
 
 
@@ -193,9 +204,10 @@ class PromptBuilder:
     def build(self, case: repo_cases.Case, files: repo_cases.Files, index: RepoIndex) -> Prompts:
         prefix, _, suffix = repo_cases.pieces(case, files)
         room = self.window - self.reserve
-        suffix = cut_bottom(suffix, room // SUFFIX_SHARE, self.count) if self.fim is not None else ""
+        own = min(room, self.cfg.file_tokens if self.cfg.file_tokens is not None else room // 2)
+        suffix = cut_bottom(suffix, own // SUFFIX_SHARE, self.count) if self.fim is not None else ""
         head = header(case)
-        kept = cut_top(prefix, room - self.count(head) - self.count(suffix), self.count)
+        kept = cut_top(prefix, own - self.count(head) - self.count(suffix), self.count)
         cut = prefix[:len(prefix) - len(kept)].count("\n")
         in_file = self._text(head + kept, suffix)
         budget = max(0, room - self.count(in_file))
@@ -422,14 +434,23 @@ def summarize(rows: list[dict], config: dict, left_out: dict[str, str], skipped_
             "context": {"tokens": _mean([r.get("context_tokens", 0) for r in repo_rows]),
                         "defined_in_context": 100 * _mean([float(bool(r.get("defined_in_context"))) for r in repo_rows]),
                         "prefix_cut_cases": sum(r.get("prefix_lines_cut", 0) > 0 for r in repo_rows),
-                        "files_skipped": {root: len(items) for root, items in (skipped_files or {}).items()}},
+                        "no_context_cases": sum(not r.get("context_tokens") for r in repo_rows),
+                        "files_skipped": {root: _reasons(items) for root, items in (skipped_files or {}).items()}},
             "packages": per_package, "left_out": left_out}
+
+
+def _reasons(items: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, why in items:
+        counts[why] = counts.get(why, 0) + 1
+    return counts
 
 
 def title(config: dict) -> str:
     model = config.get("model") or "default"
     extra = [config["quant"]] if config.get("quant") else []
     extra += ["FIM with suffix"] if config.get("with_suffix") else []
+    extra += [f"file <= {config['file_tokens']} tokens"] if config.get("file_tokens") is not None else []
     extra += [f"context <= {config['context_tokens']} tokens"] if config.get("context_tokens") is not None else []
     return f"repo-completion: {model}" + (f" [{', '.join(extra)}]" if extra else "")
 
@@ -467,11 +488,14 @@ def markdown(numbers: dict, chart: str | None) -> str:
                      f"{p['repo']['edit_similarity']:.1f} | {p['gain']['edit_similarity']:+.1f} |")
     context = numbers["context"]
     if context["prefix_cut_cases"]:
-        lines += ["", f"{context['prefix_cut_cases']} cases' files were longer than the window: their prefix lost "
-                      f"lines from its top (in both settings)."]
+        lines += ["", f"{context['prefix_cut_cases']} cases' files were longer than the file's budget: their prefix "
+                      f"lost lines from its top (in both settings)."]
+    if context["no_context_cases"]:
+        lines += ["", f"{context['no_context_cases']} cases got no repository context (nothing chosen fitted)."]
     if context["files_skipped"]:
-        lines += ["", "Files the repository index skipped: " + ", ".join(
-            f"{root} {n}" for root, n in context["files_skipped"].items())]
+        lines += ["", "Files the repository index skipped (not read for any context): " + "; ".join(
+            f"{root}: " + ", ".join(f"{n} {why}" for why, n in reasons.items())
+            for root, reasons in context["files_skipped"].items())]
     if numbers["left_out"]:
         lines += ["", left_out_note(numbers["left_out"])]
     if chart:

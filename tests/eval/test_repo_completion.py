@@ -191,10 +191,15 @@ def test_a_context_budget_is_kept_and_a_long_file_loses_its_top_lines(site, tmp_
     small = PromptBuilder(tokenizer, 512, RepoCompletionConfig(max_new_tokens=16, context_tokens=40)).build(
         case, loaded.files["pkgx"], index)
     assert small.context_tokens <= 40
-    tight = PromptBuilder(tokenizer, 120, RepoCompletionConfig(max_new_tokens=16)).build(
-        case, loaded.files["pkgx"], index)
+    # A window the file alone would fill: the file gets half of what the answer leaves, the context the rest.
+    builder = PromptBuilder(tokenizer, 200, RepoCompletionConfig(max_new_tokens=16))
+    tight = builder.build(case, loaded.files["pkgx"], index)
     assert tight.prefix_cut > 0 and tight.in_file.startswith("#pkgx/app.py\n")
-    assert count(tight.repo) <= 120 - 16 and tight.in_file.endswith("def quiet(name):\n")
+    assert count(tight.in_file) <= (200 - builder.reserve) // 2 < count("#pkgx/app.py\n" + APP)
+    assert tight.context_tokens > 0 and count(tight.repo) <= 200 - 16 and tight.in_file.endswith("def quiet(name):\n")
+    capped = PromptBuilder(tokenizer, 512, RepoCompletionConfig(max_new_tokens=16, file_tokens=60)).build(
+        case, loaded.files["pkgx"], index)
+    assert count(capped.in_file) <= 60 and capped.prefix_cut > 0 and capped.repo.endswith(capped.in_file)
     assert cut_top("a\nb\nc\n", 1, lambda t: t.count("\n")) == "c\n"
 
 
