@@ -13,7 +13,9 @@ files it imports (`deps`). A completion in one file of a repository is given the
 What is chosen, in order, until the token budget is spent (`RepoIndex.context`):
 
 1. definitions of the names used near the cursor (the last `window_lines` lines before it and
-   the first lines after it, nearest first), found in the files the cursor's file imports
+   the first lines after it, nearest first; after the `near_names` nearest, the names the file
+   imports by name and has not used yet, which the code after the cursor is likely to use),
+   found in the files the cursor's file imports
    (nearest import first), or anywhere in the repository when a name is defined in at most
    `max_ambiguous` files there (a name defined everywhere, like `run`, tells nothing);
 2. the files the cursor's file imports, whole: direct imports first, then theirs, each only if
@@ -57,6 +59,8 @@ class ContextConfig:
                                        "skipped.")
     max_listed: int = setting(500_000, "Directory entries listed before the listing stops (a tree of millions).")
     window_lines: int = setting(30, "Lines before the cursor (and 5 after it) whose names are looked up.")
+    near_names: int = setting(8, "Names nearest the cursor looked up before the names the file imported and "
+                                 "has not used yet.")
     max_ambiguous: int = setting(3, "A name defined in more files than this, none of them imported, is not "
                                     "looked up.")
     import_depth: int = setting(3, "Import steps followed from the cursor's file.")
@@ -272,7 +276,7 @@ class RepoIndex:
         chosen: list[Block] = []
         left_out: list[tuple[str, str]] = []
         spent = 0
-        for name in symbols.identifiers(window):
+        for name in _names_to_look_up(window, prefix, cfg.near_names):
             if len(chosen) >= cfg.max_definitions:
                 break
             if name in own or name not in by_name:
@@ -324,6 +328,14 @@ def with_context(index: RepoIndex, path: str | None, prefix: str, suffix: str, c
     budget = max(0, context_window - reserve_tokens - own - 8)
     context = index.context(path, prefix, suffix, budget, count_tokens)
     return prompt_prefix(context, index.relative(path), prefix), context
+
+
+def _names_to_look_up(window: str, prefix: str, near: int) -> list[str]:
+    """The names whose definitions are worth showing, best first: the `near` names nearest the
+    cursor, then the names the file imports by name and has not used yet (code goes on to use
+    what it imported: the next lines are likely where), then the other names near the cursor."""
+    close = symbols.identifiers(window)
+    return list(dict.fromkeys(close[:near] + symbols.unused_imports(prefix) + close[near:]))
 
 
 def _dir(path: str | None) -> tuple[str, ...]:

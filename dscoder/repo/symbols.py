@@ -230,3 +230,36 @@ def bound_names(text: str) -> set[str]:
     for m in _PARAMS.finditer(code):
         names.update(_IDENTIFIER.findall(re.sub(r"[:=][^,]*", "", m.group(1))))
     return names
+
+
+_PY_FROM = re.compile(r"^[ \t]*from[ \t]+[.\w]+[ \t]+import[ \t]+(\([^)]*\)|[^\n#]+)", re.M)
+_JS_NAMED = re.compile(r"^[ \t]*import[ \t]+(?:type[ \t]+)?(?:[\w$]+[ \t]*,[ \t]*)?\{([^}]*)\}[ \t]*from", re.M)
+_JAVA_IMPORT = re.compile(r"^[ \t]*import[ \t]+(?:static[ \t]+)?[\w.]+\.([A-Za-z_]\w*)[ \t]*;", re.M)
+
+
+def imported_names(text: str) -> list[str]:
+    """The names a file imports by name, in file order: Python's `from m import a, b as c` (a, c),
+    JS/TS's `import {a, b as c} from` (a, c), Java's `import p.C;` (C). Star imports give none."""
+    names: list[str] = []
+    for m in _PY_FROM.finditer(text):
+        for part in m.group(1).strip("() \t").replace("\n", " ").split(","):
+            words = part.split()
+            if words and words[0] != "*":
+                names.append(words[-1] if len(words) == 3 and words[1] == "as" else words[0])
+    for m in _JS_NAMED.finditer(text):
+        for part in m.group(1).split(","):
+            words = part.split()
+            if words:
+                names.append(words[-1] if len(words) == 3 and words[1] == "as" else words[0])
+    names += _JAVA_IMPORT.findall(text)
+    return [n for n in dict.fromkeys(names) if _IDENTIFIER.fullmatch(n)]
+
+
+def unused_imports(prefix: str) -> list[str]:
+    """Names `prefix` imports by name and has not used yet (outside import lines): the ones the
+    code after the cursor most likely goes on to use."""
+    used = set(_IDENTIFIER.findall(_IMPORT_BLOCK.sub("", prefix)))
+    return [n for n in imported_names(prefix) if n not in used]
+
+
+_IMPORT_BLOCK = re.compile(r"^[ \t]*from[ \t]+[.\w]+[ \t]+import[ \t]+\([^)]*\)|" + _IMPORT_LINE.pattern, re.M)

@@ -123,3 +123,15 @@ def test_paths_outside_the_repository_are_refused(repo):
     for bad in ("../etc/passwd", "pkg/../../x.py", "/etc/passwd"):
         with pytest.raises(UserError):
             index.context(bad, "", "", 100, count)
+
+
+def test_a_name_imported_and_not_yet_used_is_shown_before_distant_ones(tmp_path):
+    files = {"lib.py": "def first():\n    pass\n\n\ndef soon_used(a, b):\n    return a - b\n" + "x = 1\n" * 300}
+    root = write(tmp_path, files)
+    prefix = "from lib import first, soon_used\n\n\ndef f():\n    first()\n    "
+    budget = count("#lib.py\ndef soon_used(a, b):\n    return a - b\n")
+    ctx = RepoIndex(root, ContextConfig(near_names=0)).context("main.py", prefix, "", budget, count)
+    assert [b.kind for b in ctx.blocks] == ["definition"] and "def soon_used(a, b):" in ctx.text
+    assert "def first" not in ctx.text  # already used in the file, and the budget is spent
+    near = RepoIndex(root, ContextConfig(near_names=8)).context("main.py", prefix, "", budget, count)
+    assert "def first" in near.text  # the nearest names come first when asked to

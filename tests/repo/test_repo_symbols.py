@@ -87,3 +87,14 @@ def test_identifiers_nearest_the_end_first_without_keywords_or_locals():
     code = "from m import helper\n\ndef f(a, b=2, *, flag: bool = False):\n    total = helper(a)\n    for k in b:\n        pass\n    with open(a) as fh:\n        pass\n"
     assert bound_names(code) >= {"a", "b", "flag", "total", "k", "fh"}
     assert "helper" not in bound_names(code)
+
+
+def test_imported_names_and_the_ones_not_used_yet():
+    from dscoder.repo.symbols import imported_names, unused_imports
+
+    text = "from a.b import (X,\n   Y as Z, W)\nfrom .c import *\nimport os\nfrom m import k\n\nprint(X, k)\n"
+    assert imported_names(text) == ["X", "Z", "W", "k"]
+    assert unused_imports(text) == ["Z", "W"]
+    assert imported_names("import { a, b as c } from './x';\nimport D, {e} from 'y';\n") == ["a", "c", "e"]
+    assert imported_names("import static java.util.Objects.requireNonNull;\nimport java.util.List;\n") == [
+        "requireNonNull", "List"]
