@@ -35,6 +35,7 @@ the same command goes on where it stopped, and other settings in the same folder
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import tempfile
 import time
@@ -118,7 +119,19 @@ def identity_of(cfg: RepoCompletionConfig, cases: Path) -> dict:
     found.pop("data", None)
     found["cases_sha256"] = sha256_file(cases)
     found["context_config"] = {k: v for k, v in dataclasses.asdict(CONTEXT).items() if k != "max_seconds"}
+    found["context_code"] = context_code()
     return found
+
+
+def context_code() -> str:
+    """sha256 over the source of the modules that choose the context (`dscoder/repo/`'s context, symbols, deps):
+    a run resumed after they changed would mix two kinds of prompts, so it is refused like other settings."""
+    from dscoder.repo import context, deps, symbols
+
+    digest = hashlib.sha256()
+    for module in (context, symbols, deps):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()
 
 
 @dataclass

@@ -240,6 +240,10 @@ def test_both_settings_scored_and_left_out_cases_named(site, tmp_path, fim_model
     assert again.new_answers == 0 and again.numbers["settings"] == numbers["settings"]
     with pytest.raises(EvalError, match="context_tokens"):
         run(RepoCompletionConfig(**{**cfg.__dict__, "context_tokens": 10}))
+    with pytest.MonkeyPatch.context() as mp:  # the context's code changed since: its prompts would differ
+        mp.setattr("dscoder.eval.repo_completion.context_code", lambda: "0" * 64)
+        with pytest.raises(EvalError, match="context_code"):
+            run(cfg)
 
 
 def test_a_killed_run_resumes_with_the_answers_it_lacks(site, tmp_path, fim_model_dir):
