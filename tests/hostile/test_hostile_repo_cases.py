@@ -12,7 +12,7 @@ import pytest
 
 from dscoder.tasks import repo_cases
 from dscoder.tasks.repo_cases import CaseFileError
-from repo_site import PACKAGE, ghost_row, make_site, write_cases
+from repo_site import PACKAGE, ghost_row, make_site
 
 SECRET = "TOP-SECRET-0123456789"
 
