@@ -189,8 +189,11 @@ def test_ctrl_c_in_chat_stops_the_answer_not_the_program(smollm2_gguf, tmp_path)
 
     stderr = tmp_path / "stderr"
     with open(stderr, "w") as err:
+        # SIGINT's default disposition in the child: a suite started in the background by a shell
+        # without job control inherits SIGINT ignored, and Python then never raises KeyboardInterrupt
         proc = subprocess.Popen([sys.executable, "-m", "dscoder.cli.app", "chat", "-n", "400"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
+                                stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         proc.stdin.write("Write a long story about a robot who learns to program.\n")
         proc.stdin.flush()
