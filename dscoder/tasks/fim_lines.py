@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import re
 import subprocess
@@ -61,6 +60,7 @@ from importlib import resources
 from pathlib import Path, PurePosixPath
 
 from dscoder.errors import UserError
+from dscoder.files import write_atomic
 from dscoder.tasks.infilling import exact_match
 from dscoder.tasks.problem import Problem, Problems
 
@@ -590,9 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(args.out)
+    write_atomic(args.out, "".join(json.dumps(row) + "\n" for row in rows))
     print(f"{len(rows)} {args.language} cases written to {args.out}", file=sys.stderr)
     return 0
 

@@ -46,7 +46,6 @@ import ast
 import hashlib
 import io
 import json
-import os
 import random
 import re
 import site
@@ -58,6 +57,7 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 
 from dscoder.errors import UserError
+from dscoder.files import write_atomic
 from dscoder.repo.deps import dependencies
 from dscoder.repo.ingest import MAX_FILE_BYTES, Tree, discover, skipped_path
 
@@ -681,9 +681,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    tmp.replace(args.out)
+    write_atomic(args.out, "".join(json.dumps(row) + "\n" for row in rows))
     print(f"{len(rows)} cases written to {args.out}", file=sys.stderr)
     return 0
 
