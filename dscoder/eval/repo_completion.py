@@ -46,6 +46,7 @@ from pathlib import Path
 
 from dscoder.cache import sha256_file
 from dscoder.eval.config import EvalConfig, EvalError, slug
+from dscoder.eval.runner import read_samples
 from dscoder.files import remove_stale, replacing, write_atomic
 from dscoder.repo.context import ContextConfig, RepoIndex, prompt_prefix
 from dscoder.settings import identity, like, setting
@@ -267,18 +268,9 @@ def score(row: dict, answer: str, target: str) -> dict:
 # ---- the run ---------------------------------------------------------------------------------------
 
 def read_rows(out: Path) -> list[dict]:
-    path = out / SAMPLES_FILE
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:  # a line cut short by a kill: that answer is simply asked again
-            continue
-        if isinstance(row, dict) and "task_id" in row and row.get("setting") in SETTINGS:
-            rows.append(row)
-    return rows
+    """The answers `samples.jsonl` holds (`runner.read_samples`: a line cut short by a kill is asked again)."""
+    return [row for row in read_samples(out)
+            if isinstance(row, dict) and "task_id" in row and row.get("setting") in SETTINGS]
 
 
 def _prepare(out: Path, settings: dict) -> set[tuple[str, str]]:
