@@ -51,7 +51,7 @@ def gguf_path() -> Path:
 def prompt_ids() -> list[int]:
     from dscoder.tokenizer.tokenizer import Tokenizer
 
-    text = (Path(__file__).parents[1] / "dscoder" / "model.py").read_text()
+    text = (Path(__file__).parents[1] / "dscoder" / "model" / "transformer.py").read_text()
     return Tokenizer.load(gguf_path()).encode(text)[:PROMPT_TOKENS]
 
 

@@ -94,9 +94,11 @@ def kernels() -> ctypes.CDLL | None:
     lib.dscoder_f32_matmul.argtypes = lib.dscoder_bf16_matmul.argtypes = [p, i64, i64, p, i64, p, p]
     lib.dscoder_rms_norm.argtypes = [p, i64, i64, p, ctypes.c_float, p]
     lib.dscoder_rope.argtypes = [p, i64, i64, i64, i64, p, p, i64, p]
+    lib.dscoder_silu_mul.argtypes = [p, p, i64, p]
+    lib.dscoder_decode_layers.argtypes = [p, p, i64, i64, p, p, p]
     for name in ("int4_matmul", "int8_matmul", "int4_dequant", "int8_dequant", "attend", "attend_bf16", "attend_fp16",
                  "paged_attend", "paged_attend_bf16", "paged_attend_fp16", "f32_matmul", "bf16_matmul", "rms_norm",
-                 "rope"):
+                 "rope", "silu_mul", "decode_layers"):
         getattr(lib, f"dscoder_{name}").restype = None
     return lib
 
@@ -249,3 +251,18 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: boo
     out = torch.empty_like(xf)
     lib.dscoder_rope(xf.data_ptr(), b, t, h, d, cos.data_ptr(), sin.data_ptr(), int(interleaved), out.data_ptr())
     return out if x.dtype == torch.float32 else out.to(x.dtype)
+
+
+def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor | None:
+    """F.silu(gate) * up for fp32 CPU tensors of one shape, or None where the kernel does not apply.
+
+    The fused decode step (decode.cpp) calls the same function, so the two paths agree bit for bit."""
+    if (gate.dtype != torch.float32 or up.dtype != torch.float32 or gate.device.type != "cpu"
+            or gate.shape != up.shape or not gate.is_contiguous() or not up.is_contiguous()):
+        return None
+    lib = loaded()
+    if lib is None:
+        return None
+    out = torch.empty_like(gate)
+    lib.dscoder_silu_mul(gate.data_ptr(), up.data_ptr(), gate.numel(), out.data_ptr())
+    return out

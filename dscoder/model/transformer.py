@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dscoder.kernels import native
+from dscoder.model import fused
 from dscoder.model.cache import DenseCache, LatentCache, LayerCache, RowCache
 from dscoder.model.config import ModelConfig, yarn_mscale
 from dscoder.model.quant import QuantLinear
@@ -294,7 +295,10 @@ class MLP(nn.Module):
         self.down_proj = Linear(intermediate, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        if not torch.is_grad_enabled() and (h := native.silu_mul(gate, up)) is not None:
+            return self.down_proj(h)  # the fused decode step's arithmetic (kernels/activation.cpp)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Gate(nn.Module):
@@ -603,10 +607,11 @@ class Transformer(nn.Module):
         x = self.embed_tokens(tokens)
         cos, sin = self.rope(positions)
         aux_total = torch.zeros((), device=tokens.device)
-        for i, layer in enumerate(self.layers):
-            x, aux = layer(x, cos, sin, start_pos, cache[i] if cache is not None else None, mask)
-            if aux is not None:
-                aux_total = aux_total + aux
+        if mask is not None or not fused.step(self, x, cos, sin, start_pos, cache):  # all layers in one native call
+            for i, layer in enumerate(self.layers):
+                x, aux = layer(x, cos, sin, start_pos, cache[i] if cache is not None else None, mask)
+                if aux is not None:
+                    aux_total = aux_total + aux
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
         return self.lm_head(self.norm(x)), aux_total

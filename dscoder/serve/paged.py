@@ -30,6 +30,9 @@ class PagedKV:
         self.num_blocks, self.block_size, self.is_mla = num_blocks, block_size, cfg.is_mla
         self.layers = [tuple(torch.zeros(num_blocks, block_size, *shape, dtype=dtype, device=device)
                              for shape in self.row_shapes(cfg)) for _ in range(cfg.num_hidden_layers)]
+        # Every layer's pools in two lists, kept for the life of the cache: the fused decode step
+        # (model/fused.py) remembers their addresses by these lists' identity.
+        self.k_pools, self.v_pools = [pools[0] for pools in self.layers], [pools[1] for pools in self.layers]
 
     @staticmethod
     def row_shapes(cfg) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -43,7 +46,7 @@ class PagedKV:
         return values * block_size * cfg.num_hidden_layers * torch.empty((), dtype=dtype).element_size()
 
     def views(self, rows: "PagedRows") -> list["PagedLayer"]:
-        return [PagedLayer(rows, *pools) for pools in self.layers]
+        return [PagedLayer(rows, *pools, kv=self) for pools in self.layers]
 
 
 class PagedRows:
@@ -66,6 +69,7 @@ class PagedRows:
         self.pos = torch.tensor(pos, dtype=torch.int64, device=device)
         self.slots = (self.tables.long()[self.seq, self.pos // block_size] * block_size + self.pos % block_size)
         self.few_rows_each = all(count <= native.MAX_ROWS for _, _, count in spans)
+        self.max_pos = int(self.pos.max()) + 1 if len(pos) else 0
 
     @functools.cached_property
     def sequences(self) -> list[tuple[slice, int, int, torch.Tensor]]:
@@ -85,8 +89,15 @@ class PagedRows:
 class PagedLayer(RowCache):
     """One layer's view of the pools for one batched forward: writes the new rows, then attends."""
 
-    def __init__(self, rows: PagedRows, first: torch.Tensor, second: torch.Tensor):
-        self.rows, self.first, self.second = rows, first, second
+    def __init__(self, rows: PagedRows, first: torch.Tensor, second: torch.Tensor, kv: PagedKV | None = None):
+        self.rows, self.first, self.second, self.kv = rows, first, second, kv
+
+    def paged_pools(self) -> tuple[list[torch.Tensor], list[torch.Tensor], PagedRows] | None:
+        """(every layer's K pools, V pools, these rows) for the fused decode step, or None where it
+        cannot take them: MLA pools, or a sequence with more rows than the native kernels take."""
+        if self.kv is None or self.kv.is_mla or not self.rows.few_rows_each or self.rows.tables.device.type != "cpu":
+            return None
+        return self.kv.k_pools, self.kv.v_pools, self.rows
 
     def _write(self, first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.first.flatten(0, 1), self.second.flatten(0, 1)
