@@ -16,6 +16,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
+#include <utility>
 #include <vector>
 
 extern "C" {
@@ -28,6 +30,15 @@ void dscoder_int8_matmul(const float* x, int64_t M, int64_t K, const int8_t* q, 
 void dscoder_int4_matmul(const float* x, int64_t M, int64_t K, const uint8_t* q, const uint16_t* scales,
                          const uint16_t* mins, int64_t N, int64_t G, const float* bias, float* y);
 void dscoder_silu_mul(const float* gate, const float* up, int64_t n, float* out);
+struct QMatrix {  // qmatvec.cpp's
+    int64_t kind, N, G;
+    const void* q;
+    const void* scales;
+    const void* mins;
+    const float* bias;
+    float* y;
+};
+void dscoder_quant_matmul_group(const float* x, int64_t M, int64_t K, const QMatrix* mats, int64_t count);
 #define DSCODER_ATTEND_ARGS(E)                                                                                \
     const float* q, int64_t B, int64_t T, int64_t H, int64_t D, const E* k, const E* v, int64_t KV, int64_t s0, \
         int64_t s1, int64_t s2, int64_t start, float scale, float* out
@@ -100,6 +111,22 @@ void linear(const LinearDesc& l, const float* x, int64_t rows, float* y) {
     }
 }
 
+// Projections of one input (q/k/v, gate/up): one call for all when every one is quantized
+// (one activation quantization, one parallel loop), else one call each.  Same arithmetic per
+// output either way.
+void linears(std::initializer_list<std::pair<const LinearDesc*, float*>> outs, const float* x, int64_t rows) {
+    QMatrix mats[4];
+    int64_t count = 0;
+    for (const auto& [l, y] : outs) {
+        if (l->kind == F32 || l->k != outs.begin()->first->k) {
+            for (const auto& [each, out] : outs) linear(*each, x, rows, out);
+            return;
+        }
+        mats[count++] = QMatrix{l->kind, l->n, l->group, l->weight, l->scales, l->mins, l->bias, y};
+    }
+    dscoder_quant_matmul_group(x, rows, outs.begin()->first->k, mats, count);
+}
+
 // fp32 -> bf16 rounding to nearest even, as PyTorch's conversion does (NaN stays a NaN).
 inline uint16_t to_bf16(float f) {
     uint32_t bits;
@@ -170,9 +197,7 @@ void dscoder_decode_layers(const ModelDesc* model, float* x, int64_t B, int64_t 
     for (int64_t i = 0; i < m.layers; ++i) {
         const LayerDesc& l = m.layer[i];
         dscoder_rms_norm(x, R, hidden, l.input_norm, m.eps, h.data());
-        linear(l.q, h.data(), R, q.data());
-        linear(l.k, h.data(), R, k.data());
-        linear(l.v, h.data(), R, v.data());
+        linears({{&l.q, q.data()}, {&l.k, k.data()}, {&l.v, v.data()}}, h.data(), R);
         // One table row per row of x: as (1, R, heads, D) the kernel pairs row r with table row r.
         dscoder_rope(q.data(), 1, R, m.heads, D, cos, sin, 0, qr.data());
         dscoder_rope(k.data(), 1, R, m.kv_heads, D, cos, sin, 0, kr.data());
@@ -185,8 +210,7 @@ void dscoder_decode_layers(const ModelDesc* model, float* x, int64_t B, int64_t 
         linear(l.o, att.data(), R, proj.data());
         for (int64_t j = 0; j < R * hidden; ++j) x[j] += proj[j];
         dscoder_rms_norm(x, R, hidden, l.post_norm, m.eps, h.data());
-        linear(l.gate, h.data(), R, gate.data());
-        linear(l.up, h.data(), R, up.data());
+        linears({{&l.gate, gate.data()}, {&l.up, up.data()}}, h.data(), R);
         dscoder_silu_mul(gate.data(), up.data(), R * m.intermediate, gate.data());
         linear(l.down, gate.data(), R, proj.data());
         for (int64_t j = 0; j < R * hidden; ++j) x[j] += proj[j];

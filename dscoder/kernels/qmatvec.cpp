@@ -128,60 +128,94 @@ inline void int4_row_scales(RowsView x, int64_t blocks, const uint16_t* scales, 
     }
 }
 
+// One quantized weight matrix and where its products go (a kernel call may take several that
+// share their input: a layer's q/k/v, or gate/up).  Mirrored in decode.cpp.
+struct QMatrix {
+    int64_t kind;  // 2: int8 per output row, 3: int4 in groups of G
+    int64_t N, G;
+    const void* q;
+    const void* scales;
+    const void* mins;
+    const float* bias;
+    float* y;
+};
+
+// Output row n of an int4 matrix for R rows of activations.
 template <int R>
-void int4_rows(RowsView x, int64_t K, const uint8_t* q, const uint16_t* scales, const uint16_t* mins,
-               int64_t N, int64_t G, const float* bias, float* y) {
-    const int64_t groups = (K + G - 1) / G, blocks = K / 32;
-    const int shift = G == 128 ? 2 : G == 64 ? 1 : 0;  // block -> group without a division
+inline void int4_row(RowsView x, int64_t K, const QMatrix& m, int64_t n) {
+    const int64_t groups = (K + m.G - 1) / m.G, blocks = K / 32;
+    const int shift = m.G == 128 ? 2 : m.G == 64 ? 1 : 0;  // block -> group without a division
     const __m128i mask = _mm_set1_epi8(0x0F);
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-        alignas(32) float sd[R][MAX_BLOCKS];
-        float low[R];
-        int4_row_scales<R>(x, blocks, scales + n * groups, mins + n * groups, shift, sd, low);
-        // Two accumulators per row (even and odd blocks) halve the FMA dependency chain.
-        __m256 acc[R][2];
-        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-        const uint8_t* row = q + n * (K / 2);
-        auto block = [&](int64_t b, int e) {
-            const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b));
-            const __m256i w0 = _mm256_cvtepu8_epi16(_mm_and_si128(bytes, mask));
-            const __m256i w1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask));
-            for (int r = 0; r < R; ++r)
-                acc[r][e] = _mm256_fmadd_ps(block_dot(w0, w1, &x.q[r * K + 32 * b]), _mm256_broadcast_ss(&sd[r][b]),
-                                            acc[r][e]);
-        };
-        int64_t b = 0;
-        for (; b + 2 <= blocks; b += 2) block(b, 0), block(b + 1, 1);
-        if (b < blocks) block(b, 0);
+    const auto* scales = static_cast<const uint16_t*>(m.scales);
+    const auto* mins = static_cast<const uint16_t*>(m.mins);
+    alignas(32) float sd[R][MAX_BLOCKS];
+    float low[R];
+    int4_row_scales<R>(x, blocks, scales + n * groups, mins + n * groups, shift, sd, low);
+    // Two accumulators per row (even and odd blocks) halve the FMA dependency chain.
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const uint8_t* row = static_cast<const uint8_t*>(m.q) + n * (K / 2);
+    auto block = [&](int64_t b, int e) {
+        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * b));
+        const __m256i w0 = _mm256_cvtepu8_epi16(_mm_and_si128(bytes, mask));
+        const __m256i w1 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask));
         for (int r = 0; r < R; ++r)
-            y[r * N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + low[r] + (bias ? bias[n] : 0.0f);
-    }
+            acc[r][e] = _mm256_fmadd_ps(block_dot(w0, w1, &x.q[r * K + 32 * b]), _mm256_broadcast_ss(&sd[r][b]),
+                                        acc[r][e]);
+    };
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2) block(b, 0), block(b + 1, 1);
+    if (b < blocks) block(b, 0);
+    for (int r = 0; r < R; ++r)
+        m.y[r * m.N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) + low[r] + (m.bias ? m.bias[n] : 0.0f);
 }
 
+// Output row n of an int8 matrix for R rows of activations.
 template <int R>
-void int8_rows(RowsView x, int64_t K, const int8_t* q, const float* scale, int64_t N, const float* bias,
-               float* y) {
+inline void int8_row(RowsView x, int64_t K, const QMatrix& m, int64_t n) {
     const int64_t blocks = K / 32;
-#pragma omp parallel for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-        __m256 acc[R][2];
-        for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-        const int8_t* row = q + n * K;
-        auto block = [&](int64_t b, int e) {
-            const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * b));
-            const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(bytes));
-            const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(bytes, 1));
-            for (int r = 0; r < R; ++r)
-                acc[r][e] = _mm256_fmadd_ps(block_dot(w0, w1, &x.q[r * K + 32 * b]), _mm256_set1_ps(x.d[r * blocks + b]),
-                                            acc[r][e]);
-        };
-        int64_t b = 0;
-        for (; b + 2 <= blocks; b += 2) block(b, 0), block(b + 1, 1);
-        if (b < blocks) block(b, 0);
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const int8_t* row = static_cast<const int8_t*>(m.q) + n * K;
+    auto block = [&](int64_t b, int e) {
+        const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * b));
+        const __m256i w0 = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(bytes));
+        const __m256i w1 = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(bytes, 1));
         for (int r = 0; r < R; ++r)
-            y[r * N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) * scale[n] + (bias ? bias[n] : 0.0f);
-    }
+            acc[r][e] = _mm256_fmadd_ps(block_dot(w0, w1, &x.q[r * K + 32 * b]), _mm256_set1_ps(x.d[r * blocks + b]),
+                                        acc[r][e]);
+    };
+    int64_t b = 0;
+    for (; b + 2 <= blocks; b += 2) block(b, 0), block(b + 1, 1);
+    if (b < blocks) block(b, 0);
+    const float scale = static_cast<const float*>(m.scales)[n];
+    for (int r = 0; r < R; ++r)
+        m.y[r * m.N + n] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) * scale + (m.bias ? m.bias[n] : 0.0f);
+}
+
+// Every output row of `count` matrices that share the input x (M rows, K columns), in one
+// parallel loop per tile of rows: the activations are quantized once, and the threads
+// start and meet once instead of once per matrix.  A row's arithmetic is the same whatever
+// shares the call.
+void matmul_group(const float* x, int64_t M, int64_t K, const QMatrix* mats, int64_t count) {
+    const QuantizedRows xq(x, M, K);
+    int64_t total = 0;
+    for (int64_t j = 0; j < count; ++j) total += mats[j].N;
+    over_row_tiles<4>(M, [&](auto R, int64_t r) {
+        constexpr int rows = decltype(R)::value;
+        const RowsView view = xq.slice(r, K);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < total; ++i) {
+            int64_t j = 0, n = i;
+            while (n >= mats[j].N) n -= mats[j++].N;
+            QMatrix m = mats[j];
+            m.y += r * m.N;
+            if (m.kind == 3)
+                int4_row<rows>(view, K, m, n);
+            else
+                int8_row<rows>(view, K, m, n);
+        }
+    });
 }
 
 }  // namespace
@@ -193,18 +227,19 @@ extern "C" {
 // gets the same logits alone or inside a speculative batch.
 void dscoder_int4_matmul(const float* x, int64_t M, int64_t K, const uint8_t* q, const uint16_t* scales,
                          const uint16_t* mins, int64_t N, int64_t G, const float* bias, float* y) {
-    const QuantizedRows xq(x, M, K);
-    over_row_tiles<4>(M, [&](auto R, int64_t r) {
-        int4_rows<decltype(R)::value>(xq.slice(r, K), K, q, scales, mins, N, G, bias, y + r * N);
-    });
+    const QMatrix m{3, N, G, q, scales, mins, bias, y};
+    matmul_group(x, M, K, &m, 1);
 }
 
 void dscoder_int8_matmul(const float* x, int64_t M, int64_t K, const int8_t* q, const float* scale, int64_t N,
                          const float* bias, float* y) {
-    const QuantizedRows xq(x, M, K);
-    over_row_tiles<4>(M, [&](auto R, int64_t r) {
-        int8_rows<decltype(R)::value>(xq.slice(r, K), K, q, scale, N, bias, y + r * N);
-    });
+    const QMatrix m{2, N, 0, q, scale, nullptr, bias, y};
+    matmul_group(x, M, K, &m, 1);
+}
+
+// Several int8/int4 matrices over the same input in one call (see matmul_group).
+void dscoder_quant_matmul_group(const float* x, int64_t M, int64_t K, const QMatrix* mats, int64_t count) {
+    matmul_group(x, M, K, mats, count);
 }
 
 // The whole fp32 weight [N, K], for prompt processing, where a dense matmul over many rows
