@@ -15,7 +15,8 @@ Four steps, each leaving files under `OUT/work/` that the next reads:
 3. **dedup** (main process, from the indexes only): near-duplicate repositories by MinHash-LSH,
    then exact duplicate files; cheap, so recomputed on every run.
 4. **encode** (parallel, per part of repositories): each repository's files in dependency
-   order, joined into one document, FIM-rewritten, tokenized: `tokens/part-N.bin` + `.json`.
+   order, joined into one document, FIM-rewritten, tokenized (`encode.TextEncoder`: the
+   tokenizers library's ids, split and deduplicated by word first): `tokens/part-N.bin` + `.json`.
 
 Then **pack** (main process) holds out whole repositories (about `val_fraction` of the tokens,
 picked by a seeded hash of their names) as validation, cuts the streams into `seq_len` rows
@@ -100,6 +101,9 @@ class BuildConfig:
     ray_address: str | None = setting(None, "Ray cluster to join (default: $RAY_ADDRESS, else a local instance). "
                                             "OUT must be on storage every node sees.", run=True)
     keep_work: bool = setting(False, "Keep OUT/work (the per-stage files) after a successful build.", run=True)
+    library_encode: bool = setting(False, "Tokenize every document with the tokenizers library's own encode "
+                                          "(4-7x slower for DeepSeek's and GPT-2-style tokenizers; the same "
+                                          "ids: a check on the default path).", "--library-encode", run=True)
 
     def settings(self) -> dict:
         """What determines the output; a resumed build must match it exactly."""
@@ -175,7 +179,8 @@ def _encode_setup(arg: dict) -> dict:
     from dscoder.tokenizer.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.load(arg["tokenizer"])
-    return {**arg, "encoder": DocumentEncoder(tokenizer, need_fim=arg["fim_rate"] > 0)}
+    return {**arg, "encoder": DocumentEncoder(tokenizer, need_fim=arg["fim_rate"] > 0,
+                                              library=arg["library_encode"])}
 
 
 def _read_files(work: Path, refs: list[dict]) -> list[str]:
@@ -436,7 +441,8 @@ def build(config: BuildConfig, *, restart: bool = False, progress=None) -> dict:
             {k: f[k] for k in ("part", "offset", "length", "path", "language")} for f in r["files"]]} for r in part]}
             for i, part in enumerate(_parts_by_size(kept, lambda r: r["bytes"], config.part_bytes))]
         encode_arg = {"work": str(work), "tokenizer": config.tokenizer, "seed": config.seed,
-                      "fim_rate": config.fim_rate, "spm_rate": config.spm_rate}
+                      "fim_rate": config.fim_rate, "spm_rate": config.spm_rate,
+                      "library_encode": config.library_encode}
         t0 = time.perf_counter()
         encoded = _run_stage(config, "tokens", encode_part, _encode_setup, encode_arg, encode_tasks,
                              lambda t: t["bytes"], progress)
