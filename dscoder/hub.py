@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dscoder.errors import CheckpointError, ConfigError
+from dscoder.formats import weights_cache
 from dscoder.model.config import ModelConfig
 from dscoder.model.presets import find_preset
 from dscoder.settings import setting
@@ -150,9 +151,13 @@ def dtype_named(name: str, what: str) -> torch.dtype:
 
 def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
                device: torch.device | str = "cpu", quant: QuantConfig | str | None = None,
-               lora: str | os.PathLike | None = None):
+               lora: str | os.PathLike | None = None, cache: bool = True):
     """Load any model argument `resolve` accepts into a `Transformer` (float32 unless `dtype` says otherwise),
     quantized while loading if asked ('int8', 'int4' or a `QuantConfig`), with a LoRA adapter if `lora` names one.
+
+    A GGUF file's converted weights come from the weights cache when it holds them, else they are
+    converted and written there for the next start (`dscoder.formats.weights_cache`; `cache=False`
+    or DSCODER_WEIGHTS_CACHE=0 skips it: `convert`, which reads a file once, passes False).
 
     With `lora`, the base loads unquantized, the adapter is applied and merged into the weights (so
     inference runs no extra matmul, and every kernel, MLA's absorbed decode included, sees the
@@ -170,10 +175,19 @@ def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None 
     quant = QuantConfig.parse(quant) if isinstance(quant, str) else quant
     path = resolve(name)
     loader = load_hf_dir if path.is_dir() else load_gguf
+    if loader is load_gguf and cache and weights_cache.enabled():
+        loader = _cached_gguf
     if lora is None:
         return loader(path, dtype, device, quant)
     net = loader(path, dtype, device, None)
     return with_adapter(net, lora, quant, str(path))
+
+
+def _cached_gguf(path: Path, dtype: torch.dtype, device: torch.device | str, quant: QuantConfig | None):
+    """`load_gguf` through the weights cache."""
+    from dscoder.formats.hf import load_gguf
+
+    return weights_cache.load_converted(path, dtype, device, quant, lambda: load_gguf(path, dtype, device, quant))
 
 
 def with_adapter(net, lora: str | os.PathLike, quant: QuantConfig | str | None = None,
@@ -253,7 +267,7 @@ def convert(name: str | os.PathLike, out: str | os.PathLike, dtype: str = "bf16"
     held = {}
 
     def write(building: Path) -> None:  # loaded only once `out` is known to be free
-        held["net"] = load_model(source, dtype=torch_dtype, quant=quant)
+        held["net"] = load_model(source, dtype=torch_dtype, quant=quant, cache=False)
         save_hf_dir(held["net"], building, dtype=torch_dtype, max_shard_bytes=max_shard_bytes)
 
     wrote_tokenizer = write_model_dir(out, force, source, write)

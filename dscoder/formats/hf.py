@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from torch.overrides import TorchFunctionMode
 
 from dscoder.model.config import ModelConfig
 from dscoder.errors import CheckpointError, ConfigError
@@ -121,6 +122,29 @@ def directory_tensors(directory: Path) -> dict[str, TensorRef]:
     return refs
 
 
+_INITIALISERS = {"normal_", "uniform_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_", "xavier_uniform_",
+                 "xavier_normal_", "zeros_", "ones_", "constant_", "fill_", "zero_"}
+
+
+class _SkipInitOnMeta(TorchFunctionMode):
+    """Initialisers called on a meta tensor return it untouched: on meta they compute nothing, but
+    `nn.Embedding`'s `normal_` imports torch._dynamo there (1.1-1.3 s, most of a warm start)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if getattr(func, "__name__", "") in _INITIALISERS:
+            target = args[0] if args else kwargs.get("tensor")
+            if isinstance(target, torch.Tensor) and target.is_meta:
+                return target
+        return func(*args, **kwargs)
+
+
+def meta_model(cfg: ModelConfig) -> Transformer:
+    """The network `cfg` describes on the meta device (shapes and dtypes, no memory), its initialisers skipped."""
+    with torch.device("meta"), _SkipInitOnMeta():
+        return Transformer(cfg)
+
+
 def build_model(cfg: ModelConfig, refs: dict[str, TensorRef], source: str,
                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
                 quant: "QuantConfig | None" = None) -> Transformer:
@@ -136,8 +160,7 @@ def build_model(cfg: ModelConfig, refs: dict[str, TensorRef], source: str,
     saved = QuantConfig.from_hf(saved) if saved else None
     if saved and quant:
         raise CheckpointError(f"{source} is already quantized ({saved.scheme}); load it without --quant")
-    with torch.device("meta"):
-        model = Transformer(cfg)
+    model = meta_model(cfg)
     plan = quant_plan(model, saved or quant) if (saved or quant) else {}
     if saved:
         install(model, plan, saved)
