@@ -35,6 +35,7 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
 import sysconfig  # noqa: E402
 import time  # noqa: E402
@@ -155,6 +156,19 @@ def compare(path: Path, docs: list[list[Segment]], size: int, runs: int) -> tupl
                   "ratio": ratio}
 
 
+def revision() -> str:
+    """The commit measured (`+ changes` when the code measured, dscoder/data and dscoder/tokenizer, differs)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dscoder/data", "dscoder/tokenizer"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "an unknown commit"
+    return f"{head} + changes" if dirty else head
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="Runs of each side (alternating).")
@@ -169,6 +183,7 @@ def main() -> int:
     tokenizers = [p for p in (DEEPSEEK_VOCAB, Path(default_model_path())) if p.exists()]
     lines = [f"### tokenize_corpus.py — {date.today()} — {platform.machine()}, {os.cpu_count()} cores, "
              f"Python {platform.python_version()}", "",
+             f"dscoder at {revision()}. "
              f"{size / 1e6:.2f} MB of the stdlib ({root}) in {len(docs)} documents, "
              f"{sum(len(d) for d in docs)} files ({non_ascii} not ASCII); one process, one thread, "
              f"old and new alternating, {args.runs} runs each.", "",
