@@ -8,7 +8,10 @@ somewhere and say which finished"; ids arrive in completion order, and the calle
 part's record from its files. For Ray the build directory must be on storage every node sees.
 
 Pool workers leave the tokenizer's own thread pool on: when the last, largest repository is
-being tokenized, its batch of files spreads over the cores the finished workers left idle.
+being tokenized by the library's `encode_batch` (`--library-encode`, or a tokenizer whose
+pre-tokenizer `dscoder.data.encode` does not redo), its batch of files spreads over the cores
+the finished workers left idle. The default path (`encode.TextEncoder`) runs on one thread per
+worker, several times faster per core.
 """
 
 from __future__ import annotations
