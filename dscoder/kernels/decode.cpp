@@ -118,7 +118,8 @@ void linears(std::initializer_list<std::pair<const LinearDesc*, float*>> outs, c
     QMatrix mats[4];
     int64_t count = 0;
     for (const auto& [l, y] : outs) {
-        if (l->kind == F32 || l->k != outs.begin()->first->k) {
+        const LinearDesc& first = *outs.begin()->first;
+        if (l->kind == F32 || l->kind != first.kind || l->k != first.k) {
             for (const auto& [each, out] : outs) linear(*each, x, rows, out);
             return;
         }

@@ -45,24 +45,51 @@ FLAGS = ["-O3", "-mavx2", "-mfma", "-mf16c", "-fopenmp", "-shared", "-fPIC", "-s
 
 
 
+# Instruction sets beyond AVX2 that a kernel uses when the CPU has them, chosen at run time
+# (each is its own cached library): VNNI's vpdpbusd does int4 x int8 block dot products in one
+# instruction where AVX2 takes two (qmatvec.cpp), with the same exact integers, so every
+# variant computes the same bits.  DSCODER_NATIVE_ISA=avx2 forces the baseline.
+ISA_FLAGS = {"avxvnni": ["-mavxvnni"], "avx512vnni": ["-mavx512vnni", "-mavx512vl", "-mavx512bw"], "avx2": []}
+
+
+def cpu_isa() -> str:
+    """The best kernel variant for this CPU: avxvnni, avx512vnni or avx2."""
+    forced = os.environ.get("DSCODER_NATIVE_ISA")
+    if forced:
+        if forced not in ISA_FLAGS:
+            raise ValueError(f"DSCODER_NATIVE_ISA={forced!r}: expected one of {', '.join(ISA_FLAGS)}")
+        return forced
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    if "avx_vnni" in flags:
+        return "avxvnni"
+    if {"avx512_vnni", "avx512vl", "avx512bw"} <= set(flags):
+        return "avx512vnni"
+    return "avx2"
+
+
 def _cpu_has_avx2() -> bool:
     return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
-def build(compiler: str | None = None) -> Path:
-    """Compile the kernels (if not cached) and return the shared library's path."""
+def build(compiler: str | None = None, isa: str | None = None) -> Path:
+    """Compile the kernels for `isa` (default: this CPU's, `cpu_isa`) if not cached; the library's path."""
     compiler = compiler or os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if not compiler:
         raise RuntimeError("no C++ compiler (g++/c++) found")
+    flags = FLAGS + ISA_FLAGS[isa or cpu_isa()]
     files = sorted(KERNELS.glob("*.[ch]*"))  # sources and the headers they include
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join(FLAGS).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files) + " ".join(flags).encode()).hexdigest()[:16]
     target = cache_dir() / f"kernels-{digest}.so"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        done = subprocess.run([compiler, *FLAGS, *map(str, SOURCES), "-o", str(out)], capture_output=True, text=True)
+        done = subprocess.run([compiler, *flags, *map(str, SOURCES), "-o", str(out)], capture_output=True, text=True)
         if done.returncode:
             raise RuntimeError(f"compiling {', '.join(src.name for src in SOURCES)} failed:\n{done.stderr[-2000:]}")
         os.replace(out, target)  # atomic: a concurrent build never sees half a library
@@ -77,7 +104,13 @@ def kernels() -> ctypes.CDLL | None:
         log.info("native kernels off: CPU capability is %s, they need AVX2", torch.backends.cpu.get_cpu_capability())
         return None
     try:
-        lib = ctypes.CDLL(str(build()))
+        try:
+            lib = ctypes.CDLL(str(build()))
+        except (RuntimeError, OSError) as e:
+            if cpu_isa() == "avx2":
+                raise
+            log.info("the %s kernel variant did not build (%s); using the AVX2 one", cpu_isa(), e)
+            lib = ctypes.CDLL(str(build(isa="avx2")))  # an older compiler: same results, fewer instructions saved
     except (RuntimeError, OSError) as e:
         log.warning("native quantized kernels unavailable, using the PyTorch path: %s", e)
         return None

@@ -6,9 +6,9 @@ scale and minimum, per 32 weights: the Q4_1 layout, 5 bits per weight).
 
 Two ways to multiply, by the number of rows:
   - up to NATIVE_MAX_ROWS (decode, speculative verification): the activations are quantized
-    to int16 in blocks of 32 and each block's dot product with the weights is exact integer
-    arithmetic, scaled once (llama.cpp's scheme with 16 bits instead of 8; what makes the
-    AVX2 kernel fast, at a cost of ~1e-5 relative error per activation).  The
+    in blocks of 32 (to int8 for int4 weights, as llama.cpp's Q4_1 x Q8_1; to int16 for int8
+    weights) and each block's dot product with the weights is exact integer arithmetic,
+    scaled once: what makes the kernels fast.  The
     PyTorch path (`_integer_matmul`, used where the kernel is unavailable) does the same
     arithmetic.  The perplexity test runs this path on the embedded model.
   - more rows (prompt processing): the weights are dequantized and multiplied in floating
@@ -150,14 +150,20 @@ def dequantize_weight(tensors: dict[str, torch.Tensor], scheme: str, group_size:
     return w.to(dtype)
 
 
-def quantize_activations(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """x (M, K) fp32 -> int16 blocks (M, K), block scales (M, K/32), scale * block sums (M, K/32).
+# Activation levels per weight scheme: int4 weights meet 8-bit activations (llama.cpp's Q4_1 x
+# Q8_1: one u8 x s8 multiply-add per block), int8 weights 16-bit ones (8 bits would cost the
+# int8 model half its perplexity budget).  kernels/qmatvec.cpp says why at more length.
+ACTIVATION_LEVELS = {"int8": 32767, "int4": 127}
 
-    The exact arithmetic of the kernel (scale = max|x| / 32767, q = round-half-even(x * (1 / scale))),
+
+def quantize_activations(x: torch.Tensor, levels: int = 32767) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """x (M, K) fp32 -> integer blocks (M, K, as int16), block scales (M, K/32), scale * block sums (M, K/32).
+
+    The exact arithmetic of the kernel (scale = max|x| / levels, q = round-half-even(x * (1 / scale))),
     so both paths see the same integers.
     """
     blocks = x.view(x.shape[0], -1, 32)
-    scale = blocks.abs().amax(dim=-1) / 32767
+    scale = blocks.abs().amax(dim=-1) / levels
     inverse = torch.where(scale != 0, 1 / torch.where(scale != 0, scale, 1), 0)
     q = torch.round(blocks * inverse[..., None])
     return q.to(torch.int16).view_as(x), scale, scale * q.sum(dim=-1)
@@ -169,7 +175,7 @@ def _integer_matmul(x: torch.Tensor, tensors: dict[str, torch.Tensor], scheme: s
     The block dot products are integers below 2**31, exact in a float64 bmm whatever its
     summation order; the scaling is fp32, as in the kernel.
     """
-    xq, xd, xs = quantize_activations(x)
+    xq, xd, xs = quantize_activations(x, ACTIVATION_LEVELS[scheme])
     q = tensors["qweight"]
     n, m, nb = q.shape[0], x.shape[0], x.shape[1] // 32
     if scheme == "int8":

@@ -120,3 +120,30 @@ def test_native_rms_norm_without_weight_and_rope_on_bf16():
     fast = native.rope(xb, cos, sin, False)
     assert fast.dtype == torch.bfloat16
     torch.testing.assert_close(fast, apply_rope(xb.float(), cos, sin, False).bfloat16())
+
+
+def test_every_instruction_set_variant_computes_the_same_bits():
+    """The VNNI build (one vpdpbusd per int4 block) and the AVX2 build (maddubs + madd) must
+    give identical products: the sums are exact integers either way, and the serving engine's
+    promise that a request's tokens do not depend on the machine's load rests on it."""
+    import ctypes
+
+    from dscoder.model.quant import QuantLinear
+
+    best = native.cpu_isa()
+    if best == "avx2":
+        pytest.skip("this CPU has no VNNI: only the AVX2 variant runs here")
+    g = torch.Generator().manual_seed(3)
+    layer = QuantLinear.from_linear(torch.nn.Linear(576, 200, bias=True), "int4")
+    x = torch.randn(5, 576, generator=g) * 4
+    outs = []
+    for isa in ("avx2", best):
+        lib = ctypes.CDLL(str(native.build(isa=isa)))
+        p, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.dscoder_int4_matmul.argtypes = [p, i64, i64, p, p, p, i64, i64, p, p]
+        y = torch.empty(5, 200)
+        lib.dscoder_int4_matmul(x.data_ptr(), 5, 576, layer.qweight.data_ptr(), layer.scales.data_ptr(),
+                                layer.mins.data_ptr(), 200, 32, layer.bias.data_ptr(), y.data_ptr())
+        outs.append(y)
+    assert torch.equal(outs[0], outs[1])
+    assert outs[0].abs().sum() > 0

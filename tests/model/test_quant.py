@@ -16,7 +16,7 @@ from dscoder.model.transformer import Transformer
 from dscoder.infer.perplexity import perplexity
 from dscoder.model.presets import get_preset
 from dscoder.model.quant import (NATIVE_MAX_ROWS, QuantConfig, QuantLinear, dequantize_weight, quantize_model, quantize_weight,
-                           quantize_activations, weight_bytes)
+                           quantize_activations, weight_bytes, ACTIVATION_LEVELS)
 from dscoder.tokenizer.tokenizer import Tokenizer
 from conftest import native_kernels_mark, randomize_
 
@@ -177,8 +177,8 @@ def test_native_kernel_matches_the_pytorch_path(scheme, group, rows):
     torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-4)
     if rows > NATIVE_MAX_ROWS:  # prompt processing: float activations, the dequantized product
         torch.testing.assert_close(reference, exact, rtol=1e-5, atol=1e-4)
-    else:  # decode: int16 activations, off by at most half a step of each activation block
-        _, block_scale, _ = quantize_activations(x)
+    else:  # decode: quantized activations, off by at most half a step of each activation block
+        _, block_scale, _ = quantize_activations(x, ACTIVATION_LEVELS[scheme])
         bound = (weight.abs() @ (block_scale.repeat_interleave(32, dim=1) / 2).T).T
         assert ((reference - exact).abs() <= bound * 1.001 + 1e-4).all()
         assert (reference - exact).abs().max() > 1e-6  # the activations really were quantized
@@ -194,6 +194,9 @@ def test_activation_quantization_rounds_each_block_to_its_own_grid():
     assert (q[0, 64:] == 32767).all()
     torch.testing.assert_close(q.float().view(3, 32) * scale.view(3, 1), x.view(3, 32), atol=1 / 32767, rtol=0)
     torch.testing.assert_close(scaled_sum, (q.float().view(1, 3, 32).sum(-1) * scale))
+    q8, scale8, _ = quantize_activations(x, 127)  # int4 weights' activations: llama.cpp's Q8_1 grid
+    torch.testing.assert_close(scale8, torch.tensor([[2 / 127, 0.0, 0.5 / 127]]))
+    assert q8[0, :32].abs().max() == 127 and (q8[0, 64:] == 127).all() and q8.abs().max() <= 127
 
 
 @pytest.fixture(scope="module", params=["tiny-llama-gqa", "tiny-v2-lite", "tiny-v2"])
