@@ -37,6 +37,12 @@ OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "DSCODER_OFFLINE")
 # Element types of weights (`convert`) and of the KV cache (`load`), by their command-line names.
 DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # names of torch dtypes
 MODEL_HELP = "Model directory, .gguf file, preset name or HF repo id"
+DEVICES = ("auto", "cpu", "cuda")  # --device
+COMPUTE_DTYPES = ("auto", *DTYPES)  # --dtype
+DEVICE_HELP = ("Where the model runs: auto (CUDA when torch sees a GPU, else the CPU), cpu or cuda. On CUDA PyTorch's "
+               "kernels run instead of the native CPU ones.")
+DTYPE_HELP = ("Element type the model computes in: auto (fp32 on the CPU, where the native kernels compute in fp32; "
+              "bf16 on CUDA, fp16 on a GPU without bf16), bf16, fp16 or fp32.")
 
 
 @dataclass
@@ -53,6 +59,8 @@ class ModelChoice:
     lora: str | None = setting(None, "A LoRA adapter directory in peft's format (adapter_config.json + "
                                      "adapter_model.safetensors), merged into the weights in memory before any "
                                      "--quant; the files on disk are left as they are.", "--lora")
+    device: str = setting("auto", DEVICE_HELP, "--device", choices=DEVICES, run=True)  # where, not what: resumable
+    dtype: str = setting("auto", DTYPE_HELP, "--dtype", choices=COMPUTE_DTYPES)
 
 
 def default_model_path() -> Path:
@@ -149,6 +157,63 @@ def dtype_named(name: str, what: str) -> torch.dtype:
     return getattr(torch, DTYPES[name])
 
 
+def resolve_device(name: str | torch.device, option: str = "--device") -> torch.device:
+    """The torch device of a --device value (auto, cpu, cuda, cuda:N); a device that is not here is a
+    `ConfigError` naming `option`, never a traceback from deep inside torch."""
+    import torch
+
+    if isinstance(name, torch.device):
+        device = name
+    elif name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ConfigError(f"{option} must be one of {', '.join(DEVICES)}, got {name!r}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if torch.version.cuda is None else "torch sees no GPU"
+            raise ConfigError(f"{option} {name}: CUDA is not available here ({why}); use {option} cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{option} {name}: there are {torch.cuda.device_count()} GPU(s) here")
+    elif device.type not in ("cpu", "meta"):
+        raise ConfigError(f"{option} must be one of {', '.join(DEVICES)}, got {name!r}")
+    return device
+
+
+def compute_dtype(name: str | torch.dtype, device: torch.device, option: str = "--dtype") -> torch.dtype:
+    """The torch dtype of a --dtype value on `device`: auto is fp32 on the CPU (the native kernels and the
+    fused decode step compute in fp32) and bf16 on CUDA (fp16 where the GPU has no bf16)."""
+    import torch
+
+    if isinstance(name, torch.dtype):
+        return name
+    if name == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return dtype_named(name, option)
+
+
+def place(device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
+          quant: QuantConfig | str | None = None) -> tuple[torch.device, torch.dtype]:
+    """(device, dtype) of the --device and --dtype values, both checked (see `resolve_device`, `compute_dtype`),
+    and `quant` refused off the CPU (see `load_model`): what a command checks before it loads anything."""
+    where = resolve_device(device)
+    compute = compute_dtype(dtype, where)
+    if quant is not None:
+        _quant_here(quant if isinstance(quant, str) else quant.scheme, where)
+    return where, compute
+
+
+def _quant_here(scheme: str, device: torch.device) -> None:
+    if device.type != "cpu":
+        raise ConfigError(f"--quant {scheme} packs the weights for the CPU's native kernels; on {device.type} "
+                          "the model runs unquantized in --dtype (bf16 by default, 2 bytes a weight): drop --quant, "
+                          "or pass --device cpu")
+
+
 def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None = None,
                device: torch.device | str = "cpu", quant: QuantConfig | str | None = None,
                lora: str | os.PathLike | None = None, cache: bool = True):
@@ -158,6 +223,11 @@ def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None 
     A GGUF file's converted weights come from the weights cache when it holds them, else they are
     converted and written there for the next start (`dscoder.formats.weights_cache`; `cache=False`
     or DSCODER_WEIGHTS_CACHE=0 skips it: `convert`, which reads a file once, passes False).
+
+    `device` may be a GPU ('cuda', or --device's 'auto'): the weights are read on the CPU and moved. There,
+    `quant` is refused (it packs weights for the CPU's native kernels; a GPU runs the model in `dtype`,
+    2 bytes a weight in bf16), and a checkpoint saved quantized is dequantized to `dtype` as it loads
+    (`dequantized`), since its packed form is all there is of it.
 
     With `lora`, the base loads unquantized, the adapter is applied and merged into the weights (so
     inference runs no extra matmul, and every kernel, MLA's absorbed decode included, sees the
@@ -170,17 +240,51 @@ def load_model(name: str | os.PathLike | None = None, dtype: torch.dtype | None 
     from dscoder.formats.hf import load_gguf, load_hf_dir
     from dscoder.model.quant import QuantConfig
 
+    device = resolve_device(device)
     dtype = dtype or torch.float32
 
     quant = QuantConfig.parse(quant) if isinstance(quant, str) else quant
+    if quant is not None:
+        _quant_here(quant.scheme, device)
     path = resolve(name)
     loader = load_hf_dir if path.is_dir() else load_gguf
     if loader is load_gguf and cache and weights_cache.enabled():
         loader = _cached_gguf
     if lora is None:
-        return loader(path, dtype, device, quant)
-    net = loader(path, dtype, device, None)
-    return with_adapter(net, lora, quant, str(path))
+        net = loader(path, dtype, device, quant)
+    else:
+        net = with_adapter(loader(path, dtype, device, None), lora, quant, str(path))
+    if device.type != "cpu" and getattr(net, "quant_config", None) is not None:
+        net = dequantized(net, dtype)
+    return net
+
+
+def dequantized(net, dtype: torch.dtype):
+    """`net` with every `QuantLinear` replaced by an `nn.Linear` holding its weight dequantized to `dtype`
+    (a model saved quantized, loaded where there are no native kernels to run the packed form)."""
+    import logging
+
+    import torch
+
+    from dscoder.model.quant import QuantLinear
+
+    scheme = net.quant_config.scheme
+    for name, module in list(net.named_modules()):
+        if not isinstance(module, QuantLinear):
+            continue
+        parent, _, child = name.rpartition(".")
+        owner = net.get_submodule(parent) if parent else net
+        linear = torch.nn.Linear(module.in_features, module.out_features, bias=module.bias is not None,
+                                 device=module.qweight.device, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(module.dequantize(torch.float32))
+            if module.bias is not None:
+                linear.bias.copy_(module.bias)
+        setattr(owner, child, linear)
+    net.quant_config = None
+    logging.getLogger(__name__).warning("dscoder: the model is saved quantized (%s); dequantized to %s to run "
+                                        "off the CPU", scheme, str(dtype).removeprefix("torch."))
+    return net
 
 
 def _cached_gguf(path: Path, dtype: torch.dtype, device: torch.device | str, quant: QuantConfig | None):
@@ -224,19 +328,23 @@ def load_tokenizer(name: str | os.PathLike | None = None):
 
 
 def load(name: str | os.PathLike | None = None, quant: QuantConfig | str | None = None,
-         kv_dtype: torch.dtype | str | None = None, lora: str | os.PathLike | None = None):
+         kv_dtype: torch.dtype | str | None = None, lora: str | os.PathLike | None = None,
+         device: str | torch.device = "cpu", dtype: str | torch.dtype = "auto"):
     """The network and the tokenizer of one model argument (resolved, and downloaded, once).
 
     `kv_dtype` ('fp32', 'bf16', 'fp16' or a torch dtype; None: the weights' own) becomes the
     network's `Transformer.cache_dtype`, the element type of every cache made for it from now on.
     `lora` is a peft adapter directory, merged in memory before quantization (see `load_model`).
+    `device` and `dtype` are --device and --dtype's values (see `place`); the library's default is the
+    CPU, the command line's is auto.
     """
     from dscoder.tokenizer.tokenizer import Tokenizer
 
     if isinstance(kv_dtype, str):
         kv_dtype = dtype_named(kv_dtype, "--kv-cache")
+    where, compute = place(device, dtype, quant)  # a bad --device is said before anything is read
     path = resolve(name)
-    net = load_model(path, quant=quant, lora=lora)
+    net = load_model(path, dtype=compute, device=where, quant=quant, lora=lora)
     net.cache_dtype = kv_dtype
     return net, Tokenizer.load(path)
 

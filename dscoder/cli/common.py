@@ -1,6 +1,7 @@
 """What the commands share: the consoles, the options every model-running command offers
-(declared once here, from `dscoder.hub.ModelChoice` for the model ones), reading a file
-argument, and loading a model with its load time measured for the report line.
+(declared once here, from `dscoder.hub.ModelChoice` for the model ones: the model, --quant,
+--kv-cache, --device, --dtype), reading a file argument, and loading a model with its load time
+measured for the report line.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ MODEL_ARGUMENT = option(ModelChoice, "model", argument=True)
 MODEL_REQUIRED_ARGUMENT = option(ModelChoice, "model", argument=True, default=..., help=f"{MODEL_HELP}.")
 QUANT = option(ModelChoice, "quant")
 KV_CACHE = option(ModelChoice, "kv_cache")
+DEVICE = option(ModelChoice, "device")
+DTYPE = option(ModelChoice, "dtype")
 
 # Sampling: the same flags and help wherever a command samples.
 TEMPERATURE = typer.Option(0.0, "--temperature", "-t", help="0 is greedy.")
@@ -52,10 +55,11 @@ def read_text(file: Optional[str]) -> str:
         raise UserError(f"cannot read {file} as UTF-8 text: {e}") from None
 
 
-def load_timed(model: Optional[str], quant: Optional[str] = None, kv_cache: Optional[str] = None):
+def load_timed(model: Optional[str], quant: Optional[str] = None, kv_cache: Optional[str] = None,
+               device: str = "auto", dtype: str = "auto", lora: Optional[str] = None):
     """(network, tokenizer, seconds the load took): `dscoder.hub.load`, timed for the report line."""
     from dscoder.hub import load
 
     start = time.perf_counter()
-    net, tok = load(model, quant, kv_cache)
+    net, tok = load(model, quant, kv_cache, lora=lora, device=device, dtype=dtype)
     return net, tok, time.perf_counter() - start

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dscoder import eval as evaluation
-from dscoder.cli.common import MODEL, QUANT
+from dscoder.cli.common import DEVICE, DTYPE, MODEL, QUANT
 from dscoder.cli.options import from_settings
 from dscoder.eval import report
 from dscoder.execute import sandbox
@@ -194,7 +194,7 @@ def loss_by_position_command(
                                                                        "(0: every window of every file)."),
     chunk: int = typer.Option(512, "--chunk", help="Tokens fed through the KV cache at once (only this many rows "
                                                    "of logits are held)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, or cuda / cuda:N to run there (unquantized models)."),
+    device: str = DEVICE, dtype: str = DTYPE,
     target: Optional[Path] = typer.Option(None, "--out", help="Folder for loss_by_position.json and .png "
                                                               "(default: eval-results/loss-by-position-<model>)."),
 ) -> None:
@@ -204,9 +204,7 @@ def loss_by_position_command(
     from dscoder.cli.common import load_timed
 
     chosen = list(files) if files else long_context.default_files()
-    net, tok, _ = load_timed(model, quant)
-    if device != "cpu":
-        net.to(device)
+    net, tok, _ = load_timed(model, quant, device=device, dtype=dtype)
     target = target or Path("eval-results") / f"loss-by-position-{slug(model or 'default')}"
     result = long_context.loss_by_position(
         net, tok, chosen, max_len=max_len, chunk=chunk, max_windows=max_windows or None, name=model or "default",

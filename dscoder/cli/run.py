@@ -12,7 +12,8 @@ from typing import Optional
 import typer
 
 from dscoder.cli import common
-from dscoder.cli.common import KV_CACHE, MODEL, MODEL_LONG_ONLY, QUANT, SEED, STOP, TEMPERATURE, TOP_K, TOP_P, err
+from dscoder.cli.common import (DEVICE, DTYPE, KV_CACHE, MODEL, MODEL_LONG_ONLY, QUANT, SEED, STOP, TEMPERATURE,
+                                TOP_K, TOP_P, err)
 from dscoder.cli.options import option
 from dscoder.cli.repo import REPO, open_repo, repo_prefix
 from dscoder.cli.verify import verify_options
@@ -43,7 +44,7 @@ def complete(
     speculate: Optional[int] = typer.Option(None, "--speculate", help="Tokens proposed per step "
                                                                       "(default 4 with --draft, 8 with --lookup)."),
     quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, lora: Optional[str] = LORA,
-    repo: Optional[str] = REPO, verify=None,
+    device: str = DEVICE, dtype: str = DTYPE, repo: Optional[str] = REPO, verify=None,
 ) -> None:
     """Continue a prompt; only the generated text goes to stdout (streamed), timings to stderr."""
     from dscoder.infer.generate import SamplingParams
@@ -61,7 +62,7 @@ def complete(
         raise UserError("--verify runs the prompt and its completion as a program; --repo's context is not part of it")
     text = common.read_text(file) if file is not None else prompt
     index = open_repo(repo)
-    net, tok, loaded = _load_timed(model, quant, kv_cache, lora)
+    net, tok, loaded = common.load_timed(model, quant, kv_cache, device, dtype, lora)
     if index is not None:
         text = repo_prefix(index, file, text, "", net.config.max_position_embeddings, max_tokens,
                            lambda s: len(tok.encode(s)))
@@ -71,20 +72,9 @@ def complete(
         from dscoder.cli import verify as verification
         return verification.complete(net, tok, text, params, verify)
     if draft is not None or lookup:
-        _speculate(net, tok, text, params, draft, speculate, loaded)
+        _speculate(net, tok, text, params, draft, speculate, loaded, device, dtype)
     else:
         _stream(net, tok, text, params, loaded)
-
-
-def _load_timed(model: Optional[str], quant: Optional[str], kv_cache: Optional[str], lora: Optional[str]):
-    """`common.load_timed`, with a LoRA adapter merged in when `lora` names one."""
-    if lora is None:
-        return common.load_timed(model, quant, kv_cache)
-    from dscoder.hub import load
-
-    start = time.perf_counter()
-    net, tok = load(model, quant, kv_cache, lora=lora)
-    return net, tok, time.perf_counter() - start
 
 
 def _stream(net, tok, prompt: str, params, loaded: float) -> None:
@@ -99,12 +89,15 @@ def _stream(net, tok, prompt: str, params, loaded: float) -> None:
               f"finish: {delta.finish_reason}[/]")
 
 
-def _speculate(net, tok, prompt: str, params, draft_name: Optional[str], k: Optional[int], loaded: float) -> None:
-    """`complete --draft` (or `--lookup` when no draft is named): the text is printed once verified."""
-    from dscoder.hub import load_model
+def _speculate(net, tok, prompt: str, params, draft_name: Optional[str], k: Optional[int], loaded: float,
+               device: str, dtype: str) -> None:
+    """`complete --draft` (or `--lookup` when no draft is named): the text is printed once verified.
+    The draft runs where the target runs, in the same dtype."""
+    from dscoder.hub import load_model, place
     from dscoder.infer.speculative_text import speculate
 
-    draft = None if draft_name is None else load_model(draft_name)
+    where, compute = place(device, dtype)
+    draft = None if draft_name is None else load_model(draft_name, dtype=compute, device=where)
     start = time.perf_counter()
     done = speculate(net, tok, prompt, params, draft, k)
     elapsed = time.perf_counter() - start
@@ -126,7 +119,8 @@ def infill(
     no_dedent_stop: bool = typer.Option(False, "--no-dedent-stop", help="Keep going past the cursor's block."),
     mode: str = typer.Option("psm", "--mode", help="FIM ordering: psm or spm."),
     temperature: float = TEMPERATURE, seed: Optional[int] = SEED,
-    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, repo: Optional[str] = REPO,
+    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, device: str = DEVICE, dtype: str = DTYPE,
+    repo: Optional[str] = REPO,
 ) -> None:
     """Fill in the code at the cursor; only the middle goes to stdout."""
     from dscoder.infer.generate import SamplingParams
@@ -139,7 +133,7 @@ def infill(
     if file is not None:
         prefix, suffix = split_at_cursor(common.read_text(file), line, col)
     index = open_repo(repo)
-    net, tok = common.load_timed(model, quant, kv_cache)[:2]
+    net, tok = common.load_timed(model, quant, kv_cache, device, dtype)[:2]
     if index is not None:
         # the rules read the cursor's line from the prefix's end, which the context leaves as it is
         prefix = repo_prefix(index, file, prefix, suffix, net.config.max_position_embeddings, max_tokens + 8,
@@ -156,7 +150,8 @@ def chat(
     model: Optional[str] = MODEL_LONG_ONLY,
     max_tokens: int = common.max_tokens(512, "Most new tokens per answer."),
     temperature: float = TEMPERATURE, top_p: float = TOP_P, seed: Optional[int] = SEED,
-    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, verify=None,
+    quant: Optional[str] = QUANT, kv_cache: Optional[str] = KV_CACHE, device: str = DEVICE, dtype: str = DTYPE,
+    verify=None,
 ) -> None:
     """Chat with the model's own template: one-shot with -m, else interactive (/reset, /exit)."""
     from dscoder.infer.generate import SamplingParams
@@ -164,7 +159,7 @@ def chat(
 
     if verify is not None and message is None:
         raise UserError("--verify needs a one-shot question (-m/--message), not the interactive chat")
-    net, tok = common.load_timed(model, quant, kv_cache)[:2]
+    net, tok = common.load_timed(model, quant, kv_cache, device, dtype)[:2]
     if verify is not None:
         from dscoder.cli import verify as verification
         return verification.chat(net, tok, message, system, max_tokens, verify)

@@ -52,6 +52,8 @@ class EvalConfig:
                                          "--max-tokens")
     limit: int | None = setting(None, "Only the first N problems (a quick look).", "--limit")
     quant: str | None = like(ModelChoice, "quant")
+    device: str = like(ModelChoice, "device")
+    dtype: str = like(ModelChoice, "dtype")
     out: Path | None = setting(None, "Results folder (default: eval-results/...). An interrupted run there is "
                                      "resumed.", "--out", "-o", run=True)
     workers: int | None = setting(None, "Parallel sandboxes (default: cores).", "--workers", "-j", run=True)
@@ -108,6 +110,9 @@ class EvalConfig:
                 raise EvalError(f"--api and {flag} each name what is evaluated: give one of them")
         if self.quant:
             raise EvalError("--quant quantizes a local model while it loads; with --api the server decides")
+        for name in ("device", "dtype"):
+            if getattr(self, name) != "auto":
+                raise EvalError(f"--{name} places a local model; with --api the server decides")
         if self.concurrency < 1:
             raise EvalError(f"--concurrency must be at least 1, got {self.concurrency}")
         if not self.api_timeout > 0:
@@ -119,7 +124,13 @@ class EvalConfig:
 
     def identity(self) -> dict:
         """The fields a resumed run must match, as written to config.json (paths as strings)."""
-        return json.loads(json.dumps(identity(self), default=str))
+        return json.loads(json.dumps(without_auto_dtype(identity(self)), default=str))
+
+
+def without_auto_dtype(settings: dict) -> dict:
+    """`settings` less dtype when it is auto: runs written before --dtype existed computed in fp32 on the CPU,
+    what auto is there, and still resume (an explicit --dtype is part of what a run is)."""
+    return {k: v for k, v in settings.items() if not (k == "dtype" and v == "auto")}
 
 
 def slug(text: str) -> str:

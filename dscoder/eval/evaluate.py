@@ -99,7 +99,7 @@ def _model_completer(cfg: EvalConfig, name: str | None, problems: list[Problem],
     from dscoder.hub import load
 
     runner.check_form(problems, cfg)  # before the model loads
-    model, tokenizer = load(name, quant=cfg.quant)
+    model, tokenizer = load(name, quant=cfg.quant, device=cfg.device, dtype=cfg.dtype)
     if any(p.fim is not None for p in problems):
         from dscoder.tokenizer.fim import fim_tokens
 

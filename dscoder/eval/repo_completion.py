@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dscoder.cache import sha256_file
-from dscoder.eval.config import EvalConfig, EvalError, slug
+from dscoder.eval.config import EvalConfig, EvalError, slug, without_auto_dtype
 from dscoder.eval.runner import read_samples
 from dscoder.files import remove_stale, replacing, write_atomic
 from dscoder.repo.context import ContextConfig, RepoIndex, prompt_prefix
@@ -69,6 +69,8 @@ class RepoCompletionConfig:
 
     model: str | None = like(EvalConfig, "model")
     quant: str | None = like(EvalConfig, "quant")
+    device: str = like(EvalConfig, "device")
+    dtype: str = like(EvalConfig, "dtype")
     limit: int | None = setting(None, "Only the first N cases (the case file takes the packages in turn, so a "
                                       "few cases sample them all).", "--limit")
     context_tokens: int | None = setting(None, "Tokens of repository context at most (default: all that the model's "
@@ -115,7 +117,7 @@ def default_out(cfg: RepoCompletionConfig) -> Path:
 def identity_of(cfg: RepoCompletionConfig, cases: Path) -> dict:
     """What a resumed run must match: the settings that change an answer, the case file's hash (not its
     path) and the repository context's settings (less its time limit, which says how the work runs)."""
-    found = json.loads(json.dumps(identity(cfg), default=str))
+    found = json.loads(json.dumps(without_auto_dtype(identity(cfg)), default=str))
     found.pop("cases", None)
     found.pop("data", None)
     found["cases_sha256"] = sha256_file(cases)
@@ -340,7 +342,7 @@ def _answer(cfg: RepoCompletionConfig, todo: list[repo_cases.Case], loaded: repo
     from dscoder.hub import load
     from dscoder.infer.generate import GenerationError
 
-    model, tokenizer = load(cfg.model, quant=cfg.quant)
+    model, tokenizer = load(cfg.model, quant=cfg.quant, device=cfg.device, dtype=cfg.dtype)
     builder = PromptBuilder(tokenizer, model.config.max_position_embeddings, cfg)
     fresh = 0
     with _staged(loaded) as index, open(out / SAMPLES_FILE, "a", encoding="utf-8") as sink, \

@@ -60,6 +60,8 @@ class SuiteConfig:
 
     model: str | None = like(EvalConfig, "model")
     quant: str | None = like(EvalConfig, "quant")
+    device: str = like(EvalConfig, "device")
+    dtype: str = like(EvalConfig, "dtype")
     form: str = setting("auto", "auto: the instruct form for a model whose name says instruct or chat (and the "
                                 "embedded default), where a benchmark has one; else base.", "--form",
                         choices=("auto", "base", "instruct"))
@@ -122,7 +124,8 @@ def run(cfg: SuiteConfig, *, on_start=None, on_skip=None) -> dict:
         form = form_for(cfg, entry.benchmark)
         if on_start is not None:
             on_start(entry, form)
-        eval_cfg = EvalConfig(entry.benchmark, model=cfg.model, quant=cfg.quant, subset=entry.subset or None,
+        eval_cfg = EvalConfig(entry.benchmark, model=cfg.model, quant=cfg.quant, device=cfg.device, dtype=cfg.dtype,
+                              subset=entry.subset or None,
                               form=form, limit=cfg.limit, out=out / _folder(entry, form), workers=cfg.workers,
                               timeout=cfg.timeout, data=cfg.data, progress=cfg.progress, api=cfg.api,
                               api_model=cfg.api_model, api_params=cfg.api_params, concurrency=cfg.concurrency,

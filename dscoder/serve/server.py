@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dscoder.errors import ConfigError, UserError
-from dscoder.hub import DEFAULT_MODEL_FILE, ModelChoice, load
+from dscoder.hub import DEFAULT_MODEL_FILE, ModelChoice, load, place
 from dscoder.serve.config import EngineConfig
 from dscoder.serve.limits import HttpLimits
 from dscoder.settings import like, setting
@@ -40,6 +40,8 @@ class ServeConfig:
     quant: str | None = like(ModelChoice, "quant")
     kv_cache: str | None = like(ModelChoice, "kv_cache")
     lora: str | None = like(ModelChoice, "lora")
+    device: str = like(ModelChoice, "device")
+    dtype: str = like(ModelChoice, "dtype")
     kv_cache_gib: float = setting(1.0, "Memory for the paged KV cache, GiB.")
     engine: EngineConfig = setting(help="How the engine batches requests and caches their keys and values.",
                                    default_factory=EngineConfig)
@@ -65,6 +67,7 @@ class ServeConfig:
         if self.kv_cache_gib <= 0:
             raise ConfigError(f"--kv-cache-gib must be positive, got {self.kv_cache_gib}")
         self.limits.check()
+        place(self.device, self.dtype, self.quant)  # a GPU that is not here is said before the server starts
 
     @property
     def limits(self) -> HttpLimits:
@@ -127,7 +130,7 @@ def run(cfg: ServeConfig, on_ready: Callable[[str], None] | None = None) -> None
     server: uvicorn.Server | None = None
 
     def load_engine() -> Engine:
-        net, tokenizer = load(cfg.model, cfg.quant, cfg.kv_cache, lora=cfg.lora)
+        net, tokenizer = load(cfg.model, cfg.quant, cfg.kv_cache, lora=cfg.lora, device=cfg.device, dtype=cfg.dtype)
         engine = Engine(net, tokenizer, config)
         if on_ready is not None:
             on_ready(f"{state.model_name} on http://{cfg.host}:{bound_port()}/ ({engine.blocks.num_blocks} KV blocks of "

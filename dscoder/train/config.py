@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dscoder.errors import UserError
-from dscoder.settings import MISSING, setting
+from dscoder.hub import ModelChoice
+from dscoder.settings import MISSING, like, setting
 
 SCHEDULES = ("v1-multistep", "v2-cosine", "constant")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # --compute-dtype's choices, as --dtype's elsewhere; fp16 is refused
 PARALLEL = ("auto", "ddp", "fsdp")
 
 
@@ -164,9 +165,12 @@ class TrainConfig:
     max_position_embeddings: int | None = setting(None, "New context length of the model config (None: keep).",
                                                   cli=False)
     # --- how it runs (may change on --resume) --------------------------------------------------------------
-    precision: str = setting("auto", "auto (bf16 autocast where the device runs it fast: CUDA with bf16; else "
-                                     "fp32), bf16 or fp32. Master weights and optimizer state are always fp32.",
-                             cli=False, choices=PRECISIONS, run=True)
+    precision: str = setting("auto", "Element type training computes in (autocast): auto (bf16 where the device "
+                                     "runs it fast: CUDA with bf16; else fp32), bf16 or fp32; fp16 is refused (it "
+                                     "needs loss scaling, which this trainer does not do). Master weights and "
+                                     "optimizer state are always fp32. (`train merge --dtype` is the saved weights' "
+                                     "type, hence another name here.)", "--compute-dtype", choices=PRECISIONS,
+                             run=True)
     activation_checkpointing: bool = setting(False, "Recompute each block's activations in the backward pass.",
                                              cli=False, run=True)
     compile: bool = setting(False, "torch.compile each block. For dense models: an MoE block's expert sizes change "
@@ -174,7 +178,7 @@ class TrainConfig:
                                    "the tiny V2: 107 s first step, then slower than eager).", cli=False, run=True)
     parallel: str = setting("auto", "With several processes: ddp (replicas) or fsdp (FSDP2, fully_shard per "
                                     "block); auto picks ddp.", cli=False, choices=PARALLEL, run=True)
-    device: str = setting("auto", "cpu, cuda or auto (cuda when present).", "--device", run=True)
+    device: str = like(ModelChoice, "device")
     log_every: int = setting(1, "Steps between metric lines.", cli=False, run=True)
     eval_every: int = setting(100, "Steps between validations (0: only at the end).", cli=False, run=True)
     eval_rows: int = setting(64, "Validation rows evaluated each time (the same rows every time).", cli=False,
@@ -209,6 +213,9 @@ class TrainConfig:
             bad("warmup_steps must be >= 0 and warmup_max_fraction in [0, 1]")
         if self.precision not in PRECISIONS:
             bad(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "fp16":
+            bad("--compute-dtype fp16: training in fp16 needs loss scaling, which this trainer does not do; use bf16 "
+                "(as fast wherever a GPU has it) or fp32")
         if self.parallel not in PARALLEL:
             bad(f"parallel must be one of {', '.join(PARALLEL)}, got {self.parallel!r}")
         if self.grad_clip < 0 or self.weight_decay < 0:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from dscoder.hub import resolve_device
+
 
 @dataclass
 class World:
@@ -39,13 +41,10 @@ def setup(device: str = "auto") -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    dev = resolve_device(device)  # a GPU that is not here: one line naming --device, not torch's traceback
+    if dev.type == "cuda" and dev.index is None:  # each process its own GPU
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device(device)
     if size > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", rank=rank, world_size=size,
                                 device_id=dev if dev.type == "cuda" else None)
