@@ -254,3 +254,22 @@ def fim_model_dir(tmp_path_factory):
     tok = Tokenizer.load(shared_data("tokenizers", "ggml-vocab-deepseek-coder.gguf"))
     pieces = ["\n", "\n", "    ", "    ", "  ", "return", " a", " +", " b", "x", "print", "(", ")", " ="]
     return code_like_model_dir(tmp_path_factory.mktemp("fim-model"), tok, pieces, seed=11, head_seed=5)
+
+
+# ---- where model-running tests run -----------------------------------------------------------------
+
+@pytest.fixture(scope="session", params=["cpu", "cuda"])
+def device(request) -> torch.device:
+    """The device a model-running test runs on: the CPU always, CUDA where torch sees a GPU. The case's id
+    is the device's name, so `pytest -k cuda` runs the CUDA cases alone (benchmarks/gpu_check.sh does);
+    without a GPU they skip, saying so (no set-up installs one: DSCODER_STRICT=1 keeps it a skip)."""
+    if request.param == "cuda" and not torch.cuda.is_available():
+        pytest.skip("cuda: torch sees no GPU here")
+    return torch.device(request.param)
+
+
+def on_device(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` itself on the CPU; elsewhere a copy moved there, so a shared (module-scoped) model stays put."""
+    import copy
+
+    return module if device.type == "cpu" else copy.deepcopy(module).to(device)

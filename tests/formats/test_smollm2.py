@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import on_device
 from dscoder.hub import load_model
 
 
@@ -44,10 +45,11 @@ def test_logits_agree_with_transformers_loading_the_same_gguf(models):
 
 
 @torch.no_grad()
-def test_greedy_code_continuation_is_sensible_and_identical_to_transformers(models):
+def test_greedy_code_continuation_is_sensible_and_identical_to_transformers(models, device):
     ours, ref, tok = models
+    ours, ref = on_device(ours, device), on_device(ref, device)
     prompt = "def factorial(n):\n    if n == 0:\n        return 1\n    return"
-    ids = torch.tensor([tok.encode(prompt)])
+    ids = torch.tensor([tok.encode(prompt)], device=device)
     tokens = greedy(ours, ids, 12)
     assert tokens == ref.generate(ids, max_new_tokens=12, do_sample=False)[0, ids.shape[1]:].tolist()
     assert tok.decode(tokens).startswith(" n * factorial(n - 1)")

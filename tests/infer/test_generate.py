@@ -11,7 +11,7 @@ from dscoder.infer.generate import GenerationError, SamplingParams, generate, ne
 from dscoder.model.transformer import Transformer
 from dscoder.model.presets import get_preset
 from dscoder.tokenizer.tokenizer import Tokenizer
-from conftest import randomize_
+from conftest import on_device, randomize_
 
 PROMPT = "def fibonacci(n):\n    "
 
@@ -29,13 +29,14 @@ def model(request, tokenizer) -> Transformer:
 
 
 @torch.no_grad()
-def test_greedy_cached_decoding_equals_argmax_of_full_forward(model, tokenizer):
+def test_greedy_cached_decoding_equals_argmax_of_full_forward(model, tokenizer, device):
+    model = on_device(model, device)
     steps = 64
     out = generate(model, tokenizer, PROMPT, SamplingParams(max_new_tokens=steps, logprobs=True))[0]
     assert len(out.token_ids) == steps and out.finish_reason == "length"
     seq = tokenizer.encode(PROMPT)
     for token, logprob in zip(out.token_ids, out.logprobs):
-        logits = model(torch.tensor([seq]))[0][0, -1]
+        logits = model(torch.tensor([seq], device=device))[0][0, -1]
         assert token == int(logits.argmax())
         assert logprob == pytest.approx(float(logits.log_softmax(-1)[token]), abs=1e-4)
         seq.append(token)
@@ -51,7 +52,8 @@ def test_logits_to_keep_computes_only_the_last_positions(model):
     torch.testing.assert_close(last, full[:, -3:])
 
 
-def test_stream_deltas_add_up_to_the_completion(model, tokenizer):
+def test_stream_deltas_add_up_to_the_completion(model, tokenizer, device):
+    model = on_device(model, device)
     params = SamplingParams(max_new_tokens=48, temperature=1.0, seed=7)
     deltas = list(stream(model, tokenizer, PROMPT, params))
     assert "".join(d.text for d in deltas) == generate(model, tokenizer, PROMPT, params)[0].text

@@ -11,7 +11,7 @@ import torch
 
 from dscoder.formats.hf import load_hf_dir
 from dscoder.model.presets import get_preset
-from conftest import TINY, hf_reference
+from conftest import TINY, hf_reference, on_device
 
 TOL = 1e-4
 
@@ -41,9 +41,11 @@ def test_full_forward_matches_transformers(pair):
 
 
 @torch.no_grad()
-def test_chunked_prefill_then_token_by_token_decode_matches_transformers(pair):
+def test_chunked_prefill_then_token_by_token_decode_matches_transformers(pair, device):
+    """Greedy decoding on the device (`device`: cpu, and cuda where there is a GPU) against transformers there."""
     name, ref, ours = pair
-    prompt = tokens(ours.config.vocab_size, 2, 23)
+    ref, ours = on_device(ref, device), on_device(ours, device)
+    prompt = tokens(ours.config.vocab_size, 2, 23).to(device)
     cache = ours.new_cache(batch=2, max_len=128)
     seq, pos, step_logits = prompt, 0, []
     for chunk in prompt.split(9, dim=1):  # prefill in chunks of 9, 9, 5 from positions 0, 9, 18
