@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# The GPU checks of the training loop, in one command for a session that has a GPU:
+# The GPU checks, in one command for a session that has a GPU:
 #
-#   benchmarks/gpu_check.sh            (from the repository root; writes under ${OUT:-/tmp/gpu_check})
+#   benchmarks/gpu_check.sh [infer|train|all]   (from the repository root; default all; writes under
+#                                               ${OUT:-/tmp/gpu_check})
 #
+# infer (inference on one GPU, under 10 minutes; every step has its own time limit):
+# (i1) the test suite's CUDA cases: the tests that take the `device` fixture (tests/conftest.py),
+#      run with -k cuda: greedy decoding against transformers on the GPU (tiny presets, the
+#      embedded model) first, reported on their own line, then the rest;
+# (i2) benchmarks/device_speed.py --device cuda --dtype bf16: prefill and decode tok/s of the
+#      embedded model and of a random-weight DeepSeek-Coder-1.3B shape, ours beside transformers;
+# (i3) benchmarks/serve.py --device cuda --dtype bf16: dscoder serve's throughput at 1, 16 and 64
+#      concurrent clients.
+# Each python piece also runs on the CPU (--device cpu): DEVICE=cpu benchmarks/gpu_check.sh infer runs
+# the same steps there, the models shrunk and the clients fewer, to check the script without a GPU.
+#
+# train (the training loop):
 # (a) benchmarks/train_step.py --device cuda --no-save, if that script exists;
 # (b) with 2+ GPUs: 1 GPU vs 2 GPUs under torchrun (NCCL), DDP on tiny-llama and FSDP2 on the MoE
 #     tiny-v2-lite, same seed and global batch: per-step loss and gradient norm must agree;
@@ -12,6 +25,8 @@
 # The corpus and model directories are built here the way tests/training_data.py builds them
 # (a 512-token BPE tokenizer and a corpus from a few stdlib packages): nothing is downloaded.
 set -u
+WHAT=${1:-all}
+case "$WHAT" in infer|train|all) ;; *) echo "usage: $0 [infer|train|all]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 ROOT=${OUT:-/tmp/gpu_check}
 WORK="$ROOT/gpu_check"
@@ -26,6 +41,62 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 GPUS=$( (nvidia-smi -L 2>/dev/null || true) | grep -c '^GPU' )
 note "gpus: $GPUS; torch $(python -c 'import torch; print(torch.__version__, torch.version.cuda)' 2>&1)"
 
+finish() {
+  echo
+  echo "==== summary ($SUMMARY) ===="
+  cat "$SUMMARY"
+  [ "$STATUS" -eq 0 ] && echo "ALL CHECKS PASSED" || echo "SOME CHECK FAILED"
+  exit $STATUS
+}
+
+step() {  # label seconds log command...: run one check under its time limit, note ok or FAILED with the log's tail
+  local label=$1 limit=$2 log=$3; shift 3
+  local t0=$SECONDS code
+  timeout "$limit" "$@" > "$log" 2>&1
+  code=$?
+  if [ "$code" -eq 0 ]; then
+    note "$label: ok ($((SECONDS - t0)) s)"
+    return 0
+  fi
+  STATUS=1
+  [ "$code" -eq 124 ] && note "$label: FAILED (over its $limit s)" || note "$label: FAILED (exit $code)"
+  tail -n 30 "$log" | sed 's/^/  /' | tee -a "$SUMMARY"
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------- infer
+DEVICE=${DEVICE:-cuda}
+if [ "$DEVICE" = cpu ]; then  # a check of this script without a GPU: CPU-sized runs, fp32
+  DTYPE=fp32 SPEED=(--layers 2 --prompt 64 --new 16 --repeat 2) LEVELS=(1 4) LIMIT=900
+else
+  DTYPE=bf16 SPEED=() LEVELS=(1 16 64) LIMIT=0
+fi
+limit() { [ "$LIMIT" -gt 0 ] && echo "$LIMIT" || echo "$1"; }
+if [ "$WHAT" != train ]; then
+  if [ "$GPUS" -lt 1 ] && [ "$DEVICE" != cpu ]; then
+    note "infer: no GPU (nvidia-smi lists none), skipped"
+  else
+    # the test files whose tests take the device fixture (their CUDA cases are named [cuda...])
+    mapfile -t DEVICE_TESTS < <(grep -rlE "def test_[A-Za-z0-9_]+\([^)]*\bdevice\b" tests --include='test_*.py' | sort)
+    PARITY="$DEVICE and transformers"  # the greedy decodes compared with transformers' own model
+    step "greedy parity with transformers on $DEVICE (pytest -k '$PARITY')" "$(limit 240)" "$WORK/parity.log" \
+      python -m pytest -q -p no:cacheprovider -rs -k "$PARITY" "${DEVICE_TESTS[@]}" \
+      && tail -n 3 "$WORK/parity.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+    step "test suite, $DEVICE cases (pytest -k $DEVICE, ${#DEVICE_TESTS[@]} files)" "$(limit 240)" \
+      "$WORK/tests_device.log" \
+      python -m pytest -q -p no:cacheprovider -rs -k "$DEVICE and not ($PARITY)" "${DEVICE_TESTS[@]}" \
+      && tail -n 3 "$WORK/tests_device.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+    step "prefill/decode tok/s, $DTYPE, ours vs transformers" "$(limit 180)" "$WORK/device_speed.log" \
+      python benchmarks/device_speed.py --device "$DEVICE" --dtype "$DTYPE" "${SPEED[@]}" --no-save \
+      && grep '^| ' "$WORK/device_speed.log" | tail -n 5 | sed 's/^/  /' | tee -a "$SUMMARY"
+    step "serve throughput at ${LEVELS[*]} clients, $DTYPE" "$(limit 180)" "$WORK/serve.log" \
+      python benchmarks/serve.py --only ours-fp32 --levels "${LEVELS[@]}" --device "$DEVICE" --dtype "$DTYPE" \
+      --no-save \
+      && grep '^| ours' "$WORK/serve.log" | sed 's/^/  /' | tee -a "$SUMMARY"
+  fi
+  [ "$WHAT" = infer ] && finish
+fi
+
 # ---------------------------------------------------------------------------------------- (a)
 if [ -f benchmarks/train_step.py ]; then
   if timeout 300 python benchmarks/train_step.py --device cuda --no-save > "$WORK/train_step.log" 2>&1; then
@@ -39,7 +110,7 @@ fi
 
 # ---------------------------------------------------------------------------------------- (b)
 if [ "$GPUS" -lt 1 ]; then
-  note "parity: no GPU (nvidia-smi lists none), skipped"; exit $STATUS
+  note "parity: no GPU (nvidia-smi lists none), skipped"; finish
 fi
 if ! timeout 300 python - "$WORK/data" > "$WORK/data.log" 2>&1 <<'EOF'
 import shutil, sys, sysconfig
@@ -59,7 +130,7 @@ model_dir(root / "llama", "tiny-llama", root / "tok")
 model_dir(root / "v2", "tiny-v2-lite", root / "tok")
 EOF
 then
-  note "parity: building the test corpus FAILED"; tail -n 30 "$WORK/data.log" | tee -a "$SUMMARY"; exit 1
+  STATUS=1; note "parity: building the test corpus FAILED"; tail -n 30 "$WORK/data.log" | tee -a "$SUMMARY"; finish
 fi
 
 SETS=(-s seq_len=64 -s global_batch=4 -s micro_batch=1 -s steps=6 -s lr=3e-3 -s warmup_steps=2
@@ -117,8 +188,4 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------- (c)
-echo
-echo "==== summary ($SUMMARY) ===="
-cat "$SUMMARY"
-[ "$STATUS" -eq 0 ] && echo "ALL CHECKS PASSED" || echo "SOME CHECK FAILED"
-exit $STATUS
+finish

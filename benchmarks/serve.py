@@ -58,6 +58,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CONTESTANTS = ["ours-fp32", "ours-int4", "llama.cpp"]
+OURS_PLACEMENT: list[str] = []  # --device/--dtype passed on to `dscoder serve` (ours-fp32 keeps its name: the GGUF
+                                # dequantized, in --dtype when given)
 LEVELS = (1, 4, 16, 64)
 QUICK_LEVELS = (1, 4)
 MAX_TOKENS, QUICK_MAX_TOKENS = 128, 32
@@ -160,7 +162,7 @@ def server_argv(name: str, model: Path, port: int, threads: int) -> list[str]:
         argv = [sys.executable, "-m", "dscoder.cli", "serve", "--model", str(model), "--host", "127.0.0.1",
                 "--port", str(port)]
         variant = name.removeprefix("ours-")
-        return argv + (["--quant", variant] if variant in ("int4", "int8") else [])
+        return argv + (["--quant", variant] if variant in ("int4", "int8") else []) + OURS_PLACEMENT
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(N_CTX), "--n_threads", str(threads), "--n_threads_batch", str(threads),
             "--interrupt_requests", "False", "--verbose", "False"]
@@ -331,7 +333,8 @@ def render(results: dict, levels, max_tokens: int, threads: int, load: float, qu
              f"the {os.cpu_count()} cores). "
              f"llama.cpp: {threads} threads, n_ctx {N_CTX}. Load average before the run: {load:.1f}. Tokens are those "
              "received (usage.completion_tokens, else non-empty chunks; end-of-sequence ends a request early). "
-             "TTFT in s, ITL (gap between content chunks) in ms, as p50 / p90 / p99.",
+             "TTFT in s, ITL (gap between content chunks) in ms, as p50 / p90 / p99."
+             + (f" Ours served with {' '.join(OURS_PLACEMENT)}." if OURS_PLACEMENT else ""),
              "",
              "| contestant | concurrency | requests | tok/req | aggregate tok/s | vs own single-stream | vs llama.cpp "
              "same concurrency | TTFT s p50 / p90 / p99 | ITL ms p50 / p90 / p99 | errors |",
@@ -381,7 +384,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="llama.cpp's threads")
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1 and 4, 32 tokens, not saved")
     parser.add_argument("--no-save", action="store_true", help="print the table without appending to RESULTS.md")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="dscoder serve's --device (ours only)")
+    parser.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="dscoder serve's --dtype (ours only)")
     args = parser.parse_args()
+    OURS_PLACEMENT.extend(a for flag in ("device", "dtype") if getattr(args, flag)
+                          for a in (f"--{flag}", getattr(args, flag)))
     levels = tuple(args.levels or (QUICK_LEVELS if args.quick else LEVELS))
     if 1 not in levels:
         levels = (1, *levels)  # the single-stream reference
