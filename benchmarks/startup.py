@@ -117,6 +117,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="Runs of each contestant, alternating (at least 5 "
                                                               "for the recorded table).")
     parser.add_argument("--no-llama", action="store_true", help="Leave llama-cpp-python out.")
+    parser.add_argument("--label", default="", help="Names the code measured in the heading (e.g. before, after).")
     parser.add_argument("--no-save", action="store_true", help="Print the table without appending it to RESULTS.md.")
     args = parser.parse_args()
 
@@ -150,9 +151,14 @@ def main() -> None:
     if llama:
         from importlib.metadata import version
         llama_version = f", llama-cpp-python {version('llama_cpp_python')}"
-    lines = [f"### startup.py — {date.today()} — {platform.machine()}, {os.cpu_count()} cores, torch "
+    import dscoder
+
+    source = Path(dscoder.__file__).resolve().parents[1]
+    label = f" — {args.label}" if args.label else ""
+    lines = [f"### startup.py{label} — {date.today()} — {platform.machine()}, {os.cpu_count()} cores, torch "
              f"{torch.__version__}{llama_version}", "",
-             f"Cold processes, {args.rounds} alternating rounds after one untimed warm-up each; prompt {PROMPT!r}; "
+             f"dscoder from `{source}`. Cold processes, {args.rounds} alternating rounds after one untimed warm-up "
+             f"each; prompt {PROMPT!r}; "
              f"{gguf.name}. Time to the first byte on stdout (the token) for model runs, to the exit otherwise. "
              f"Load average (1, 5, 15 min) before {', '.join(f'{x:.2f}' for x in load_before)}, after "
              f"{', '.join(f'{x:.2f}' for x in load_after)}.", "",
@@ -160,8 +166,9 @@ def main() -> None:
     for c in [all_[0], empty, *all_[1:]]:
         ratio = statistics.median(c.seconds) / torch_median
         lines.append(f"| {c.name} | {len(c.seconds)} | {span(c.seconds)} | {ratio:.2f} |")
-    lines += ["", "Command:", "", f"    python benchmarks/startup.py --rounds {args.rounds}"
-              f"{' --no-llama' if args.no_llama else ''}", ""]
+    env = f"PYTHONPATH={os.environ['PYTHONPATH']} " if os.environ.get("PYTHONPATH") else ""
+    lines += ["", "Command:", "", f"    {env}python benchmarks/startup.py --rounds {args.rounds}"
+              f"{' --no-llama' if args.no_llama else ''}{f' --label {args.label!r}' if args.label else ''}", ""]
     text = "\n".join(lines)
     print(text)
     if not args.no_save:
