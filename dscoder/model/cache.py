@@ -60,3 +60,8 @@ class RowCache:
 
     def attend_latent(self, mla, q_nope, q_pe, latent, k_pe) -> torch.Tensor:
         raise NotImplementedError
+
+    def paged_pools(self):
+        """(every layer's K pools, V pools, the rows) when the fused decode step can run over this
+        cache (model/fused.py), else None: the layers then run one by one through `attend`."""
+        return None

@@ -64,7 +64,7 @@ class Plan:
         self.tensors: list = []  # (owner dict, name, tensor, address)
         self.keep: list = []  # what the descriptions point into and nothing else holds
         self.desc: ModelDesc | None = None
-        self.caches: dict = {}  # id(cache list) -> (pointer arrays, the list itself)
+        self.caches: dict = {}  # cache addresses -> their ctypes arrays
         self.hooked = False  # declined because of hooks: examined again at every step
         self.columns = None
 
@@ -188,18 +188,20 @@ def plan_for(model: nn.Module) -> Plan | None:
     return plan if plan.desc is not None else None
 
 
-def _pointer_arrays(plan: Plan, key, tensors_k: list[torch.Tensor], tensors_v: list[torch.Tensor]):
-    """ctypes arrays of the per-layer cache addresses, remembered per cache object."""
-    entry = plan.caches.get(id(key))
-    if entry is not None and entry[2] is key:
-        return entry[0], entry[1]
-    n = len(tensors_k)
-    k = (_P * n)(*(t.data_ptr() for t in tensors_k))
-    v = (_P * n)(*(t.data_ptr() for t in tensors_v))
-    if len(plan.caches) > 8:  # finished requests' caches: forget them
-        plan.caches.clear()
-    plan.caches[id(key)] = (k, v, key)
-    return k, v
+def _pointer_arrays(plan: Plan, tensors_k: list[torch.Tensor], tensors_v: list[torch.Tensor]):
+    """ctypes arrays of the per-layer cache addresses, made once per set of addresses.
+
+    Keyed by the addresses themselves, not by the cache object, so the plan keeps no cache
+    alive (a finished request's memory is freed as before) and a new cache at the same
+    addresses reuses the arrays correctly."""
+    addresses = (*map(torch.Tensor.data_ptr, tensors_k), *map(torch.Tensor.data_ptr, tensors_v))
+    entry = plan.caches.get(addresses)
+    if entry is None:
+        if len(plan.caches) > 8:  # finished requests' caches: forget them
+            plan.caches.clear()
+        n = len(tensors_k)
+        entry = plan.caches[addresses] = ((_P * n)(*addresses[:n]), (_P * n)(*addresses[n:]))
+    return entry
 
 
 def step(model: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, start_pos: int, cache) -> bool:
@@ -219,24 +221,27 @@ def step(model: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
         return False
     first = cache[0]
     if isinstance(first, RowCache):
-        paged = first.paged_pools() if hasattr(first, "paged_pools") else None
+        paged = first.paged_pools()
         if paged is None or b != 1:
             return False
         k_pools, v_pools, rows = paged
         dtype = k_pools[0].dtype
-        k_ptrs, v_ptrs = _pointer_arrays(plan, k_pools, k_pools, v_pools)
+        k_ptrs, v_ptrs = _pointer_arrays(plan, k_pools, v_pools)
         desc = CacheDesc(k_ptrs, v_ptrs, 0, 0, rows.seq.data_ptr(), rows.pos.data_ptr(), rows.max_pos,
                          rows.tables.data_ptr(), rows.tables.shape[1], k_pools[0].shape[1], rows.slots.data_ptr())
     else:
         if t > native.MAX_ROWS or not isinstance(first, DenseCache):
             return False
-        dtype = first.buffers[0].dtype
-        if not all(isinstance(c, DenseCache) and c.buffers[0].dtype == dtype for c in cache):
+        dtype, cfg = first.buffers[0].dtype, model.config
+        shape = (b, first.max_len, cfg.num_key_value_heads, cfg.attn_head_dim)
+        if len(cache) != len(model.layers) or not all(
+                isinstance(c, DenseCache) and all(z.dtype == dtype and z.shape == shape and z.is_contiguous()
+                                                  for z in c.buffers) for c in cache):
             return False
         max_len = first.max_len
         if start_pos + t > max_len:
             raise ValueError(f"cache holds {max_len} positions; writing {start_pos}..{start_pos + t} does not fit")
-        k_ptrs, v_ptrs = _pointer_arrays(plan, cache, [c.buffers[0] for c in cache], [c.buffers[1] for c in cache])
+        k_ptrs, v_ptrs = _pointer_arrays(plan, [c.buffers[0] for c in cache], [c.buffers[1] for c in cache])
         desc = CacheDesc(k_ptrs, v_ptrs, max_len, start_pos, None, None, 0, None, 0, 0, None)
         if b > 1:  # one table row per row of x
             cos, sin = cos.repeat(b, 1), sin.repeat(b, 1)

@@ -168,3 +168,33 @@ def test_silu_mul_matches_pytorch(n):
     torch.testing.assert_close(out, F.silu(gate) * up, rtol=2e-6, atol=1e-7)
     # A value's bits do not depend on where it sits in the call (the tail runs the vector code).
     assert torch.equal(native.silu_mul(gate[-1:], up[-1:]), out[-1:])
+
+
+def test_the_plan_keeps_no_cache_alive():
+    """It remembers cache addresses, never the caches: a finished request's memory is freed."""
+    import gc
+    import weakref
+
+    net = model()
+    with torch.no_grad():
+        cache = net.new_cache(1, 16)
+        net(torch.tensor([[3, 4, 5]]), 0, cache)
+        net(torch.tensor([[6]]), 3, cache)
+    assert fused.plan_for(net).caches  # the step ran and remembered the addresses
+    buffer = weakref.ref(cache[0].buffers[0])
+    del cache
+    gc.collect()
+    assert buffer() is None
+
+
+def test_a_cache_of_another_batch_or_shape_takes_the_layers(monkeypatch):
+    net = model()
+    switch = Unfused(monkeypatch)
+    switch.allow()
+    monkeypatch.delenv("DSCODER_FUSED")  # fused allowed; the blocks' forward counted
+    with torch.no_grad():
+        cache = net.new_cache(2, 16)
+        net(torch.tensor([[3, 4, 5]] * 2), 0, cache)
+        calls = switch.calls
+        net(torch.tensor([[6]]), 3, [c for c in cache])  # batch 1 against a cache of batch 2: not fused
+    assert switch.calls > calls
