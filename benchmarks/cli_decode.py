@@ -94,8 +94,10 @@ def main() -> None:
 
     quant = {"int4": "int4 (--quant int4) vs Q4_1", "int8": "int8 (--quant int8) vs Q4_1 file",
              "none": "fp32 vs Q4_1 file"}[args.quant]
+    from dscoder.kernels.native import cpu_isa
+
     lines = [f"### cli_decode.py — {date.today()} — {platform.machine()}, {args.threads} threads, "
-             f"{args.rounds} alternating rounds", "",
+             f"{args.rounds} alternating rounds, our kernels' variant: {cpu_isa()}", "",
              f"Embedded SmolLM2-135M-Instruct, {quant}. Fresh processes, no warm-up: decode tok/s is the slope "
              f"between a {SHORT}- and a {LONG}-token greedy generation of the same prompt (start-up, load and "
              "prompt cancel). Median (min–max) over the rounds; the ratio is per round. Load average before: "

@@ -270,10 +270,12 @@ def render(results: dict, bandwidth: float, threads: int, load, args) -> str:
     def rates(name, key, tokens):
         return [tokens / r[key] for r in results[name]]
 
+    from dscoder.kernels.native import cpu_isa
+
     greedy = results.get("ours-fp32", [{}])[0].get("tokens")
     rounds = max(len(v) for v in results.values())
     lines = [f"### decode.py — {date.today()} — {platform.machine()} ({platform.processor() or 'cpu'}), {threads} "
-             f"threads, torch {torch.__version__}, {rounds} alternating rounds",
+             f"threads, torch {torch.__version__}, {rounds} alternating rounds, our kernels' variant: {cpu_isa()}",
              "",
              f"SmolLM2-135M-Instruct (Q4_1 GGUF), prompt {PROMPT_TOKENS} tokens of code, {DECODE_TOKENS} greedy decode "
              f"steps, batch 1. Each cell: median (min–max) over the rounds. Measured read bandwidth: {bandwidth:.1f} "
