@@ -132,7 +132,9 @@ def check_layer(layer: QuantLinear) -> dict[str, float]:
     got = layer(x)
     facts = {"mean": w.mean().item(), "std": w.std().item(), "finite": bool(torch.isfinite(w).all()),
              "matvec_rel_err": ((got - ref).norm() / ref.norm()).item()}
-    if not facts["finite"] or abs(facts["std"] / STD - 1) > 0.3 or facts["matvec_rel_err"] > 1e-4:
+    # int4 meets 8-bit activations (llama.cpp's Q8_1 grid: ~0.5% relative error on random data), int8 16-bit ones
+    tolerance = 2e-2 if layer.scheme == "int4" else 1e-4
+    if not facts["finite"] or abs(facts["std"] / STD - 1) > 0.3 or facts["matvec_rel_err"] > tolerance:
         raise RuntimeError(f"random packed weights of {layer} are not a valid layer: {facts}")
     return facts
 
