@@ -46,10 +46,11 @@ PROMPT_TOKENS, DECODE_TOKENS = 512, 256
 WARM_PROMPT, WARM_STEPS = 16, 48
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CONTESTANTS = ["ours-fp32", "ours-fp32-compiled", "ours-bf16", "ours-int8", "ours-int4", "ours-int4-kv16",
-               "llama.cpp", "llama.cpp-q8_0", "transformers-fp32"]
+               "ours-int4-avx2", "llama.cpp", "llama.cpp-q8_0", "transformers-fp32"]
 PEER = {"ours-int8": "llama.cpp-q8_0"}  # whom "vs llama.cpp" compares with; llama.cpp (Q4_1) otherwise
 BITS = {"ours-fp32": "32", "ours-fp32-compiled": "32", "ours-bf16": "16", "ours-int8": "8 (+head 8)",
         "ours-int4": "5 (+head 8)", "ours-int4-kv16": "5 (+head 8), KV fp16",
+        "ours-int4-avx2": "5 (+head 8), AVX2 kernels",
         "llama.cpp": "5 (Q4_1, head Q8_0)", "llama.cpp-q8_0": "8.5 (Q8_0)", "transformers-fp32": "32"}
 
 
@@ -207,6 +208,9 @@ def run_transformers(ids: list[int], threads: int) -> dict:
 
 def worker(name: str, threads: int) -> None:
     torch.set_num_threads(threads)
+    if name.endswith("-avx2"):  # the kernel variant CPUs without VNNI run (AMD Zen 2/3), on this CPU
+        os.environ["DSCODER_NATIVE_ISA"] = "avx2"
+        name = name.removesuffix("-avx2")
     ids = prompt_ids()
     if name.startswith("ours-"):
         result = run_ours(name.removeprefix("ours-"), ids, threads)
