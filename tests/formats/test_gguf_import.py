@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV2ForCa
 
 from dscoder.errors import CheckpointError
 from dscoder.formats.gguf import read_gguf, read_gguf_config, read_header
+from tiny_gguf import add_tokenizer
 
 Q = gguf.GGMLQuantizationType
 # Byte offsets of the f16 super-block scales in the K-quant blocks (ggml-common.h).
@@ -65,16 +66,6 @@ def encode(array: np.ndarray, qtype: Q, rng: np.random.Generator) -> np.ndarray:
         scales = rng.uniform(1e-4, 1e-3, (len(blocks), 1)).astype(np.float16)
         blocks[:, offset:offset + 2] = scales.view(np.uint8)
     return raw
-
-
-def add_tokenizer(writer: gguf.GGUFWriter, vocab_size: int) -> None:
-    """A small gpt2-style vocabulary: enough for transformers' GGUF loader."""
-    writer.add_tokenizer_model("gpt2")
-    writer.add_token_list([f"t{i}" for i in range(vocab_size)])
-    writer.add_token_types([gguf.TokenType.NORMAL] * vocab_size)
-    writer.add_token_merges([])
-    writer.add_bos_token_id(1)
-    writer.add_eos_token_id(2)
 
 
 def add_shared_hparams(writer: gguf.GGUFWriter, cfg) -> None:
