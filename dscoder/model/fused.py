@@ -60,22 +60,35 @@ class Plan:
     and what must still hold for that verdict and those pointers to stand (`valid`)."""
 
     def __init__(self):
-        self.modules: list = []  # (parent._modules, name, child)
-        self.tensors: list = []  # (owner dict, name, tensor, address)
+        # What was looked at, as parallel columns for `valid`'s mapped comparisons:
+        # parent._modules[name] was child; owner[key] was tensor, at address.
+        self.parents: list[dict] = []
+        self.names: list[str] = []
+        self.children: list[nn.Module] = []
+        self.hooks: list[dict] = []  # each child's forward and forward-pre hook dicts
+        self.owners: list[dict] = []
+        self.keys: list[str] = []
+        self.tensors: list[torch.Tensor] = []
+        self.addresses: list[int] = []
         self.keep: list = []  # what the descriptions point into and nothing else holds
         self.desc: ModelDesc | None = None
         self.caches: dict = {}  # cache addresses -> their ctypes arrays
         self.hooked = False  # declined because of hooks: examined again at every step
-        self.columns = None
 
     def watch(self, parent: nn.Module, name: str) -> nn.Module:
         """Remember parent.name and the addresses of its own tensors; returns the child."""
         child = parent._modules[name]
-        self.modules.append((parent._modules, name, child))
+        self.parents.append(parent._modules)
+        self.names.append(name)
+        self.children.append(child)
+        self.hooks += [child._forward_hooks, child._forward_pre_hooks]
         for owner in (child._parameters, child._buffers):
             for key, tensor in owner.items():
                 if tensor is not None:
-                    self.tensors.append((owner, key, tensor, tensor.data_ptr()))
+                    self.owners.append(owner)
+                    self.keys.append(key)
+                    self.tensors.append(tensor)
+                    self.addresses.append(tensor.data_ptr())
         return child
 
     def valid(self) -> bool:
@@ -89,20 +102,10 @@ class Plan:
         """
         if self.hooked or _global_hooks():
             return False
-        modules, tensors = self._columns()
-        return (all(map(operator.is_, map(dict.get, modules[0], modules[1]), modules[2]))
-                and not any(map(len, modules[3]))
-                and all(map(operator.is_, map(dict.get, tensors[0], tensors[1]), tensors[2]))
-                and list(map(torch.Tensor.data_ptr, tensors[2])) == tensors[3])
-
-    def _columns(self):
-        """The watch lists as columns (built once), for `valid`'s mapped comparisons."""
-        if self.__dict__.get("columns") is None:
-            hooks = [d for _, _, child in self.modules for d in (child._forward_hooks, child._forward_pre_hooks)]
-            self.columns = ([*zip(*self.modules), hooks] if self.modules else [(), (), (), hooks],
-                            list(zip(*self.tensors)) if self.tensors else [(), (), (), []])
-            self.columns[1][3] = list(self.columns[1][3])
-        return self.columns
+        return (all(map(operator.is_, map(dict.get, self.parents, self.names), self.children))
+                and not any(map(len, self.hooks))
+                and all(map(operator.is_, map(dict.get, self.owners, self.keys), self.tensors))
+                and list(map(torch.Tensor.data_ptr, self.tensors)) == self.addresses)
 
 
 def _linear(layer: nn.Module, keep: list) -> LinearDesc | None:
